@@ -1,0 +1,368 @@
+"""Lowering SymPy programs to generated Python kernels.
+
+A :class:`Program` is an ordered list of assignments ``symbol <- expression`` with
+named inputs and outputs. :func:`generate` lowers it for a target:
+
+1. unevaluated operators are replaced by their closed forms (:func:`derive.operators.lower`);
+2. every ``Piecewise`` becomes a helper function. On the array target the helper
+   evaluates each branch only on the points where that branch is taken (boolean
+   masks), so an untaken branch can never produce NaN, overflow or a warning; on
+   mpmath it is a plain ``if``;
+3. common subexpressions are eliminated per assignment and emitted as one
+   statement per temporary (huge single expressions can overflow ``compile()``);
+4. the result is printed by the target's printer.
+
+The :class:`Kernel` keeps the generated source and a SHA-256 key of the lowered
+expressions; the source is cached on disk under that key and compiled with
+``compile``/``exec`` -- nothing lambdified is ever pickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import linecache
+import os
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import sympy as sp
+
+from ..operators import lower
+from .printer import PRINTERS, check_supported, identifier
+
+__all__ = ["Program", "Kernel", "generate", "cache_dir", "CODEGEN_VERSION"]
+
+#: Bump when the lowering or the printers change what source a program produces.
+CODEGEN_VERSION = "1"
+
+_MP_PRELUDE = '''
+def _mp_logaddexp(mp, a, b):
+    """log(e^a + e^b) without overflow."""
+    m = max(a, b)
+    if mp.isinf(m):
+        return m
+    return m + mp.log(mp.exp(a - m) + mp.exp(b - m))
+'''
+
+
+@dataclass(frozen=True)
+class Program:
+    """Ordered assignments ``lhs <- rhs`` from ``inputs`` to ``outputs``.
+
+    Later right-hand sides may use earlier left-hand sides; ``outputs`` are
+    left-hand sides (or inputs) returned, in order, as a ``dict`` keyed by name.
+    """
+
+    name: str
+    inputs: tuple[sp.Symbol, ...]
+    assignments: tuple[tuple[sp.Symbol, sp.Expr], ...]
+    outputs: tuple[sp.Symbol, ...]
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        known = set(self.inputs)
+        for lhs, rhs in self.assignments:
+            missing = sp.sympify(rhs).free_symbols - known
+            if missing:
+                raise ValueError(
+                    f"program {self.name!r}: {lhs} uses {sorted(map(str, missing))} "
+                    "before they are defined"
+                )
+            known.add(lhs)
+        for out in self.outputs:
+            if out not in known:
+                raise ValueError(f"program {self.name!r}: output {out} is never assigned")
+
+    def expression(self, out: sp.Symbol) -> sp.Expr:
+        """The output ``out`` with every intermediate substituted (for derivations and tests)."""
+        expr = out
+        for lhs, rhs in reversed(self.assignments):
+            expr = expr.subs(lhs, rhs)
+        return expr
+
+
+def cache_dir() -> Path:
+    """Where generated sources are cached: ``$ATTN_THEORY_CACHE`` or ``~/.cache/attention-theory``."""
+    root = os.environ.get("ATTN_THEORY_CACHE")
+    base = Path(root) if root else Path.home() / ".cache" / "attention-theory"
+    return base / "kernels"
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """Generated source of one program for one target, its key, and the compiled function.
+
+    Array target: ``kernel(xp, special, *inputs) -> dict``. mpmath target:
+    ``kernel(mp, *inputs) -> dict``. Call :meth:`bind` for a plain function.
+    """
+
+    name: str
+    target: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    key: str
+    source: str
+    _fn: list = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def function(self) -> Callable[..., dict[str, Any]]:
+        if not self._fn:
+            filename = f"<attn-kernel {self.name} {self.key[:12]}>"
+            linecache.cache[filename] = (
+                len(self.source), None, self.source.splitlines(True), filename
+            )
+            namespace: dict[str, Any] = {}
+            exec(compile(self.source, filename, "exec"), namespace)  # noqa: S102 - our own source
+            self._fn.append(namespace[self.name])
+        return self._fn[0]
+
+    def __call__(self, *args: Any) -> dict[str, Any]:
+        return self.function(*args)
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write the generated source to ``path`` (a self-contained Python module)."""
+        p = Path(path)
+        p.write_text(self.source)
+        return p
+
+
+def _expr_key(program: Program, lowered: Sequence[tuple[sp.Symbol, sp.Expr]], target: str) -> str:
+    h = hashlib.sha256()
+    for part in (CODEGEN_VERSION, target, program.name, repr([s.name for s in program.inputs]),
+                 repr([s.name for s in program.outputs])):
+        h.update(part.encode())
+        h.update(b"\0")
+    for lhs, rhs in lowered:
+        h.update(sp.srepr(lhs).encode())
+        h.update(b"=")
+        h.update(sp.srepr(rhs).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class _Emitter:
+    """Builds the text of one module: helpers for Piecewise, then the main function."""
+
+    def __init__(self, target: str, prefix: str, names: dict[sp.Symbol, str]) -> None:
+        self.target = target
+        self.prefix = prefix
+        self.names = dict(names)
+        self.helpers: list[str] = []
+        self._n_helpers = 0
+        self._n_temps = 0
+
+    @property
+    def head_args(self) -> str:
+        return "xp, special" if self.target == "xp" else "mp"
+
+    def _printer(self):
+        return PRINTERS[self.target](self.names)
+
+    def _new_temp(self) -> sp.Symbol:
+        s = sp.Symbol(f"_t{self._n_temps}")
+        self._n_temps += 1
+        self.names[s] = s.name
+        return s
+
+    def extract_piecewise(self, expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Symbol, str]]]:
+        """Replace top-level Piecewise nodes by placeholders; return the calls to emit."""
+        calls: list[tuple[sp.Symbol, str]] = []
+        mapping: dict[sp.Basic, sp.Symbol] = {}
+
+        def visit(e: sp.Basic) -> sp.Basic:
+            if isinstance(e, sp.Piecewise):
+                if e not in mapping:
+                    ph = self._new_temp()
+                    args = sorted(e.free_symbols, key=lambda s: s.name)
+                    helper = self.helper_piecewise(e, args)
+                    calls.append((ph, f"{helper}({self.head_args}, "
+                                      + ", ".join(self.names.get(a, identifier(a.name)) for a in args)
+                                      + ")"))
+                    mapping[e] = ph
+                return mapping[e]
+            if not e.args or isinstance(e, (sp.Symbol, sp.Number)):
+                return e
+            new_args = [visit(a) for a in e.args]
+            if all(n is o for n, o in zip(new_args, e.args)):
+                return e
+            return e.func(*new_args)
+
+        return visit(expr), calls
+
+    def statements(self, lhs_name: str, expr: sp.Expr) -> list[str]:
+        """Statements computing ``expr`` into ``lhs_name``: Piecewise calls, CSE temporaries."""
+        expr, calls = self.extract_piecewise(expr)
+        lines = [f"{self.names[ph]} = {call}" for ph, call in calls]
+        temps = iter(lambda: self._new_temp(), None)
+        replacements, reduced = sp.cse([expr], symbols=temps, order="none")
+        printer = self._printer()
+        for sym, sub in replacements:
+            lines.append(f"{self.names[sym]} = {printer.doprint(sub)}")
+        lines.append(f"{lhs_name} = {printer.doprint(reduced[0])}")
+        return lines
+
+    def helper_piecewise(self, pw: sp.Piecewise, args: list[sp.Symbol]) -> str:
+        """Emit a helper evaluating ``pw``; return its name."""
+        name = f"_{self.prefix}_pw{self._n_helpers}"
+        self._n_helpers += 1
+        arg_names = [self.names.get(a, identifier(a.name)) for a in args]
+        sig = f"def {name}({self.head_args}, {', '.join(arg_names)}):"
+        doc = f'    """{_short(pw)}"""'
+        body: list[str] = []
+        if self.target == "mpmath":
+            for i, (val, cond) in enumerate(pw.args):
+                bname = self.branch_function(name, i, val, args)
+                call = f"return {bname}(mp, {', '.join(arg_names)})"
+                if cond == sp.true:
+                    body.append(f"    {call}")
+                    break
+                c = self._printer().doprint(cond)
+                body.append(f"    if {c}:\n        {call}")
+            else:
+                body.append("    raise ValueError('no Piecewise branch applies')")
+        else:
+            body.append(f"    {', '.join(arg_names)}{',' if len(arg_names) == 1 else ''} = "
+                        f"xp.broadcast_arrays({', '.join(f'xp.asarray({a}, dtype=xp.float64)' for a in arg_names)})")
+            body.append(f"    _out = xp.full({arg_names[0]}.shape, xp.nan)")
+            body.append(f"    _todo = xp.ones({arg_names[0]}.shape, dtype=bool)")
+            for i, (val, cond) in enumerate(pw.args):
+                bname = self.branch_function(name, i, val, args)
+                if cond == sp.true:
+                    body.append("    _m = _todo")
+                else:
+                    c = self._printer().doprint(cond)
+                    body.append(f"    _m = xp.logical_and(_todo, {c})")
+                if i == 0:
+                    body.append("    if bool(_m.all()):")
+                    body.append(f"        _out[...] = {bname}(xp, special, {', '.join(arg_names)})")
+                    body.append("        return _out")
+                masked = ", ".join(f"{a}[_m]" for a in arg_names)
+                body.append("    if bool(_m.any()):")
+                body.append(f"        _out[_m] = {bname}(xp, special, {masked})")
+                if cond == sp.true:
+                    break
+                body.append("    _todo = xp.logical_and(_todo, xp.logical_not(_m))")
+            body.append("    return _out")
+        self.helpers.append("\n".join([sig, doc, *body]))
+        return name
+
+    def branch_function(self, helper: str, i: int, val: sp.Expr, args: list[sp.Symbol]) -> str:
+        name = f"{helper}_b{i}"
+        arg_names = [self.names.get(a, identifier(a.name)) for a in args]
+        lines = self.statements("_r", val)
+        src = [f"def {name}({self.head_args}, {', '.join(arg_names)}):"]
+        src += ["    " + ln for ln in lines]
+        src.append("    return _r")
+        self.helpers.append("\n".join(src))
+        return name
+
+
+def _short(expr: sp.Basic, width: int = 200) -> str:
+    s = str(expr).replace('"""', "'''").replace("\\", "\\\\")
+    return s if len(s) <= width else s[: width - 3] + "..."
+
+
+def generate(program: Program, target: str = "xp") -> Kernel:
+    """Lower ``program`` and return its :class:`Kernel` for ``target`` ("xp" or "mpmath").
+
+    The source is looked up in the on-disk cache by the key of the lowered
+    expressions and generated (and cached) only when absent.
+    """
+    if target not in PRINTERS:
+        raise ValueError(f"unknown target {target!r}; valid targets are {sorted(PRINTERS)}")
+    lowered = [(lhs, lower(rhs)) for lhs, rhs in _hoist_operators(program.assignments)]
+    for _, rhs in lowered:
+        check_supported(rhs)
+    key = _expr_key(program, lowered, target)
+    fn_name = identifier(program.name)
+    path = cache_dir() / f"{fn_name}-{target}-{key[:32]}.py"
+    source = None
+    try:
+        if path.exists():
+            text = path.read_text()
+            if f"# expressions sha256: {key}\n" in text:
+                source = text
+    except OSError:
+        source = None
+    if source is None:
+        source = _render(program, lowered, target, key, fn_name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(source)
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only home only costs regeneration next time
+    return Kernel(
+        name=fn_name,
+        target=target,
+        inputs=tuple(s.name for s in program.inputs),
+        outputs=tuple(s.name for s in program.outputs),
+        key=key,
+        source=source,
+    )
+
+
+def _hoist_operators(assignments: Sequence[tuple[sp.Symbol, sp.Expr]]
+                     ) -> list[tuple[sp.Symbol, sp.Expr]]:
+    """Give every operator call its own assignment before lowering.
+
+    Lowered operators are ``Piecewise``; left inside a power or product, SymPy would
+    distribute the power into every branch and the operator would be evaluated again
+    for ``M**2``, ``M**3``... Hoisting evaluates each distinct call once.
+    """
+    out: list[tuple[sp.Symbol, sp.Expr]] = []
+    n = 0
+    for lhs, rhs in assignments:
+        rhs = sp.sympify(rhs)
+        while True:
+            ops = [e for e in sp.preorder_traversal(rhs) if hasattr(e, "_eval_lower")
+                   and e is not rhs
+                   and not any(hasattr(a, "_eval_lower") for a in sp.preorder_traversal(e)
+                               if a is not e)]
+            if not ops:
+                break
+            op = ops[0]
+            sym = sp.Symbol(f"_op{n}_{lhs.name}")
+            n += 1
+            out.append((sym, op))
+            rhs = rhs.xreplace({op: sym})
+        out.append((lhs, rhs))
+    return out
+
+
+def _render(program: Program, lowered: list[tuple[sp.Symbol, sp.Expr]], target: str,
+            key: str, fn_name: str) -> str:
+    names: dict[sp.Symbol, str] = {}
+    used: set[str] = set()
+    for s in list(program.inputs) + [lhs for lhs, _ in lowered]:  # noqa: B020
+        n = identifier(s.name)
+        while n in used and names.get(s) != n:
+            n += "_"
+        names[s] = n
+        used.add(n)
+    em = _Emitter(target, fn_name, names)
+    body: list[str] = []
+    for lhs, rhs in lowered:
+        body.append(f"# {lhs} = {_short(rhs, 160)}".replace("\n", " "))
+        body += em.statements(names[lhs], rhs)
+    ret = ", ".join(f"{s.name!r}: {names[s]}" for s in program.outputs)
+    body.append(f"return {{{ret}}}")
+    args = ", ".join(names[s] for s in program.inputs)
+    head = "xp, special" if target == "xp" else "mp"
+    doc = program.doc or f"Generated kernel {program.name}."
+    header = textwrap.dedent(f'''\
+        # Generated by attention-theory (derive.codegen), target: {target}. Do not edit:
+        # regenerate from the SymPy source instead.
+        # expressions sha256: {key}
+        # codegen version: {CODEGEN_VERSION}
+        ''')
+    parts = [header]
+    if target == "mpmath":
+        parts.append(_MP_PRELUDE)
+    parts += [h + "\n" for h in em.helpers]
+    main = [f"def {fn_name}({head}, {args}):", f'    """{doc}"""']
+    main += ["    " + ln for ln in body]
+    parts.append("\n".join(main) + "\n")
+    return "\n\n".join(p.strip("\n") + "\n" for p in parts)

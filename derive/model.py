@@ -1,0 +1,147 @@
+"""The model object: parameters, equations, programs, and the numeric pipeline hooks.
+
+A model states its physics once, as SymPy: :class:`Equation` objects to render,
+and :class:`~derive.codegen.Program` objects from which kernels are generated for
+every target. Subclasses implement :meth:`Model.evaluate` (the batched pipeline over
+a flat grid, run on a backend) and :meth:`Model.evaluate_mp` (the same pipeline
+in mpmath at one point); neither contains a formula, only the order in which
+generated kernels and generic solvers are called.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Mapping
+
+import sympy as sp
+
+from .codegen import Kernel, Program, generate
+from .params import Parameter
+
+__all__ = ["Equation", "Model"]
+
+
+@dataclass(frozen=True)
+class Equation:
+    """One displayed equation: ``lhs = rhs`` with its provenance.
+
+    ``source`` says where it comes from: ``"paper"``, ``"code+mp"`` (authors' code,
+    checked in mpmath), ``"derived"`` (obtained here by SymPy from other equations,
+    and tested against the stated form), or ``"definition"``.
+    """
+
+    label: str
+    lhs: sp.Basic
+    rhs: sp.Basic
+    source: str = "paper"
+    reference: str = ""
+    note: str = ""
+
+    def latex(self, symbol_names: Mapping[sp.Symbol, str] | None = None) -> str:
+        names = dict(symbol_names or {})
+        return (f"{sp.latex(self.lhs, symbol_names=names)} = "
+                f"{sp.latex(self.rhs, symbol_names=names)}")
+
+    def pretty(self) -> str:
+        return sp.pretty(sp.Eq(self.lhs, self.rhs, evaluate=False), use_unicode=True)
+
+
+class Model:
+    """Base class: subclasses set the class attributes and implement the hooks."""
+
+    name: str = ""
+    title: str = ""
+    paper: str = ""
+    parameters: tuple[Parameter, ...] = ()
+    #: LaTeX names of symbols whose SymPy name is an identifier (``eps`` -> ``\\varepsilon``)
+    symbol_names: Mapping[sp.Symbol, str] = {}
+    #: data variables of ``derive.solve``'s dataset, in order
+    observables: tuple[str, ...] = ()
+
+    # -- symbolic content ---------------------------------------------------------------
+    def equations(self) -> list[Equation]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def programs(self) -> dict[str, Program]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- numeric hooks ------------------------------------------------------------------
+    def evaluate(self, params: Mapping[str, Any], backend: Any) -> dict[str, Any]:  # pragma: no cover
+        """Batched pipeline on flat, equally shaped backend arrays; returns observables
+        plus ``converged``, ``residual``, ``iterations``, ``status``."""
+        raise NotImplementedError
+
+    def evaluate_mp(self, point: Mapping[str, Any], dps: int = 50) -> dict[str, Any]:  # pragma: no cover
+        """The same pipeline in mpmath at one point."""
+        raise NotImplementedError
+
+    # -- shared machinery ---------------------------------------------------------------
+    @cached_property
+    def _programs(self) -> dict[str, Program]:
+        return self.programs()
+
+    def kernel(self, program: str, target: str = "xp") -> Kernel:
+        """The generated kernel of ``program`` for ``target`` ("xp" or "mpmath"), cached."""
+        cache = self.__dict__.setdefault("_kernels", {})
+        k = (program, target)
+        if k not in cache:
+            try:
+                prog = self._programs[program]
+            except KeyError:
+                raise KeyError(f"model {self.name!r} has no program {program!r}; "
+                               f"it has {sorted(self._programs)}") from None
+            cache[k] = generate(prog, target)
+        return cache[k]
+
+    def kernels(self, target: str = "xp") -> dict[str, Kernel]:
+        return {name: self.kernel(name, target) for name in self._programs}
+
+    @property
+    def equations_hash(self) -> str:
+        """SHA-256 over the keys of all generated kernels: changes iff the equations do."""
+        h = hashlib.sha256()
+        for name in sorted(self._programs):
+            h.update(self.kernel(name, "xp").key.encode())
+        return h.hexdigest()
+
+    def parameter(self, name: str) -> Parameter:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise KeyError(f"model {self.name!r} has no parameter {name!r}; "
+                       f"its parameters are {[p.name for p in self.parameters]}")
+
+    def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Check names and domains; return validated float arrays keyed by name."""
+        known = {p.name for p in self.parameters}
+        unknown = set(params) - known
+        if unknown:
+            raise ValueError(f"model {self.name!r} has no parameter(s) {sorted(unknown)}; "
+                             f"its parameters are {[p.name for p in self.parameters]}")
+        missing = [p.name for p in self.parameters if p.name not in params]
+        if missing:
+            raise ValueError(f"model {self.name!r} needs values for {missing} "
+                             f"(parameters: {self.describe_parameters()})")
+        return {p.name: p.validate(params[p.name]) for p in self.parameters}
+
+    def describe_parameters(self) -> str:
+        return "; ".join(f"{p.name} ∈ {p.domain} ({p.description})" for p in self.parameters)
+
+    def show(self, fmt: str = "pretty") -> str:
+        """All equations, as unicode pretty print (``fmt="pretty"``) or LaTeX (``"latex"``)."""
+        out = [f"{self.title}\n{self.paper}\n"]
+        for eq in self.equations():
+            tag = f"[{eq.source}{', ' + eq.reference if eq.reference else ''}]"
+            if fmt == "latex":
+                out.append(f"% {eq.label} {tag}\n$$ {eq.latex(self.symbol_names)} $$")
+            elif fmt == "pretty":
+                out.append(f"{eq.label} {tag}\n{eq.pretty()}")
+            else:
+                raise ValueError(f"fmt must be 'pretty' or 'latex', got {fmt!r}")
+            if eq.note:
+                out.append(f"    ({eq.note})")
+        return "\n\n".join(out)
+
+    def __repr__(self) -> str:
+        return f"<model {self.name!r}: {self.title}>"

@@ -1,0 +1,370 @@
+r"""In-context learning by linear attention: exact learning curves.
+
+Y. M. Lu, M. I. Letey, J. A. Zavatone-Veth, A. Maiti, C. Pehlevan, *Asymptotic theory of
+in-context learning by linear attention*, arXiv:2405.11751, PNAS 122(28) e2502599122 (2025).
+Equation numbers refer to the project spec ``shared/specs/icl_linear_attention.md``
+(the paper's full text was not available; its formulas were taken from the authors'
+code and re-derived, see the spec's confidence tags).
+
+Scaling: $\alpha=\ell/d$, $\kappa=k/d$, $\tau=n/d^2$, noise variance $\rho$, ridge $\lambda$.
+
+Stated here (the definitions):
+
+* $q=(1+\rho)/\alpha$;
+* $M_\kappa$: the Marchenko–Pastur resolvent trace (:class:`~derive.operators.MarchenkoPasturTrace`);
+* the effective-ridge equation $\varepsilon M_\kappa(q+\varepsilon)=1-\tau+\tau\lambda/\varepsilon$ (§2.2);
+* $D$, $N$, $e_{\rm IDG}$, $e_{\rm ICL}$, $e_{\rm train}$ for $\lambda>0$ (§2.3).
+
+Derived here by SymPy (and tested against the spec's stated forms):
+
+* $M_\kappa$ in closed form and $M'_\kappa$ (implicit differentiation), their $\kappa\to\infty$ limits;
+* the ridgeless effective ridge $\varepsilon_0$ for $\tau<1$ (a quadratic obtained by eliminating $M$);
+* the ridgeless limit of $\lambda/\varepsilon$ in both branches, hence $e_{\rm train}$ at $\lambda=0$;
+* the ridgeless learning curves in both branches, by substitution into the general ones.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Mapping
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from numerics.backend import Backend
+from numerics.highprec import mp_bracketed_newton
+from numerics.results import Status
+from numerics.roots import bracketed_root, expand_bracket
+
+from ..codegen import Program
+from ..model import Equation, Model
+from ..operators import MarchenkoPasturTrace, mp_self_consistency, quadratic_root
+from ..params import Domain, Parameter, nonnegative, positive, positive_or_inf
+
+__all__ = ["ICLLinearAttention"]
+
+# ----------------------------------------------------------------------------- parameters
+TAU = Parameter("tau", positive, r"\tau", "pretraining contexts per parameter, n/d^2")
+ALPHA = Parameter("alpha", positive, r"\alpha", "context length per dimension, l/d")
+KAPPA = Parameter("kappa", positive_or_inf, r"\kappa",
+                  "task diversity k/d (inf = a fresh task per context)")
+RHO = Parameter("rho", nonnegative, r"\rho", "label-noise variance")
+LAM = Parameter("lam", nonnegative, r"\lambda", "ridge strength (0 = ridgeless limit)")
+
+tau, alpha, kappa, rho, lam = (p.symbol for p in (TAU, ALPHA, KAPPA, RHO, LAM))
+
+# ----------------------------------------------------------------------------- symbols
+q = sp.Symbol("q", positive=True)
+eps = sp.Symbol("eps", nonnegative=True)
+nu = sp.Symbol("nu", positive=True)
+M = sp.Symbol("M", positive=True)
+Mp = sp.Symbol("Mp", negative=True)
+D = sp.Symbol("D")
+N = sp.Symbol("N")
+r = sp.Symbol("r", nonnegative=True)  # lambda/eps
+x = sp.Symbol("x", positive=True)
+e_icl, e_idg, e_train = sp.symbols("e_icl e_idg e_train")
+f_eps, fprime_eps, lo_eps, hi_eps = sp.symbols("f fprime lo hi")
+
+SYMBOL_NAMES = {
+    eps: r"\varepsilon", lam: r"\lambda", Mp: r"M'", e_icl: r"e_{\rm ICL}",
+    e_idg: r"e_{\rm IDG}", e_train: r"e_{\rm train}", r: r"\lambda/\varepsilon",
+    f_eps: r"f(\varepsilon)", fprime_eps: r"f'(\varepsilon)",
+}
+
+
+def Mk(arg: sp.Expr, k: sp.Expr = kappa) -> MarchenkoPasturTrace:
+    """$M_k(\\mathrm{arg})$."""
+    return MarchenkoPasturTrace(arg, k)
+
+
+# ----------------------------------------------------------------------------- the model
+class ICLLinearAttention(Model):
+    """Deterministic-equivalent learning curves of linear attention trained by ridge (Lu et al.)."""
+
+    name = "icl-linear-attention"
+    title = "In-context learning by linear attention (Lu, Letey, Zavatone-Veth, Maiti, Pehlevan 2024)"
+    paper = "arXiv:2405.11751; PNAS 122(28) e2502599122 (2025)"
+    parameters = (TAU, ALPHA, KAPPA, RHO, LAM)
+    symbol_names = SYMBOL_NAMES
+    observables = ("e_icl", "e_idg", "e_train", "eps", "q", "nu", "M", "Mp", "D", "N")
+
+    # ---- definitions (spec §2.1–2.3) -----------------------------------------------
+    q_def = (1 + rho) / alpha  # §1.4
+    #: effective-ridge equation, written as f(eps) = 0 with f increasing (§2.2)
+    eps_equation = eps * Mk(q + eps) - (1 - tau + tau * lam / eps)
+    D_def = 1 - 2 * eps * M - eps**2 * Mp  # §2.3
+    N_def = rho + nu - nu**2 * M - eps * (1 - 2 * nu * M - nu**2 * Mp)  # §2.3
+    e_idg_def = tau * N / (tau - D)  # §2.3 [derived+sim]
+    e_icl_def = ((1 + rho) - 2 * (1 - nu * M)
+                 + (1 + q) * (1 - 2 * nu * M - nu**2 * Mp + N / (tau - D) * (M + eps * Mp)))  # §2.3
+    e_train_def = r**2 * e_idg  # §2.3 [derived+sim]: (lambda/eps)^2 e_IDG
+
+    # ---- derivations -----------------------------------------------------------------
+    @cached_property
+    def M_closed_form(self) -> sp.Expr:
+        """$M_\\kappa(x)$ as the stable positive root of its quadratic (derived, §2.1)."""
+        return Mk(x).closed_form()
+
+    @cached_property
+    def Mprime(self) -> sp.Expr:
+        """$M'_\\kappa(x)$ in terms of $M=M_\\kappa(x)$, by implicit differentiation (derived)."""
+        return sp.diff(Mk(x), x).subs(Mk(x), M)
+
+    @cached_property
+    def kappa_infinity(self) -> dict[str, sp.Expr]:
+        """$\\kappa\\to\\infty$ limits of $M_\\kappa(x)$ and $M'_\\kappa(x)$ (derived by ``limit``)."""
+        Mx = sp.limit(self.M_closed_form.args[0][0], kappa, sp.oo)
+        Mpx = sp.limit(self.Mprime.subs(M, self.M_closed_form.args[0][0]), kappa, sp.oo)
+        return {"M": sp.simplify(Mx), "Mp": sp.simplify(Mpx)}
+
+    @cached_property
+    def lam_over_eps(self) -> sp.Expr:
+        """$\\lambda/\\varepsilon$ from the effective-ridge equation, in terms of $\\varepsilon M$."""
+        sol = sp.solve(sp.Eq(self.eps_equation.subs(Mk(q + eps), M), 0), lam)
+        (lam_sol,) = sol
+        return sp.expand(lam_sol / eps)
+
+    @cached_property
+    def eps0(self) -> sp.Expr:
+        """Ridgeless $\\varepsilon_0(\\tau<1)$: eliminate $M=(1-\\tau)/\\varepsilon$ from the MP
+        quadratic at $x=q+\\varepsilon$, leaving a quadratic in $\\varepsilon$; take its positive root."""
+        M_of_eps = sp.solve(sp.Eq(self.eps_equation.subs(Mk(q + eps), M).subs(lam, 0), 0), M)[0]
+        # eps^2 F(M(eps), q + eps) is a quadratic in eps (coefficients keep 1/kappa explicit,
+        # so kappa = oo stays finite)
+        quad = sp.expand(mp_self_consistency(M_of_eps, q + eps, kappa) * eps**2)
+        a, b, c = (sp.expand(co) for co in sp.Poly(quad, eps).all_coeffs())
+        # pick the root that is positive for tau < 1 (check at a sample point of the domain)
+        sample = {tau: sp.Rational(1, 3), q: sp.Rational(7, 10), kappa: sp.Rational(3, 2)}
+        picks = []
+        for s in (1, -1):
+            root = (-b + s * sp.sqrt(b**2 - 4 * a * c)) / (2 * a)
+            if sp.N(root.subs(sample)) > 0:
+                picks.append(s)
+        if len(picks) != 1:
+            raise ArithmeticError("eps0: expected exactly one positive root")
+        return quadratic_root(a, b, c, sign=picks[0])
+
+    @cached_property
+    def r_ridgeless(self) -> sp.Expr:
+        """$\\lim_{\\lambda\\to0^+}\\lambda/\\varepsilon$: 0 for $\\tau<1$ (where $\\varepsilon_0M=1-\\tau$),
+        and, with $\\varepsilon\\to0$, $(\\tau-1)/\\tau$ for $\\tau>1$ (derived)."""
+        below = sp.simplify(self.lam_over_eps.subs(eps * M, 1 - tau))
+        above = sp.simplify(self.lam_over_eps.subs(eps, 0))
+        return sp.Piecewise((below, tau < 1), (above, True))
+
+    @cached_property
+    def eps_ridgeless(self) -> sp.Expr:
+        return sp.Piecewise((self.eps0, tau < 1), (0, True))
+
+    def ridgeless_forms(self) -> dict[str, dict[str, sp.Expr]]:
+        """e_ICL, e_IDG, e_train at $\\lambda=0^+$ for each branch, by substitution (derived).
+
+        Returned in terms of $q$, $\\varepsilon$, $M=M_\\kappa(q+\\varepsilon)$, $M'$; with
+        $\\varepsilon=0$ for $\\tau>1$ and $\\varepsilon=\\varepsilon_0$ for $\\tau<1$.
+        """
+        out = {}
+        for branch, e_val, r_val in (("tau<1", self.eps0, self.r_ridgeless.args[0][0]),
+                                     ("tau>1", sp.Integer(0), self.r_ridgeless.args[1][0])):
+            prog = self._observables_program(eps_value=e_val, r_value=r_val)
+            out[branch] = {name: prog.expression(sym) for name, sym in
+                           (("e_icl", e_icl), ("e_idg", e_idg), ("e_train", e_train))}
+        return out
+
+    # ---- stated forms (spec §2.1, §2.2, §2.4), for verification only ----------------
+    def stated_forms(self) -> dict[str, sp.Expr]:
+        """The forms as printed in the spec / authors' code. Never used by kernels: the
+        tests check that the derived forms equal these."""
+        b = x + 1 - 1 / kappa
+        root = sp.sqrt(b**2 + 4 * x / kappa)
+        m_star = Mk(q)
+        mu_star = q * Mk(q, kappa / tau)
+        k_star = 1 / (1 - kappa * (m_star / (kappa + m_star)) ** 2)
+        sig2 = rho + q * (1 - q * m_star)
+        e0 = (1 - tau) * q / (tau * mu_star)
+        c = 1 / (1 - kappa / (1 + kappa * e0 / (1 - tau)) ** 2)
+        return {
+            "M": 2 / (b + root),
+            "Mp_a": -M**2 * (1 + M / kappa) / (1 + x * M**2 / kappa),
+            "Mp_b": -sp.Rational(1, 2) * M**2 * (1 + (x + 1 + 1 / kappa) / root),
+            "M_kappa_inf": 1 / (1 + x),
+            "Mp_kappa_inf": -1 / (1 + x) ** 2,
+            "eps0": (1 - tau) / (tau * Mk(q, kappa / tau)),
+            "e_icl_tau<1": (tau * (1 + q) / (1 - tau) * (1 - tau * (1 - mu_star) ** 2
+                                                         + mu_star * (rho / q - 1))
+                            - 2 * tau * (1 - mu_star) + 1 + rho),
+            "e_icl_tau>1": ((k_star - 1 / (tau - 1)) * (1 + q) * (q * m_star) ** 2
+                            + (3 - 2 * tau) / (tau - 1) * m_star * q**2
+                            + ((1 + rho) * m_star / (tau - 1) + 1) * q
+                            + rho * m_star / (tau - 1) + rho),
+            "e_idg_tau>1": tau / (tau - 1) * sig2,
+            "e_idg_tau<1": tau * ((q + e0) ** 2 / e0
+                                  + (rho + q - 2 * q * (1 - tau) * (q / e0 + 1))
+                                  / (1 - tau - c * (1 - tau) ** 2)),
+            "e_train_tau>1": (tau - 1) / tau * sig2,
+        }
+
+    # ---- programs: what kernels are generated from ------------------------------------
+    def _observables_program(self, eps_value: sp.Expr | None = None,
+                             r_value: sp.Expr | None = None) -> Program:
+        assigns: list[tuple[sp.Symbol, sp.Expr]] = [(q, self.q_def)]
+        inputs: tuple[sp.Symbol, ...] = (tau, alpha, kappa, rho, lam, eps)
+        if eps_value is not None:
+            inputs = (tau, alpha, kappa, rho)
+            assigns.append((eps, eps_value))
+        assigns += [
+            (nu, q + eps),
+            (M, Mk(nu)),
+            (Mp, self.Mprime.subs(x, nu)),
+            (D, self.D_def),
+            (N, self.N_def),
+            (r, sp.Piecewise((lam / eps, lam > 0), (self.r_ridgeless, True))
+             if r_value is None else r_value),
+            (e_idg, self.e_idg_def),
+            (e_icl, self.e_icl_def),
+            (e_train, self.e_train_def),
+        ]
+        return Program("icl_observables", inputs, tuple(assigns),
+                       (q, nu, M, Mp, D, N, e_icl, e_idg, e_train),
+                       doc="Learning curves given eps (spec §2.3; lam = 0 uses the derived limits).")
+
+    def programs(self) -> dict[str, Program]:
+        f = self.eps_equation
+        fp = sp.diff(f, eps)
+        params = (tau, alpha, kappa, rho, lam)
+        return {
+            "observables": self._observables_program(),
+            "eps_ridgeless": Program(
+                "icl_eps_ridgeless", (tau, alpha, kappa, rho),
+                ((q, self.q_def), (eps, self.eps_ridgeless)), (eps,),
+                doc="Ridgeless effective ridge: eps0 (tau < 1, derived), 0 (tau > 1)."),
+            "eps_residual": Program(
+                "icl_eps_residual", (eps,) + params,
+                ((q, self.q_def), (f_eps, f)), (f_eps,),
+                doc="f(eps) = eps M(q+eps) - 1 + tau - tau lam/eps, increasing in eps (§2.2)."),
+            "eps_residual_prime": Program(
+                "icl_eps_residual_prime", (eps,) + params,
+                ((q, self.q_def), (fprime_eps, fp)), (fprime_eps,),
+                doc="df/deps, by SymPy differentiation (M' from implicit differentiation)."),
+            "eps_bracket": Program(
+                "icl_eps_bracket", params,
+                ((lo_eps, lam),
+                 (hi_eps, sp.Piecewise((tau * lam / (tau - 1), tau > 1), (lam + 1, True)))),
+                (lo_eps, hi_eps),
+                doc="f(lam) < 0 since x M(x) < 1; f(tau lam/(tau-1)) > 0 for tau > 1 (§2.2)."),
+        }
+
+    def equations(self) -> list[Equation]:
+        F = mp_self_consistency(M, x, kappa)
+        return [
+            Equation("q", q, self.q_def, "paper", "§1.4"),
+            Equation("Marchenko–Pastur trace (definition)", F, sp.Integer(0), "code+mp", "§2.1",
+                     "M = M_κ(x) is the positive root"),
+            Equation("M closed form", Mk(x), self.M_closed_form, "derived", "§2.1",
+                     "stable root of the quadratic (no cancellation for either sign of b)"),
+            Equation("M' (implicit differentiation)", sp.Symbol("M'"), self.Mprime, "derived",
+                     "§2.1"),
+            Equation("κ → ∞", Mk(x, sp.oo), self.kappa_infinity["M"], "derived", "§2.1"),
+            Equation("effective ridge", eps * Mk(q + eps), 1 - tau + tau * lam / eps, "code+mp",
+                     "§2.2"),
+            Equation("ridgeless ε (τ < 1)", sp.Symbol("epsilon_0"), self.eps0, "derived", "§2.2"),
+            Equation("λ/ε as λ → 0⁺", sp.Symbol("lambda/epsilon"), self.r_ridgeless, "derived",
+                     "§2.3"),
+            Equation("ν", nu, q + eps, "paper", "§2.3"),
+            Equation("D", D, self.D_def, "code+mp", "§2.3"),
+            Equation("N", N, self.N_def, "code+mp", "§2.3"),
+            Equation("IDG error", e_idg, self.e_idg_def, "derived", "§2.3",
+                     "derived+sim in the spec"),
+            Equation("ICL error", e_icl, self.e_icl_def, "code+mp", "§2.3"),
+            Equation("training error", e_train, self.e_train_def, "derived", "§2.3",
+                     "r = λ/ε; derived+sim in the spec"),
+        ]
+
+    # ---- numeric pipeline ------------------------------------------------------------
+    def evaluate(self, params: Mapping[str, Any], backend: Backend) -> dict[str, Any]:
+        """ε (closed form at λ = 0, bracketed safeguarded Newton at λ > 0), then §2.3."""
+        xp, sp_ = backend.xp, backend.special
+        t, a, k, rh, lm = (params[n] for n in ("tau", "alpha", "kappa", "rho", "lam"))
+        shape = t.shape
+        ridge = lm > 0
+        pole = (~ridge) & (t == 1)
+        eps_v = xp.full(shape, xp.nan)
+        residual = xp.zeros(shape)
+        iterations = xp.zeros(shape, dtype=xp.int64)
+        status = xp.zeros(shape, dtype=xp.int8)
+
+        rl = ~ridge & ~pole
+        if bool(xp.any(rl)):
+            e0 = self.kernel("eps_ridgeless")(xp, sp_, t[rl], a[rl], k[rl], rh[rl])["eps"]
+            eps_v[rl] = e0
+        if bool(xp.any(ridge)):
+            args = tuple(v[ridge] for v in (t, a, k, rh, lm))
+            f_k = self.kernel("eps_residual")
+            fp_k = self.kernel("eps_residual_prime")
+
+            def f(e: Any, *p: Any) -> Any:
+                return f_k(xp, sp_, e, *p)["f"]
+
+            def fp(e: Any, *p: Any) -> Any:
+                return fp_k(xp, sp_, e, *p)["fprime"]
+
+            br = self.kernel("eps_bracket")(xp, sp_, *args)
+            lo, hi, ok = expand_bracket(f, br["lo"], br["hi"], args, backend=backend)
+            res = bracketed_root(f, lo, hi, args, fprime=fp, log_space=True, rtol=1e-15,
+                                 backend=backend)
+            eps_v[ridge] = res.x
+            residual[ridge] = res.residual
+            iterations[ridge] = res.iterations
+            status[ridge] = xp.where(ok, res.status, int(Status.NO_BRACKET))
+        status[pole] = int(Status.POLE)
+        with np.errstate(all="ignore"):
+            out = self.kernel("observables")(xp, sp_, t, a, k, rh, lm, eps_v)
+        out = dict(out)
+        out["eps"] = eps_v
+        finite = xp.ones(shape, dtype=bool)
+        for name in ("e_icl", "e_idg", "e_train"):
+            finite &= xp.isfinite(out[name])
+        status = xp.where((status == 0) & ~finite, int(Status.NONFINITE), status)
+        converged = status == 0
+        for name in self.observables:
+            out[name] = xp.where(converged, out[name], xp.nan)
+        out.update(converged=converged, residual=residual, iterations=iterations, status=status)
+        return out
+
+    def evaluate_mp(self, point: Mapping[str, Any], dps: int = 50) -> dict[str, Any]:
+        """The same pipeline at one point in mpmath with ``dps`` digits."""
+        vals = self.validate(point)
+        with mpmath.workdps(dps):
+            mp = mpmath.mp
+            t, a, k, rh, lm = (mpmath.mpf(float(vals[n])) for n in
+                               ("tau", "alpha", "kappa", "rho", "lam"))
+            if lm == 0 and t == 1:
+                raise ZeroDivisionError("tau = 1 with lam = 0 is a pole of the learning curves")
+            if lm == 0:
+                e = self.kernel("eps_ridgeless", "mpmath")(mp, t, a, k, rh)["eps"]
+                iters = 0
+            else:
+                fk = self.kernel("eps_residual", "mpmath")
+                fpk = self.kernel("eps_residual_prime", "mpmath")
+                br = self.kernel("eps_bracket", "mpmath")(mp, t, a, k, rh, lm)
+                lo, hi = br["lo"], br["hi"]
+
+                def f(e: Any) -> Any:
+                    return fk(mp, e, t, a, k, rh, lm)["f"]
+
+                while f(hi) <= 0:
+                    lo, hi = hi, 4 * hi
+                e, iters = mp_bracketed_newton(
+                    f, lambda e: fpk(mp, e, t, a, k, rh, lm)["fprime"], lo, hi)
+            out = dict(self.kernel("observables", "mpmath")(mp, t, a, k, rh, lm, e))
+            out["eps"] = e
+            out["iterations"] = iters
+            return out
+
+    # ---- finite-size check -----------------------------------------------------------
+    def simulate(self, **kwargs: Any) -> Any:
+        """Finite-d simulation (independent of this module): see
+        :func:`numerics.simulate.icl_linear_attention.simulate`."""
+        from numerics.simulate.icl_linear_attention import simulate
+
+        return simulate(**kwargs)

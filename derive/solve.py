@@ -1,0 +1,90 @@
+"""``derive.solve``: one call for every grid model, returning a labelled ``xarray.Dataset``."""
+from __future__ import annotations
+
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from numerics.backend import Backend, get_backend
+from numerics.results import STATUS_MEANINGS
+
+from . import models
+
+__all__ = ["solve", "package_version"]
+
+#: grid points evaluated per call of the model pipeline (bounds memory, drives the progress bar)
+CHUNK = 1 << 20
+
+
+def package_version() -> str:
+    try:
+        return version("attention-theory")
+    except PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None = None,
+          chunk: int = CHUNK, **params: Any) -> xr.Dataset:
+    """Solve model ``name`` on the outer-product grid of its parameters.
+
+    Every array-valued parameter (anything with ``ndim >= 1``) becomes a dimension, in
+    the order given; scalars become attributes. Returns an ``xarray.Dataset`` with the
+    model's observables (lower-case names of its spec) and, per point, ``converged``,
+    ``residual``, ``iterations`` and ``status`` (codes in ``attrs['status_meanings']``).
+    Points that did not converge hold NaN and ``converged = False``; they are never
+    silently filled.
+    """
+    model = models.get(name)
+    be = get_backend(backend)
+    checked = model.validate(params)
+    dims = [k for k in params if np.ndim(params[k]) >= 1]
+    coords = {k: np.asarray(checked[k], dtype=float).reshape(-1) for k in dims}
+    shape = tuple(len(coords[k]) for k in dims)
+    size = int(np.prod(shape)) if shape else 1
+    mesh = np.meshgrid(*[coords[k] for k in dims], indexing="ij") if dims else []
+    flat = {k: m.reshape(-1) for k, m in zip(dims, mesh)}
+    for k, v in checked.items():
+        if k not in flat:
+            flat[k] = np.full(size, float(v))
+
+    t0 = time.perf_counter()
+    pieces: list[dict[str, np.ndarray]] = []
+    show = progress if progress is not None else size > chunk
+    starts = range(0, size, chunk)
+    for s in tqdm(starts, disable=not show, desc=f"solve {name}", unit="chunk"):
+        block = {k: be.asarray(v[s:s + chunk]) for k, v in flat.items()}
+        out = model.evaluate(block, be)
+        pieces.append({k: be.to_numpy(v) for k, v in out.items()})
+    be.synchronize()
+    elapsed = time.perf_counter() - t0
+    merged = {k: np.concatenate([np.atleast_1d(p[k]) for p in pieces]) for k in pieces[0]}
+
+    data_vars = {}
+    for k, v in merged.items():
+        arr = np.broadcast_to(v, (size,)).reshape(shape)
+        data_vars[k] = (dims, arr)
+    ds = xr.Dataset(data_vars, coords=coords)
+    ds["converged"] = ds["converged"].astype(bool)
+    ds["status"] = ds["status"].astype(np.int8)
+    ds["status"].attrs["flag_values"] = np.array(sorted(STATUS_MEANINGS), dtype=np.int8)
+    ds["status"].attrs["flag_meanings"] = " ".join(STATUS_MEANINGS[k] for k in sorted(STATUS_MEANINGS))
+    ds.attrs.update(
+        model=model.name,
+        title=model.title,
+        paper=model.paper,
+        backend=be.name,
+        equations_sha256=model.equations_hash,
+        package_version=package_version(),
+        n_points=size,
+        n_converged=int(merged["converged"].sum()),
+        seconds=elapsed,
+        status_meanings=", ".join(f"{k}={v}" for k, v in sorted(STATUS_MEANINGS.items())),
+    )
+    for k, v in checked.items():
+        if k not in dims:
+            ds.attrs[k] = float(v)
+    return ds

@@ -1,0 +1,59 @@
+"""Result types that say, point by point, whether a computation succeeded and why.
+
+Modelled on ``scipy.optimize.OptimizeResult``, but batched: every field is an
+array over the parameter grid, and ``status`` carries a reason code per point.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Status", "PointwiseResult", "STATUS_MEANINGS"]
+
+
+class Status(IntEnum):
+    """Per-point outcome codes (stored as ``int8`` in datasets)."""
+
+    OK = 0
+    MAXITER = 1  #: iteration budget exhausted before the tolerance was met
+    NO_BRACKET = 2  #: no sign change found: the root is not where the model says it is
+    NONFINITE = 3  #: a non-finite value appeared (overflow, division by zero)
+    POLE = 4  #: the quantity is infinite here by theory (e.g. tau = 1 at lam = 0)
+    NOT_COMPUTED = 5  #: outside the branch this routine handles
+
+
+STATUS_MEANINGS = {int(s): s.name.lower() for s in Status}
+
+
+@dataclass
+class PointwiseResult:
+    """Outcome of a batched solve.
+
+    Attributes
+    ----------
+    x: solution per point (NaN where ``converged`` is False).
+    converged: True where the tolerance was met.
+    residual: |f(x)| (root finding) or the undamped-map residual (fixed points).
+    iterations: iterations used per point.
+    status: :class:`Status` code per point.
+    """
+
+    x: Any
+    converged: Any
+    residual: Any
+    iterations: Any
+    status: Any
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(np.all(np.asarray(self.converged)))
+
+    def summary(self) -> str:
+        st = np.asarray(self.status).reshape(-1)
+        counts = {STATUS_MEANINGS[int(k)]: int((st == k).sum()) for k in np.unique(st)}
+        it = np.asarray(self.iterations)
+        return (f"{int(np.sum(self.converged))}/{st.size} converged; status counts {counts}; "
+                f"max iterations {int(it.max()) if it.size else 0}")
