@@ -98,6 +98,14 @@ class MarchenkoPasturTrace(sp.Function):
         x, kappa = self.args
         return r"M_{%s}\left(%s\right)" % (printer._print(kappa), printer._print(x))
 
+    def _pretty(self, printer):
+        from sympy.printing.pretty.stringpict import prettyForm
+
+        x, kappa = self.args
+        return prettyForm(f"M_{printer._print(kappa)}") * printer._print(
+            sp.Tuple(x)).parens()[0] if False else prettyForm(
+            f"M_{sp.pretty(kappa, use_unicode=True)}({sp.pretty(x, use_unicode=True)})")
+
     def _sympystr(self, printer) -> str:
         x, kappa = self.args
         return f"M_{{{printer._print(kappa)}}}({printer._print(x)})"

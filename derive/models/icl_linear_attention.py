@@ -361,6 +361,19 @@ class ICLLinearAttention(Model):
             out["iterations"] = iters
             return out
 
+    def random_points(self, rng: np.random.Generator, n: int) -> list[dict[str, float]]:
+        """Random points spanning the domain on log scales (spec §6): q ∈ [1e-6, 1e3],
+        κ ∈ [1e-2, 1e3] ∪ {∞}, τ ∈ [1e-3, 1e3], λ ∈ {0} ∪ [1e-12, 10], ρ ∈ {0} ∪ [1e-3, 10]."""
+        pts = []
+        for _ in range(n):
+            rho_v = 0.0 if rng.random() < 0.15 else 10 ** rng.uniform(-3, 1)
+            q_v = 10 ** rng.uniform(-6, 3)
+            kap = np.inf if rng.random() < 0.1 else 10 ** rng.uniform(-2, 3)
+            lam_v = 0.0 if rng.random() < 0.3 else 10 ** rng.uniform(-12, 1)
+            pts.append(dict(tau=10 ** rng.uniform(-3, 3), alpha=(1 + rho_v) / q_v, kappa=kap,
+                            rho=rho_v, lam=lam_v))
+        return pts
+
     # ---- finite-size check -----------------------------------------------------------
     def simulate(self, **kwargs: Any) -> Any:
         """Finite-d simulation (independent of this module): see

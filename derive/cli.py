@@ -1,0 +1,167 @@
+"""The ``attn-theory`` command line: models, show, solve, verify, codegen, simulate, reproduce."""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from . import models
+from .grid import GridSpecError, parse_grid
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Exactly solvable theories of attention layers: derive, solve, verify, "
+                       "reproduce.")
+
+#: model name -> derivation module (derivations/<module>.py, with main(out_dir, quick))
+DERIVATIONS = {"icl-linear-attention": "derivations.icl_linear_attention"}
+
+
+def _model(name: str):
+    try:
+        return models.get(name)
+    except KeyError as exc:
+        typer.echo(str(exc.args[0]), err=True)
+        raise typer.Exit(2) from None
+
+
+def _parse_extra(model, args: list[str]) -> dict[str, object]:
+    """``--name value`` pairs for the model's parameters, parsed by :func:`parse_grid`."""
+    out: dict[str, object] = {}
+    it = iter(args)
+    for tok in it:
+        if not tok.startswith("--"):
+            raise typer.BadParameter(f"unexpected argument {tok!r}; use --name value")
+        key = tok[2:]
+        if "=" in key:
+            key, val = key.split("=", 1)
+        else:
+            try:
+                val = next(it)
+            except StopIteration:
+                raise typer.BadParameter(f"--{key} needs a value") from None
+        key = key.replace("-", "_")
+        try:
+            model.parameter(key)
+        except KeyError as exc:
+            raise typer.BadParameter(str(exc.args[0])) from None
+        try:
+            out[key] = parse_grid(val, key)
+        except GridSpecError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return out
+
+
+@app.command("models")
+def list_models() -> None:
+    """List registered models and their parameters."""
+    for name in models.names():
+        m = models.get(name)
+        typer.echo(f"{name}: {m.title}\n    {m.describe_parameters()}")
+
+
+@app.command()
+def show(model: str, latex: bool = typer.Option(False, "--latex", help="LaTeX instead of unicode")) -> None:
+    """Print a model's equations (with their provenance)."""
+    typer.echo(_model(model).show("latex" if latex else "pretty"))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def solve(ctx: typer.Context, model: str,
+          output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                                help="write the dataset (.nc netCDF)"),
+          backend: str = typer.Option("numpy", help="numpy or cupy"),
+          rows: int = typer.Option(20, help="table rows to print (0: none)")) -> None:
+    """Solve MODEL on a grid: --tau 0.1:10:200 --alpha 1,10 --kappa inf --lam 0 ..."""
+    from .solve import solve as _solve
+
+    m = _model(model)
+    params = _parse_extra(m, ctx.args)
+    try:
+        ds = _solve(model, backend=backend, **params)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if rows:
+        df = ds.to_dataframe()
+        cols = [c for c in ("e_icl", "e_idg", "e_train", "eps", "converged", "status") if c in df]
+        typer.echo(df[cols].head(rows).to_string())
+        if len(df) > rows:
+            typer.echo(f"... ({len(df)} points)")
+    n, ok = ds.attrs["n_points"], ds.attrs["n_converged"]
+    typer.echo(f"{ok}/{n} points converged ({n - ok} flagged, see 'status'); "
+               f"{ds.attrs['seconds']:.3g} s on {ds.attrs['backend']}")
+    if output is not None:
+        from .store import write_dataset
+
+        write_dataset(ds, output)
+        typer.echo(f"wrote {output}")
+
+
+@app.command()
+def verify(model: str, points: int = typer.Option(50, help="random points of the domain"),
+           dps: int = typer.Option(50, help="mpmath digits"),
+           seed: int = typer.Option(0, help="random seed")) -> None:
+    """Compare the float64 pipeline with mpmath at DPS digits on random points."""
+    from .verify import verify as _verify
+
+    m = _model(model)
+    pts = m.random_points(np.random.default_rng(seed), points)
+    typer.echo(_verify(m, pts, dps=dps).table())
+
+
+@app.command()
+def codegen(model: str, output: Path = typer.Option(..., "-o", "--output"),
+            target: str = typer.Option("xp", help="xp (NumPy/CuPy) or mpmath")) -> None:
+    """Write every generated kernel of MODEL to one Python file."""
+    m = _model(model)
+    ks = m.kernels(target)
+    text = "\n\n".join(k.source for k in ks.values())
+    output.write_text(text)
+    typer.echo(f"wrote {len(ks)} kernels ({', '.join(ks)}) to {output}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def simulate(ctx: typer.Context, model: str, d: int = typer.Option(32, help="dimension"),
+             trials: int = typer.Option(5), seed: int = typer.Option(0),
+             backend: str = typer.Option("numpy")) -> None:
+    """Finite-size simulation at one point, next to the theory: --tau 2 --alpha 10 ..."""
+    from .solve import solve as _solve
+
+    m = _model(model)
+    params = _parse_extra(m, ctx.args)
+    if any(np.ndim(v) for v in params.values()):
+        raise typer.BadParameter("simulate takes one value per parameter")
+    sim = m.simulate(d=d, trials=trials, seed=seed, backend=backend, **params)
+    th = _solve(model, **params)
+    for name, val in sim.summary().items():
+        typer.echo(f"{name}: {val}")
+    for obs in ("e_icl", "e_idg", "e_train"):
+        typer.echo(f"{obs}: simulation {sim.mean(obs):.5g} ± {sim.sem(obs):.2g}   "
+                   f"theory {float(th[obs]):.6g}")
+
+
+@app.command()
+def reproduce(model: str, out: Path = typer.Option(Path("results"), help="output folder"),
+              quick: bool = typer.Option(False, help="fewer simulation trials / smaller d")) -> None:
+    """Reproduce a paper's headline figures (theory + simulation) as PNG + CSV."""
+    _model(model)
+    try:
+        mod = importlib.import_module(DERIVATIONS[model])
+    except KeyError:
+        typer.echo(f"no derivation script for {model!r} yet", err=True)
+        raise typer.Exit(2) from None
+    files = mod.main(out / model, quick=quick)
+    for f in files:
+        typer.echo(f"wrote {f}")
+
+
+def main() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
