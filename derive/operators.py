@@ -102,9 +102,8 @@ class MarchenkoPasturTrace(sp.Function):
         from sympy.printing.pretty.stringpict import prettyForm
 
         x, kappa = self.args
-        return prettyForm(f"M_{printer._print(kappa)}") * printer._print(
-            sp.Tuple(x)).parens()[0] if False else prettyForm(
-            f"M_{sp.pretty(kappa, use_unicode=True)}({sp.pretty(x, use_unicode=True)})")
+        head = prettyForm("M_" + sp.pretty(kappa, use_unicode=True))
+        return prettyForm(*head.right(printer._print(x).parens()))
 
     def _sympystr(self, printer) -> str:
         x, kappa = self.args
