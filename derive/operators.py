@@ -103,7 +103,7 @@ class MarchenkoPasturTrace(sp.Function):
 
         x, kappa = self.args
         head = prettyForm("M_" + sp.pretty(kappa, use_unicode=True))
-        return prettyForm(*head.right(printer._print(x).parens()))
+        return prettyForm(*head.right(prettyForm(*printer._print(x).parens())))
 
     def _sympystr(self, printer) -> str:
         x, kappa = self.args
