@@ -21,11 +21,19 @@ __all__ = ["lower", "quadratic_root", "MarchenkoPasturTrace", "mp_self_consisten
 def lower(expr: sp.Basic) -> sp.Basic:
     """Replace every operator (anything with ``_eval_lower``) by its closed form."""
     for _ in range(20):
+        if not any(hasattr(e, "_eval_lower") for e in _nodes(expr)):
+            return expr
         new = expr.replace(lambda e: hasattr(e, "_eval_lower"), lambda e: e._eval_lower())
         if new == expr:
             return new
         expr = new
     raise RecursionError("operator lowering did not reach a fixed point")
+
+
+def _nodes(expr: sp.Basic):
+    from .codegen.printer import unique_nodes
+
+    return unique_nodes(expr)
 
 
 def quadratic_root(a: sp.Expr, b: sp.Expr, c: sp.Expr, sign: int) -> sp.Piecewise:

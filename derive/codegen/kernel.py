@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import sympy as sp
 
 from ..operators import lower
-from .printer import PRINTERS, check_supported, identifier
+from .printer import PRINTERS, check_supported, identifier, unique_nodes
 
 __all__ = ["Program", "Kernel", "generate", "cache_dir", "CODEGEN_VERSION"]
 
@@ -63,7 +63,7 @@ class Program:
     def __post_init__(self) -> None:
         known = set(self.inputs)
         for lhs, rhs in self.assignments:
-            missing = sp.sympify(rhs).free_symbols - known
+            missing = _free_symbols(sp.sympify(rhs)) - known
             if missing:
                 raise ValueError(
                     f"program {self.name!r}: {lhs} uses {sorted(map(str, missing))} "
@@ -80,6 +80,11 @@ class Program:
         for lhs, rhs in reversed(self.assignments):
             expr = expr.subs(lhs, rhs)
         return expr
+
+
+def _free_symbols(expr: sp.Basic) -> set[sp.Symbol]:
+    """Free symbols by a DAG walk (``Basic.free_symbols`` recurses over the tree)."""
+    return {n for n in unique_nodes(expr) if isinstance(n, sp.Symbol)}
 
 
 def cache_dir() -> Path:
@@ -127,6 +132,28 @@ class Kernel:
         return p
 
 
+def _fingerprint(expr: sp.Basic, h: "hashlib._Hash") -> None:
+    """Feed a DAG serialisation of ``expr`` to ``h``: each distinct node once, children by
+    index (``srepr`` is exponential in the nesting depth of shared subexpressions)."""
+    index: dict[sp.Basic, int] = {}
+    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+    while stack:
+        e, expanded = stack.pop()
+        if e in index:
+            continue
+        if e.args and not expanded:
+            stack.append((e, True))
+            stack.extend((a, False) for a in reversed(e.args) if a not in index)
+            continue
+        if e.args:
+            line = f"{type(e).__name__}({','.join(str(index[a]) for a in e.args)})"
+        else:
+            line = sp.srepr(e)
+        index[e] = len(index)
+        h.update(line.encode())
+        h.update(b";")
+
+
 def _expr_key(program: Program, lowered: Sequence[tuple[sp.Symbol, sp.Expr]], target: str) -> str:
     h = hashlib.sha256()
     for part in (CODEGEN_VERSION, target, program.name, repr([s.name for s in program.inputs]),
@@ -136,7 +163,7 @@ def _expr_key(program: Program, lowered: Sequence[tuple[sp.Symbol, sp.Expr]], ta
     for lhs, rhs in lowered:
         h.update(sp.srepr(lhs).encode())
         h.update(b"=")
-        h.update(sp.srepr(rhs).encode())
+        _fingerprint(rhs, h)
         h.update(b"\0")
     return h.hexdigest()
 
@@ -169,12 +196,19 @@ class _Emitter:
         """Replace top-level Piecewise nodes by placeholders; return the calls to emit."""
         calls: list[tuple[sp.Symbol, str]] = []
         mapping: dict[sp.Basic, sp.Symbol] = {}
+        memo: dict[sp.Basic, sp.Basic] = {}
 
         def visit(e: sp.Basic) -> sp.Basic:
+            if e in memo:
+                return memo[e]
+            memo[e] = new = _visit(e)
+            return new
+
+        def _visit(e: sp.Basic) -> sp.Basic:
             if isinstance(e, sp.Piecewise):
                 if e not in mapping:
                     ph = self._new_temp()
-                    args = sorted(e.free_symbols, key=lambda s: s.name)
+                    args = sorted(_free_symbols(e), key=lambda s: s.name)
                     helper = self.helper_piecewise(e, args)
                     calls.append((ph, f"{helper}({self.head_args}, "
                                       + ", ".join(self.names.get(a, identifier(a.name)) for a in args)
@@ -195,7 +229,10 @@ class _Emitter:
         expr, calls = self.extract_piecewise(expr)
         lines = [f"{self.names[ph]} = {call}" for ph, call in calls]
         temps = iter(lambda: self._new_temp(), None)
-        replacements, reduced = sp.cse([expr], symbols=temps, order="none")
+        if _tree_size(expr) > 20_000:
+            replacements, reduced = _dag_cse(expr, temps)
+        else:
+            replacements, reduced = sp.cse([expr], symbols=temps, order="none")
         printer = self._printer()
         for sym, sub in replacements:
             lines.append(f"{self.names[sym]} = {printer.doprint(sub)}")
@@ -258,7 +295,55 @@ class _Emitter:
         return name
 
 
+def _tree_size(expr: sp.Basic) -> int:
+    """Number of nodes of ``expr`` printed as a tree (computed on the DAG)."""
+    size: dict[sp.Basic, int] = {}
+    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+    while stack:
+        e, expanded = stack.pop()
+        if e in size:
+            continue
+        if e.args and not expanded:
+            stack.append((e, True))
+            stack.extend((a, False) for a in e.args if a not in size)
+            continue
+        size[e] = 1 + sum(size[a] for a in e.args)
+    return size[expr]
+
+
+def _dag_cse(expr: sp.Basic, symbols) -> tuple[list[tuple[sp.Symbol, sp.Basic]], list[sp.Basic]]:
+    """Linear-time CSE for very large expressions: every non-atomic node used by two or
+    more distinct parents becomes a temporary (SymPy's ``cse`` walks the tree and can take
+    exponential time on deeply shared expressions)."""
+    uses: dict[sp.Basic, int] = {}
+    for e in unique_nodes(expr):
+        for a in set(e.args):
+            uses[a] = uses.get(a, 0) + 1
+    new: dict[sp.Basic, sp.Basic] = {}
+    replacements: list[tuple[sp.Symbol, sp.Basic]] = []
+    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+    while stack:
+        e, expanded = stack.pop()
+        if e in new:
+            continue
+        if e.args and not expanded:
+            stack.append((e, True))
+            stack.extend((a, False) for a in e.args if a not in new)
+            continue
+        rebuilt = e.func(*[new[a] for a in e.args], evaluate=False) if e.args else e
+        if e.args and uses.get(e, 0) >= 2 and e is not expr:
+            sym = next(symbols)
+            replacements.append((sym, rebuilt))
+            new[e] = sym
+        else:
+            new[e] = rebuilt
+    return replacements, [new[expr]]
+
+
 def _short(expr: sp.Basic, width: int = 200) -> str:
+    n = _tree_size(expr)
+    if n > 2000:  # printing a deep DAG as a tree is exponential
+        return f"<expression of {n} nodes as a tree, {len(unique_nodes(expr))} distinct>"
     s = str(expr).replace('"""', "'''").replace("\\", "\\\\")
     return s if len(s) <= width else s[: width - 3] + "..."
 
@@ -317,9 +402,9 @@ def _hoist_operators(assignments: Sequence[tuple[sp.Symbol, sp.Expr]]
     for lhs, rhs in assignments:
         rhs = sp.sympify(rhs)
         while True:
-            ops = [e for e in sp.preorder_traversal(rhs) if hasattr(e, "_eval_lower")
+            ops = [e for e in unique_nodes(rhs) if hasattr(e, "_eval_lower")
                    and e is not rhs
-                   and not any(hasattr(a, "_eval_lower") for a in sp.preorder_traversal(e)
+                   and not any(hasattr(a, "_eval_lower") for a in unique_nodes(e)
                                if a is not e)]
             if not ops:
                 break

@@ -78,9 +78,25 @@ _STRUCTURAL: tuple[type, ...] = (
 )
 
 
+def unique_nodes(expr: sp.Basic) -> list[sp.Basic]:
+    """Every distinct subexpression once (a DAG walk: linear in the number of distinct
+    nodes, where ``preorder_traversal`` is exponential in the nesting of shared ones)."""
+    seen: set[sp.Basic] = set()
+    order: list[sp.Basic] = []
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if e in seen:
+            continue
+        seen.add(e)
+        order.append(e)
+        stack.extend(e.args)
+    return order
+
+
 def check_supported(expr: sp.Basic) -> None:
     """Raise :class:`UnmappedNodeError` if ``expr`` has a node no printer maps."""
-    for node in sp.preorder_traversal(expr):
+    for node in unique_nodes(expr):
         if isinstance(node, _STRUCTURAL):
             continue
         if type(node) in FUNCTION_TABLE:
