@@ -207,6 +207,15 @@ class XpPrinter(_BasePrinter):
 
     _target_index = 0
 
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        # NumPy special-cases x**2 but sends x**3, x**4 through the generic (slow) power
+        base, e = expr.args
+        if e.is_Integer and 3 <= abs(int(e)) <= 4:
+            pb = self.parenthesize(base, PRECEDENCE["Pow"], strict=False)
+            prod = "(" + "*".join([pb] * abs(int(e))) + ")"
+            return prod if e > 0 else f"1/{prod}"
+        return super()._print_Pow(expr, rational)
+
     def _sqrt(self, arg: str) -> str:
         return f"xp.sqrt({arg})"
 

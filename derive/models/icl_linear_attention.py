@@ -246,6 +246,12 @@ class ICLLinearAttention(Model):
                 "icl_eps_residual_prime", (eps,) + params,
                 ((q, self.q_def), (fprime_eps, fp)), (fprime_eps,),
                 doc="df/deps, by SymPy differentiation (M' from implicit differentiation)."),
+            "eps_residual_fdf": Program(
+                "icl_eps_residual_fdf", (eps,) + params,
+                ((q, self.q_def), (nu, q + eps), (M, Mk(nu)),
+                 (f_eps, f.subs(Mk(q + eps), M)),
+                 (fprime_eps, fp.subs(Mk(q + eps), M))), (f_eps, fprime_eps),
+                doc="f and df/deps together, sharing M(q + eps) (the root finder's Newton step)."),
             "eps_bracket": Program(
                 "icl_eps_bracket", params,
                 ((lo_eps, lam),
@@ -300,17 +306,18 @@ class ICLLinearAttention(Model):
         if bool(xp.any(ridge)):
             args = tuple(v[ridge] for v in (t, a, k, rh, lm))
             f_k = self.kernel("eps_residual")
-            fp_k = self.kernel("eps_residual_prime")
+            fdf_k = self.kernel("eps_residual_fdf")
 
             def f(e: Any, *p: Any) -> Any:
                 return f_k(xp, sp_, e, *p)["f"]
 
-            def fp(e: Any, *p: Any) -> Any:
-                return fp_k(xp, sp_, e, *p)["fprime"]
+            def fdf(e: Any, *p: Any) -> tuple[Any, Any]:
+                o = fdf_k(xp, sp_, e, *p)
+                return o["f"], o["fprime"]
 
             br = self.kernel("eps_bracket")(xp, sp_, *args)
             lo, hi, ok = expand_bracket(f, br["lo"], br["hi"], args, backend=backend)
-            res = bracketed_root(f, lo, hi, args, fprime=fp, log_space=True, rtol=1e-15,
+            res = bracketed_root(f, lo, hi, args, fdf=fdf, log_space=True, rtol=1e-15,
                                  backend=backend)
             eps_v[ridge] = res.x
             residual[ridge] = res.residual
