@@ -64,12 +64,13 @@ N = sp.Symbol("N")
 r = sp.Symbol("r", nonnegative=True)  # lambda/eps
 x = sp.Symbol("x", positive=True)
 e_icl, e_idg, e_train = sp.symbols("e_icl e_idg e_train")
+eps0_sym = sp.Symbol("eps0")
 f_eps, fprime_eps, lo_eps, hi_eps = sp.symbols("f fprime lo hi")
 
 SYMBOL_NAMES = {
     eps: r"\varepsilon", lam: r"\lambda", Mp: r"M'", e_icl: r"e_{\rm ICL}",
-    e_idg: r"e_{\rm IDG}", e_train: r"e_{\rm train}", r: r"\lambda/\varepsilon",
-    f_eps: r"f(\varepsilon)", fprime_eps: r"f'(\varepsilon)",
+    e_idg: r"e_{\rm IDG}", e_train: r"e_{\rm train}", r: r"\left(\lambda/\varepsilon\right)",
+    f_eps: r"f(\varepsilon)", fprime_eps: r"f'(\varepsilon)", eps0_sym: r"\varepsilon_0",
 }
 
 
@@ -268,13 +269,13 @@ class ICLLinearAttention(Model):
                      "M = M_κ(x) is the positive root"),
             Equation("M closed form", Mk(x), self.M_closed_form, "derived", "§2.1",
                      "stable root of the quadratic (no cancellation for either sign of b)"),
-            Equation("M' (implicit differentiation)", sp.Symbol("M'"), self.Mprime, "derived",
+            Equation("M' (implicit differentiation)", Mp, self.Mprime, "derived",
                      "§2.1"),
             Equation("κ → ∞", Mk(x, sp.oo), self.kappa_infinity["M"], "derived", "§2.1"),
             Equation("effective ridge", eps * Mk(q + eps), 1 - tau + tau * lam / eps, "code+mp",
                      "§2.2"),
-            Equation("ridgeless ε (τ < 1)", sp.Symbol("epsilon_0"), self.eps0, "derived", "§2.2"),
-            Equation("λ/ε as λ → 0⁺", sp.Symbol("lambda/epsilon"), self.r_ridgeless, "derived",
+            Equation("ridgeless ε (τ < 1)", eps0_sym, self.eps0, "derived", "§2.2"),
+            Equation("λ/ε as λ → 0⁺", r, self.r_ridgeless, "derived",
                      "§2.3"),
             Equation("ν", nu, q + eps, "paper", "§2.3"),
             Equation("D", D, self.D_def, "code+mp", "§2.3"),
