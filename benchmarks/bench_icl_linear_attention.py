@@ -18,11 +18,18 @@ It builds an outer-product grid of about ``N`` (default 10^5) points over
     random subsample and extrapolated per point.  Accuracy: all of them against the
     model's 30-digit mpmath pipeline (``model.evaluate_mp``) on a few dozen points.
 (b) the generated pipeline against a hand-written NumPy implementation of the same
-    formulas and the same root-finding algorithm (bracket, expansion, safeguarded
-    Newton with log-space bisection, rtol = 1e-15), on the same full grid.
+    formulas, the same root-finding algorithm as ``numerics.roots`` (bracket expanded x4
+    only where needed; safeguarded Newton comparing with the step before last, log-space
+    bisection, final tiny Newton correction, rtol = 1e-15; active-set compaction once
+    fewer than half the working points are still iterating) and the same outputs
+    (residual |f(eps)| and status codes included), on the same full grid.  Extra rows: a
+    lean hand-written variant without residual and status, the generated kernels driven by
+    the hand-written root loop (splits the gap between kernels and ``numerics.roots``), and
+    the root finder's previous algorithm (whole array, no compaction).
 
 Everything the scalar loops and the hand-written version compute is written here from
-the spec's formulas (§2.1-§2.4); nothing is taken from ``derive``.  The script prints a
+the spec's formulas (§2.1-§2.4); nothing is taken from ``derive`` (the "what-if" row
+calls the model's generated kernels on purpose).  The script prints a
 Markdown report (and writes it to ``--out``).  It is a script, not a test.
 """
 from __future__ import annotations
@@ -57,6 +64,9 @@ RTOL = 1e-15  # the generated pipeline's root tolerance (derive/models/icl_linea
 TARGET_SPEEDUP = 100.0  # (a): generated vs authors'-style per-point loop
 TARGET_RATIO = 1.2  # (b): generated / hand-written
 OBS = ("e_icl", "e_idg", "e_train", "eps")
+# status codes, the values of numerics.results.Status (not imported: this file takes nothing
+# from the pipeline it measures)
+STATUS_OK, STATUS_MAXITER, STATUS_NO_BRACKET, STATUS_NONFINITE, STATUS_POLE = 0, 1, 2, 3, 4
 
 
 # =============================================================================== grid
@@ -278,16 +288,106 @@ def run_pointwise(fn: Callable[..., tuple], flat: dict[str, np.ndarray], idx: np
 
 # =============================================================================== (b) hand-written
 def solve_eps(xp: Any, f: Callable, f_fp: Callable, tau: Any, lam: Any, args: tuple,
-              compact: bool = False, maxiter: int = 200) -> tuple[Any, Any]:
-    """The generated pipeline's algorithm for eps (lam > 0), written out by hand.
+              maxiter: int = 200) -> tuple[Any, Any, Any]:
+    """The generated pipeline's root-finding algorithm for eps (lam > 0), written out by hand:
+    ``numerics.roots.expand_bracket`` followed by ``numerics.roots.bracketed_root(...,
+    log_space=True, rtol=RTOL)`` as of this commit, same iterates, same tolerances.
 
-    Bracket [lam, tau lam/(tau-1) (tau > 1) | lam + 1], grow hi x4 while f(hi) <= 0,
-    then safeguarded Newton ("rtsafe") with geometric bisection; a point converges when
-    its step or its bracket is <= RTOL |eps| (or f = 0 exactly).  ``f(e, *args)`` and
-    ``f_fp(e, *args) -> (f, f')`` are vectorised.  ``compact=False`` iterates on the whole
-    array with ``where`` (converged points frozen), like ``numerics.roots``;
-    ``compact=True`` iterates only on the points still active.
+    * Bracket [lam, tau lam/(tau-1) (tau > 1) | lam + 1]; while f(hi) <= 0: lo <- hi where
+      f(hi) < 0, hi <- 4 hi, at most 60 times, evaluating f only where that is needed.
+    * x0 = sqrt(lo hi); safeguarded Newton ("rtsafe"): the Newton point is taken where it
+      lies strictly inside the bracket and |f/f'| <= 1/2 of the step before last, otherwise
+      the geometric midpoint.
+    * A point converges when f = 0, or |f/f'| <= RTOL x (that last Newton correction is then
+      taken), or its step or its bracket is <= RTOL x_new.  A non-finite f stops it (NaN).
+    * Each point's result is recorded when it stops; the working set is compacted (index
+      gathers) once fewer than half of its points are still iterating, stopped points ride
+      along until then (as ``numerics.roots`` does on NumPy).
+
+    Written for this f: increasing, lo < hi and eps > 0, so no orientation or sign logic.
+    ``f(e, *args)`` and ``f_fp(e, *args) -> (f, f')`` are vectorised.  Returns eps (NaN
+    where not converged), iterations and status codes (``numerics.results.Status`` values).
     """
+    lo = xp.array(lam, dtype=float)
+    hi = xp.where(tau > 1, tau * lam / (tau - 1.0), lam + 1.0)
+    f_hi = f(hi, *args)
+    need = xp.nonzero(~(f_hi > 0))[0]
+    for _ in range(60):
+        if need.size == 0:
+            break
+        h = hi[need]
+        lo[need] = xp.where(f_hi[need] < 0, h, lo[need])
+        h = 4.0 * h
+        hi[need] = h
+        fh = f(h, *(a[need] for a in args))
+        f_hi[need] = fh
+        need = need[~(fh > 0)]
+    f_lo = f(lo, *args)
+    ok = xp.isfinite(f_lo) & xp.isfinite(f_hi) & (f_lo <= 0) & (f_hi > 0)
+    eps = xp.full(lam.shape, xp.nan)
+    iters = xp.zeros(lam.shape, dtype=xp.int64)
+    status = xp.where(ok, STATUS_OK, STATUS_NO_BRACKET).astype(xp.int8)
+    exact = ok & (f_lo == 0)
+    eps[exact] = lo[exact]
+    idx = xp.nonzero(ok & ~exact)[0]
+    lo, hi = lo[idx], hi[idx]
+    x = xp.sqrt(lo * hi)
+    args = tuple(a[idx] for a in args)
+    dx = dx_old = hi - lo
+    live = None  # None: every point of the working set is still iterating
+    n_live = idx.size
+    for it in range(maxiter):
+        if n_live == 0:
+            break
+        fx, dfx = f_fp(x, *args)
+        neg = fx < 0
+        lo = xp.where(neg, x, lo)
+        hi = xp.where(neg, hi, x)
+        step = fx / dfx
+        newton = x - step
+        a_step = xp.abs(step)
+        use = (newton > lo) & (newton < hi) & (a_step <= 0.5 * dx_old)
+        x_new = xp.where(use, newton, xp.sqrt(lo * hi))
+        tiny = a_step <= RTOL * x
+        d = xp.abs(x_new - x)
+        tol = RTOL * x_new
+        fin = xp.isfinite(fx)
+        stop = ~fin | (fx == 0) | tiny | (d <= tol) | (hi - lo <= tol)
+        x = xp.where(tiny, newton, x_new)  # f = 0 gives step 0, so tiny and newton = x
+        dx_old, dx = dx, d
+        if live is not None:
+            stop &= live
+        n_stop = int(xp.count_nonzero(stop))
+        if n_stop == 0:
+            continue
+        # record the points that stop now; they ride along until the next compaction
+        e = xp.nonzero(stop)[0]
+        g, fin_e = idx[e], fin[e]
+        eps[g] = xp.where(fin_e, x[e], xp.nan)
+        iters[g] = it + fin_e
+        status[g] = xp.where(fin_e, STATUS_OK, STATUS_NONFINITE)
+        n_live -= n_stop
+        keep = ~stop if live is None else live & ~stop
+        if n_live < 0.5 * keep.size:  # compact once fewer than half are still iterating
+            k = xp.nonzero(keep)[0]
+            idx, x, lo, hi, dx, dx_old = idx[k], x[k], lo[k], hi[k], dx[k], dx_old[k]
+            args = tuple(a[k] for a in args)
+            live = None
+        else:
+            live = keep
+    if n_live:
+        g = idx if live is None else idx[live]
+        iters[g] = maxiter
+        status[g] = STATUS_MAXITER
+    return eps, iters, status
+
+
+def solve_eps_previous(xp: Any, f: Callable, f_fp: Callable, tau: Any, lam: Any, args: tuple,
+                       maxiter: int = 200) -> tuple[Any, Any]:
+    """The *previous* ``bracketed_root`` algorithm (before its rewrite), by hand: the whole
+    array iterated with ``where`` until the slowest point converges (converged points
+    frozen), the safeguard comparing with the last step, no final Newton correction, and the
+    bracket expanded by evaluating f on the whole array."""
     lo = lam
     hi = xp.where(tau > 1, tau * lam / (tau - 1.0), lam + 1.0)
     f_hi = f(hi, *args)
@@ -303,35 +403,6 @@ def solve_eps(xp: Any, f: Callable, f_fp: Callable, tau: Any, lam: Any, args: tu
     x = xp.sqrt(lo * hi)
     dx_old = hi - lo
     iters = xp.zeros(x.shape, dtype=xp.int64)
-    if compact:
-        out = xp.full(x.shape, xp.nan)
-        idx = xp.nonzero(ok)[0]
-        x, lo, hi, dx_old = x[idx], lo[idx], hi[idx], dx_old[idx]
-        args = tuple(a[idx] for a in args)
-        for it in range(maxiter):
-            if idx.size == 0:
-                break
-            fx, dfx = f_fp(x, *args)
-            finite = xp.isfinite(fx)
-            hit = fx == 0
-            neg = fx < 0
-            lo = xp.where(neg, x, lo)
-            hi = xp.where(neg, hi, x)
-            bis = xp.sqrt(lo * hi)
-            newton = x - fx / dfx
-            use = (newton > lo) & (newton < hi) & (xp.abs(newton - x) < 0.5 * dx_old)
-            x_new = xp.where(use, newton, bis)
-            step = xp.abs(x_new - x)
-            tol = RTOL * xp.abs(x_new)
-            conv = finite & (hit | (step <= tol) | (xp.abs(hi - lo) <= tol))
-            x = xp.where(hit, x, x_new)
-            dx_old = step
-            iters[idx] = it + 1
-            out[idx[conv]] = x[conv]
-            keep = finite & ~conv
-            idx, x, lo, hi, dx_old = idx[keep], x[keep], lo[keep], hi[keep], dx_old[keep]
-            args = tuple(a[keep] for a in args)
-        return out, iters
     active = ok.copy()
     done = xp.zeros(x.shape, dtype=bool)
     for _ in range(maxiter):
@@ -359,15 +430,21 @@ def solve_eps(xp: Any, f: Callable, f_fp: Callable, tau: Any, lam: Any, args: tu
 
 
 class HandWritten:
-    """The formulas of spec §2.1-§2.3 and the generated pipeline's root-finding algorithm
-    (:func:`solve_eps`), written by hand for whole arrays with ``xp.where`` (no masks, no
-    gathers; f and f' share M).  ``compact=True`` is an extra variant whose root loop
-    iterates only on the points still active.
+    """The formulas of spec §2.1-§2.3 written by hand for whole arrays (the stable M with
+    ``xp.where``, both forms computed everywhere; f and f' share M; q and 1/kappa computed
+    once), with the generated pipeline's root-finding algorithm (:func:`solve_eps`), or,
+    with ``previous=True``, the root finder's previous algorithm (:func:`solve_eps_previous`).
+
+    ``evaluate`` returns what ``model.evaluate`` returns: the observables (NaN where not
+    converged), eps, q, nu, M, M', D, N, and per point ``converged``, ``iterations``,
+    ``residual`` = |f(eps)| and ``status``.  With ``lean=True`` it skips the residual and
+    the status codes (an extra variant: the least a hand-written script would compute).
     """
 
-    def __init__(self, xp: Any, compact: bool = False) -> None:
+    def __init__(self, xp: Any, previous: bool = False, lean: bool = False) -> None:
         self.xp = xp
-        self.compact = compact
+        self.solve = solve_eps_previous if previous else solve_eps
+        self.lean = lean
 
     def M(self, x, kinv):
         xp = self.xp
@@ -397,14 +474,21 @@ class HandWritten:
         eps = xp.where(tau < 1, (1.0 - tau) / (tau * self.M(q, kinv * tau)), 0.0)  # §2.2, lam = 0
         r = xp.where(tau < 1, 0.0, (tau - 1.0) / tau)  # lim lam/eps (§2.2)
         iters = xp.zeros(tau.shape, dtype=xp.int64)
+        status = xp.zeros(tau.shape, dtype=xp.int8)
+        residual = xp.zeros(tau.shape)
         if bool(ridge.any()):
             i = xp.nonzero(ridge)[0]
-            e_r, it_r = solve_eps(xp, self.f, self.f_fp, tau[i], lam[i],
-                                  (q[i], tau[i], kinv[i], lam[i]), compact=self.compact)
+            args = (q[i], tau[i], kinv[i], lam[i])
+            out = self.solve(xp, self.f, self.f_fp, tau[i], lam[i], args)
+            e_r, it_r = out[0], out[1]
             eps[i] = e_r
             r[i] = lam[i] / e_r
             iters[i] = it_r
-        eps = xp.where(~ridge & (tau == 1), xp.nan, eps)  # the pole (spec §2.5)
+            if not self.lean:
+                status[i] = out[2] if len(out) > 2 else xp.where(xp.isnan(e_r), STATUS_MAXITER, 0)
+                residual[i] = xp.abs(self.f(e_r, *args))
+        pole = ~ridge & (tau == 1)
+        eps = xp.where(pole, xp.nan, eps)  # the pole (spec §2.5)
         nu = q + eps
         M = self.M(nu, kinv)
         Mp = -M * M * (1.0 + M * kinv) / (1.0 + nu * M * M * kinv)
@@ -416,19 +500,28 @@ class HandWritten:
             1.0 - 2.0 * nu * M - nu * nu * Mp + g * (M + eps * Mp))
         e_train = r * r * e_idg
         ok = xp.isfinite(e_icl) & xp.isfinite(e_idg) & xp.isfinite(e_train)
-        out = {k: xp.where(ok, v, xp.nan) for k, v in
-               (("e_icl", e_icl), ("e_idg", e_idg), ("e_train", e_train), ("eps", eps))}
-        out["converged"] = ok
-        out["iterations"] = iters
+        if self.lean:
+            out = {k: xp.where(ok, v, xp.nan) for k, v in
+                   (("e_icl", e_icl), ("e_idg", e_idg), ("e_train", e_train), ("eps", eps))}
+            out.update(converged=ok, iterations=iters)
+            return out
+        status = xp.where(pole, STATUS_POLE, status)
+        status = xp.where((status == STATUS_OK) & ~ok, STATUS_NONFINITE, status)
+        conv = status == STATUS_OK
+        out = {k: xp.where(conv, v, xp.nan) for k, v in
+               (("e_icl", e_icl), ("e_idg", e_idg), ("e_train", e_train), ("eps", eps),
+                ("q", q), ("nu", nu), ("M", M), ("Mp", Mp), ("D", D), ("N", N))}
+        out.update(converged=conv, iterations=iters, residual=residual, status=status)
         return out
 
 
-def generated_kernels_compact(model: Any, p: dict[str, Any], be: Any) -> dict[str, Any]:
-    """What-if: the model's *generated* kernels, driven by the compacting root loop of
-    :func:`solve_eps` instead of ``numerics.roots.bracketed_root`` (everything else as in
-    ``model.evaluate``, minus its status bookkeeping)."""
+def generated_kernels_hand_loop(model: Any, p: dict[str, Any], be: Any) -> dict[str, Any]:
+    """What-if: the model's *generated* kernels (f, fused f/f', observables), driven by the
+    hand-written root loop :func:`solve_eps` instead of ``numerics.roots`` (everything else
+    as in ``model.evaluate``, minus its residual and status bookkeeping).  Same algorithm,
+    so this separates the cost of the generated kernels from that of the generic loop."""
     xp, sp_ = be.xp, be.special
-    fk, fpk = model.kernel("eps_residual"), model.kernel("eps_residual_prime")
+    fk, fdfk = model.kernel("eps_residual"), model.kernel("eps_residual_fdf")
     t, a, k, rh, lm = (p[n] for n in ("tau", "alpha", "kappa", "rho", "lam"))
     ridge = lm > 0
     eps = xp.zeros(t.shape)
@@ -442,9 +535,10 @@ def generated_kernels_compact(model: Any, p: dict[str, Any], be: Any) -> dict[st
             return fk(xp, sp_, e, *q)["f"]
 
         def f_fp(e, *q):
-            return fk(xp, sp_, e, *q)["f"], fpk(xp, sp_, e, *q)["fprime"]
+            o = fdfk(xp, sp_, e, *q)
+            return o["f"], o["fprime"]
 
-        eps[ridge] = solve_eps(xp, f, f_fp, args[0], args[4], args, compact=True)[0]
+        eps[ridge] = solve_eps(xp, f, f_fp, args[0], args[4], args)[0]
     out = dict(model.kernel("observables")(xp, sp_, t, a, k, rh, lm, eps))
     out["eps"] = eps
     return out
@@ -480,11 +574,14 @@ def fmt_t(sec: float) -> str:
 # =============================================================================== profile
 def profile_generated(model: Any, params: dict[str, Any], backend: Any) -> dict[str, float]:
     """cProfile one ``model.evaluate`` and attribute its time (seconds, cumulative)."""
+    import numerics.roots as roots_mod
+
     prof = cProfile.Profile()
     prof.enable()
     model.evaluate(params, backend)
     prof.disable()
     st = pstats.Stats(prof).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
+    roots_file = os.path.abspath(roots_mod.__file__)
 
     def ct(pattern: str) -> float:
         return sum(v[3] for (_, _, name), v in st.items() if re.fullmatch(pattern, name))
@@ -496,21 +593,45 @@ def profile_generated(model: Any, params: dict[str, Any], backend: Any) -> dict[
         return sum(v[1] for (_, _, name), v in st.items() if re.fullmatch(pattern, name))
 
     out: dict[str, float] = {"total": ct("evaluate")}
-    for k in ("icl_eps_residual", "icl_eps_residual_prime"):
+    for k in ("icl_eps_residual", "icl_eps_residual_fdf"):
         total = ct(k)
         helpers = ct(rf"_{k}_pw\d+")
         branches = ct(rf"_{k}_pw\d+_b\d+")
         out[f"{k}: calls"] = calls(k)
         out[f"{k}: total"] = total
-        out[f"{k}: Piecewise helper (mask, any/all, gather/scatter)"] = helpers - branches
+        out[f"{k}: Piecewise helper (mask, count, gather/scatter)"] = helpers - branches
         out[f"{k}: Piecewise branch arithmetic"] = branches
-        out[f"{k}: rest of kernel (q, f or f')"] = total - helpers
-    out["bracketed_root: own bookkeeping (where, abs, compares)"] = tt("bracketed_root") + tt("mid")
+        out[f"{k}: rest of kernel (q, f, f')"] = total - helpers
+    out["numerics.roots: own bookkeeping (bracket, where, compares, gathers)"] = sum(
+        v[2] for (f, _, name), v in st.items() if os.path.abspath(f) == roots_file)
     out["expand_bracket (incl. its f calls)"] = ct("expand_bracket")
     out["eps_bracket kernel"] = ct("icl_eps_bracket")
     out["eps_ridgeless kernel"] = ct("icl_eps_ridgeless")
     out["observables kernel"] = ct("icl_observables")
     return out
+
+
+def lane_counts(model: Any, params: dict[str, Any], backend: Any) -> dict[str, list[int]]:
+    """Sizes of the arrays the f and fused f/f' kernels are called on in one ``evaluate``
+    (by wrapping the compiled kernel functions for one call; restored afterwards)."""
+    sizes: dict[str, list[int]] = {"eps_residual": [], "eps_residual_fdf": []}
+    saved = {}
+    for name in sizes:
+        k = model.kernel(name)
+        fn = k.function
+        saved[name] = fn
+
+        def wrapped(*a: Any, _fn: Callable = fn, _name: str = name) -> Any:
+            sizes[_name].append(int(np.size(a[2])))
+            return _fn(*a)
+
+        k._fn[0] = wrapped
+    try:
+        model.evaluate(params, backend)
+    finally:
+        for name, fn in saved.items():
+            model.kernel(name)._fn[0] = fn
+    return sizes
 
 
 def profile_hand(hw: "HandWritten", params: dict[str, Any]) -> dict[str, float]:
@@ -534,7 +655,7 @@ def profile_hand(hw: "HandWritten", params: dict[str, Any]) -> dict[str, float]:
 def integer_powers(model: Any, size: int, xp: Any, sync: Callable[[], None]) -> dict[str, Any]:
     """Integer powers other than 2 in the generated xp sources, and what ``a**3`` costs."""
     found = {}
-    for name in ("eps_residual", "eps_residual_prime", "eps_bracket", "eps_ridgeless", "observables"):
+    for name in ("eps_residual", "eps_residual_fdf", "eps_bracket", "eps_ridgeless", "observables"):
         src = "\n".join(ln for ln in model.kernel(name).source.splitlines()
                         if not ln.lstrip().startswith(("#", '"""')))
         pows = sorted(set(re.findall(r"\*\*(\d+)\b", src)) - {"2"})
@@ -627,30 +748,33 @@ def main(argv: list[str] | None = None) -> int:
 
     solve_kw = dict(tau=axes["tau"], alpha=axes["alpha"], kappa=axes["kappa"], lam=axes["lam"], rho=RHO)
     hw = HandWritten(xp)
-    hwc = HandWritten(xp, compact=True)
+    hwl = HandWritten(xp, lean=True)
+    hwp = HandWritten(xp, previous=True)
     with np.errstate(all="ignore"):
         times, outs = best_of_interleaved({
             "evaluate": lambda: model.evaluate(dev_flat, be),
             "solve": lambda: derive.solve(MODEL, backend=be, progress=False, **solve_kw),
             "hand": lambda: hw.evaluate(dev_flat),
-            "hand_compact": lambda: hwc.evaluate(dev_flat),
-            "gen_compact": lambda: generated_kernels_compact(model, dev_flat, be),
+            "hand_lean": lambda: hwl.evaluate(dev_flat),
+            "hand_prev": lambda: hwp.evaluate(dev_flat),
+            "gen_hand_loop": lambda: generated_kernels_hand_loop(model, dev_flat, be),
         }, args.repeat, be.synchronize)
-    t_eval, t_solve, t_hand, t_handc, t_gc = (times[k] for k in
-                                              ("evaluate", "solve", "hand", "hand_compact", "gen_compact"))
+    t_eval, t_solve, t_hand, t_handl, t_handp, t_gl = (
+        times[k] for k in ("evaluate", "solve", "hand", "hand_lean", "hand_prev", "gen_hand_loop"))
     gen = {k: be.to_numpy(v) for k, v in outs["evaluate"].items()}
     ds = outs["solve"]
     for k in OBS:  # derive.solve and model.evaluate are the same pipeline
         assert np.array_equal(ds[k].values.reshape(-1), gen[k], equal_nan=True), k
-    hand, handc, genc = outs["hand"], outs["hand_compact"], outs["gen_compact"]
+    hand, handp, genl = outs["hand"], outs["hand_prev"], outs["gen_hand_loop"]
     hand = {k: be.to_numpy(v) for k, v in hand.items()}
-    handc = {k: be.to_numpy(v) for k, v in handc.items()}
-    genc = {k: be.to_numpy(v) for k, v in genc.items()}
+    handp = {k: be.to_numpy(v) for k, v in handp.items()}
+    genl = {k: be.to_numpy(v) for k, v in genl.items()}
 
     log("[bench] profiling the generated pipeline")
     prof = profile_generated(model, dev_flat, be)
     powers = integer_powers(model, n_ridge, xp, be.synchronize)
     prof_h = profile_hand(hw, dev_flat)
+    lanes = lane_counts(model, dev_flat, be)
 
     # ---- per-point scalar loops on a subsample --------------------------------------------
     m = min(args.sample, n)
@@ -711,12 +835,15 @@ def main(argv: list[str] | None = None) -> int:
              f"{us(t_solve, n):.2f} µs | {be.name} |")
     L.append(f"| `model.evaluate` (generated pipeline, flat arrays) | {n} | {fmt_t(t_eval)} | "
              f"{us(t_eval, n):.2f} µs | {be.name} |")
-    L.append(f"| hand-written (same formulas and algorithm, `where`) | {n} | {fmt_t(t_hand)} | "
-             f"{us(t_hand, n):.2f} µs | {be.name} |")
-    L.append(f"| hand-written + active-set compaction (extra) | {n} | {fmt_t(t_handc)} | "
-             f"{us(t_handc, n):.2f} µs | {be.name}; iterates only unconverged points |")
-    L.append(f"| what-if: generated kernels + compacting root loop (extra) | {n} | {fmt_t(t_gc)} | "
-             f"{us(t_gc, n):.2f} µs | {be.name}; `model.kernel(...)` driven by this file's loop |")
+    L.append(f"| hand-written (same formulas, same algorithm, same outputs) | {n} | "
+             f"{fmt_t(t_hand)} | {us(t_hand, n):.2f} µs | {be.name}; the baseline of (b) |")
+    L.append(f"| hand-written, lean: no residual, no status codes (extra) | {n} | {fmt_t(t_handl)} | "
+             f"{us(t_handl, n):.2f} µs | {be.name} |")
+    L.append(f"| what-if: generated kernels + hand-written root loop (extra) | {n} | {fmt_t(t_gl)} | "
+             f"{us(t_gl, n):.2f} µs | {be.name}; `model.kernel(...)` driven by `solve_eps`; "
+             "no residual, no status |")
+    L.append(f"| hand-written, previous root algorithm (extra) | {n} | {fmt_t(t_handp)} | "
+             f"{us(t_handp, n):.2f} µs | {be.name}; whole array with `where`, no compaction |")
     if m:
         L.append(f"| per-point loop, authors' style (fsolve × 100 guesses) | {m} (random subsample) | "
                  f"{fmt_t(t_auth)} | {us(t_auth, m):.0f} µs | extrapolated to the grid: "
@@ -751,7 +878,11 @@ def main(argv: list[str] | None = None) -> int:
     L.append(f"| `model.evaluate` / hand-written | {ratio:.2f}× | ≤ {TARGET_RATIO}× | "
              f"{'PASS' if ratio <= TARGET_RATIO else 'FAIL'} |")
     L.append(f"| `derive.solve` / hand-written | {t_solve / t_hand:.2f}× | – | |")
-    L.append(f"| `model.evaluate` / hand-written with compaction | {t_eval / t_handc:.2f}× | – | |")
+    L.append(f"| `model.evaluate` / hand-written, lean | {t_eval / t_handl:.2f}× | – | |")
+    L.append(f"| generated kernels + hand-written loop / hand-written, lean | {t_gl / t_handl:.2f}× "
+             "| – | the generated kernels' share |")
+    L.append(f"| `model.evaluate` / generated kernels + hand-written loop | {t_eval / t_gl:.2f}× | – "
+             "| `numerics.roots` + `evaluate`'s own work (residual, status) |")
     L.append("")
 
     L.append("### Accuracy\n")
@@ -760,16 +891,23 @@ def main(argv: list[str] | None = None) -> int:
     L.append(f"Generated pipeline: {int(conv_g.sum())}/{n} points converged; "
              f"hand-written: {int(conv_h.sum())}/{n}.  Root-finder iterations (lam > 0): "
              f"mean {gen['iterations'][flat['lam'] > 0].mean():.2f}, max {int(gen['iterations'].max())}, "
-             f"{int((gen['iterations'] > 20).sum())} points need > 20.\n")
+             f"{int((gen['iterations'] > 20).sum())} points need > 20. Same iteration count "
+             f"as the hand-written version at {np.mean(gen['iterations'] == hand['iterations']):.1%} "
+             f"of the points (the formulas round differently); same status codes: "
+             f"{'yes' if np.array_equal(gen['status'], hand['status']) else 'NO'}; generated kernels "
+             f"driven by the hand-written loop reproduce `model.evaluate` bit for bit: "
+             f"{'yes' if all(np.array_equal(gen[k], genl[k], equal_nan=True) for k in OBS) else 'NO'}."
+             "\n")
     both = conv_g & conv_h
     L.append("| comparison | points | " + " | ".join(f"max rel. diff {k}" for k in OBS) + " |")
     L.append("|---|---:|" + "---:|" * len(OBS))
     L.append(f"| generated vs hand-written (full grid) | {int(both.sum())} | "
              + " | ".join(fmt_e(rel_diff(gen[k][both], hand[k][both]).max()) for k in OBS) + " |")
-    L.append(f"| generated vs hand-written + compaction (full grid) | {int(both.sum())} | "
-             + " | ".join(fmt_e(rel_diff(gen[k][both], handc[k][both]).max()) for k in OBS) + " |")
-    L.append(f"| generated vs what-if generated + compaction (full grid) | {int(both.sum())} | "
-             + " | ".join(fmt_e(rel_diff(gen[k][both], genc[k][both]).max()) for k in OBS) + " |")
+    L.append(f"| generated vs what-if generated kernels + hand-written loop (full grid) | "
+             f"{int(both.sum())} | "
+             + " | ".join(fmt_e(rel_diff(gen[k][both], genl[k][both]).max()) for k in OBS) + " |")
+    L.append(f"| generated vs hand-written, previous algorithm (full grid) | {int(both.sum())} | "
+             + " | ".join(fmt_e(rel_diff(gen[k][both], handp[k][both]).max()) for k in OBS) + " |")
     if m:
         g_s = {k: gen[k][idx] for k in OBS}
         L.append(f"| generated vs authors' style (subsample) | {m} | "
@@ -833,24 +971,29 @@ def main(argv: list[str] | None = None) -> int:
         L.append(f"| {k} | {fmt_t(v)} | {100 * v / total:.0f}% |")
     L.append(f"\nFor comparison, the hand-written version under the same profiler: total "
              f"{fmt_t(prof_h['total'])}; f and f' together (one call, shared M) "
-             f"{fmt_t(prof_h['f_fp'])}; f alone (bracketing) {fmt_t(prof_h['f'])}; root-loop "
-             f"bookkeeping {fmt_t(prof_h['loop'])}.")
+             f"{fmt_t(prof_h['f_fp'])}; f alone (bracket, f(lo), residual) {fmt_t(prof_h['f'])}; "
+             f"root-loop bookkeeping (bracket expansion included) {fmt_t(prof_h['loop'])}.")
     it = gen["iterations"][flat["lam"] > 0]
     if it.size and it.max() > 0:
-        L.append(f"\nRoot-finder calls: f {int(prof['icl_eps_residual: calls'])}×, f' "
-                 f"{int(prof['icl_eps_residual_prime: calls'])}×, each on all {n_ridge} ridge "
-                 f"points. Useful lane-iterations / evaluated lane-iterations = "
-                 f"{it.sum()}/{it.max() * it.size} = {it.sum() / (it.max() * it.size):.0%} "
-                 f"(the slowest point sets the iteration count for all).")
+        f_sizes, fdf_sizes = lanes["eps_residual"], lanes["eps_residual_fdf"]
+        full_f = sum(1 for v in f_sizes if v == n_ridge)
+        L.append(f"\nKernel calls in one `evaluate`: f {len(f_sizes)}× ({full_f} on all {n_ridge} "
+                 f"ridge points: the first bracket end, f(lo) and f(hi) in `bracketed_root`, the "
+                 f"residual |f(eps)|; the other {len(f_sizes) - full_f} only on the points whose "
+                 f"bracket is still growing: {', '.join(map(str, f_sizes[1:len(f_sizes) - 3]))}); "
+                 f"fused f/f' {len(fdf_sizes)}× on {sum(fdf_sizes)} points in all "
+                 f"(working-set sizes {', '.join(map(str, fdf_sizes[:12]))}"
+                 f"{', ...' if len(fdf_sizes) > 12 else ''}). Useful lane-iterations / evaluated "
+                 f"= {it.sum()}/{sum(fdf_sizes)} = {it.sum() / max(sum(fdf_sizes), 1):.0%}; "
+                 f"iterations per point: mean {it.mean():.2f}, max {it.max()}. The hand-written "
+                 f"version evaluates f on all ridge points twice (the first bracket end and f(lo); it "
+                 f"reuses f(hi) from the expansion), plus once for its residual.")
     if powers:
         L.append("\nInteger powers other than 2 in the generated sources (NumPy evaluates `a**3` "
                  "with its generic `pow` loop, while `a**2` is special-cased to `square`): "
                  + "; ".join(f"`{k}`: {v}" for k, v in powers["found"].items())
                  + f". On this backend ({be.name}), on {n_ridge} floats, `a**3` takes "
-                 f"{fmt_t(powers['pow3'])} vs "
-                 f"{fmt_t(powers['mul3'])} for `a*a*a`; with {int(prof['icl_eps_residual_prime: calls'])} "
-                 f"calls of f' that is ≈ {fmt_t(powers['pow3'] * prof['icl_eps_residual_prime: calls'])} "
-                 "of the f' kernel's time.")
+                 f"{fmt_t(powers['pow3'])} vs {fmt_t(powers['mul3'])} for `a*a*a`.")
     L.append("")
     report = "\n".join(L)
     print(report)

@@ -5,8 +5,8 @@ keeping a sign-change bracket per point. Each iteration takes a Newton step wher
 it stays inside the bracket and shrinks it fast enough, and a bisection step
 (geometric, in log space, when ``log_space``) elsewhere -- the classic safeguarded
 Newton ("rtsafe"), done with masks so it is branch-free and runs on CuPy.
-Converged points are frozen; every point reports its own iterations, residual and
-status.
+Every point stops on its own (converged, non-finite, or out of iterations) and reports
+its own iterations, residual and status.
 """
 from __future__ import annotations
 
@@ -19,10 +19,25 @@ __all__ = ["bracketed_root", "expand_bracket"]
 
 Func = Callable[..., Any]
 
+#: With compaction on, the working set is re-gathered once the points still iterating
+#: fall below this fraction of it; until then stopped points ride along (their results
+#: are already recorded; what is computed for them afterwards is discarded).
+_COMPACT_BELOW = 0.5
+
+
+def _default_compact(be: Backend, compact: bool | None) -> bool:
+    return be.name == "numpy" if compact is None else bool(compact)
+
 
 def expand_bracket(f: Func, lo: Any, hi: Any, args: tuple = (), *, factor: float = 4.0,
-                   max_steps: int = 60, backend: str | Backend = "numpy") -> tuple[Any, Any, Any]:
+                   max_steps: int = 60, compact: bool | None = None,
+                   backend: str | Backend = "numpy") -> tuple[Any, Any, Any]:
     """Grow ``hi`` geometrically where ``f(hi) <= 0`` (f assumed increasing, ``f(lo) < 0``).
+
+    Each step sets ``lo = hi`` where ``f(hi) < 0`` and ``hi = factor * hi``, at the points
+    whose ``f(hi)`` is not yet positive, at most ``max_steps`` times. With ``compact``
+    (default: on for NumPy, off for CuPy) ``f`` is evaluated only at those points
+    (gathered by index); otherwise on the whole arrays, with ``where``.
 
     Returns ``(lo, hi, ok)`` with ``ok`` True where a sign change was found.
     """
@@ -30,16 +45,38 @@ def expand_bracket(f: Func, lo: Any, hi: Any, args: tuple = (), *, factor: float
     xp = be.xp
     lo = be.asarray(lo)
     hi = be.asarray(hi)
+    if not _default_compact(be, compact):
+        hi = xp.broadcast_to(hi, xp.broadcast_shapes(lo.shape, hi.shape)).copy()
+        f_hi = f(hi, *args)
+        for _ in range(max_steps):
+            need = ~(f_hi > 0)
+            if not bool(xp.any(need)):
+                break
+            lo = xp.where(need & (f_hi < 0), hi, lo)  # hi is a better lower end
+            hi = xp.where(need, hi * factor, hi)
+            f_hi = xp.where(need, f(hi, *args), f_hi)
+        return lo, hi, f_hi > 0
+    args = tuple(be.asarray(a) for a in args)
     hi = xp.broadcast_to(hi, xp.broadcast_shapes(lo.shape, hi.shape)).copy()
-    f_hi = f(hi, *args)
+    f_hi = be.asarray(f(hi, *args))
+    shape = xp.broadcast_shapes(hi.shape, f_hi.shape)
+    if bool(xp.all(f_hi > 0)):
+        return lo, hi, xp.broadcast_to(f_hi > 0, shape).copy()
+    # own flat copies: lo may be an input, f_hi an input or a broadcast view
+    lo, hi, f_hi = (xp.broadcast_to(a, shape).reshape(-1).copy() for a in (lo, hi, f_hi))
+    need = xp.nonzero(~(f_hi > 0))[0]
+    args = tuple(xp.broadcast_to(a, shape).reshape(-1) for a in args)
     for _ in range(max_steps):
-        need = ~(f_hi > 0)
-        if not bool(xp.any(need)):
+        if need.size == 0:
             break
-        lo = xp.where(need & (f_hi < 0), hi, lo)  # hi is a better lower end
-        hi = xp.where(need, hi * factor, hi)
-        f_hi = xp.where(need, f(hi, *args), f_hi)
-    return lo, hi, f_hi > 0
+        h = hi[need]
+        lo[need] = xp.where(f_hi[need] < 0, h, lo[need])  # hi is a better lower end
+        h = h * factor
+        hi[need] = h
+        fh = f(h, *(a[need] for a in args))
+        f_hi[need] = fh
+        need = need[~(fh > 0)]
+    return lo.reshape(shape), hi.reshape(shape), (f_hi > 0).reshape(shape)
 
 
 def bracketed_root(f: Func, lo: Any, hi: Any, args: tuple = (), *, fprime: Func | None = None,
@@ -51,7 +88,7 @@ def bracketed_root(f: Func, lo: Any, hi: Any, args: tuple = (), *, fprime: Func 
 
     Parameters
     ----------
-    f: vectorised callable ``(x, *args) -> array``.
+    f: vectorised, elementwise callable ``(x, *args) -> array``.
     fprime: its derivative (optional); or ``fdf`` returning ``(f, f')`` in one call, which
         lets a kernel share the work (pure bisection when neither is given).
     lo, hi: brackets, broadcastable with ``args``; ``f(lo)`` and ``f(hi)`` must differ
@@ -67,12 +104,12 @@ def bracketed_root(f: Func, lo: Any, hi: Any, args: tuple = (), *, fprime: Func 
     step at least geometrically (the "rtsafe" safeguard, comparing with the step
     before last); otherwise the bracket is bisected.
 
-    Returns a :class:`PointwiseResult` (``x`` is NaN where not converged).
+    Returns a :class:`PointwiseResult` (``x`` is NaN where not converged; ``residual`` is
+    ``|f(x)|`` at the returned iterate).
     """
     be = get_backend(backend)
     xp = be.xp
-    if compact is None:
-        compact = be.name == "numpy"
+    compact = _default_compact(be, compact)
     if fdf is None and fprime is not None:
         def fdf(x: Any, *a: Any) -> tuple[Any, Any]:
             return f(x, *a), fprime(x, *a)
@@ -83,90 +120,193 @@ def bracketed_root(f: Func, lo: Any, hi: Any, args: tuple = (), *, fprime: Func 
     with _quiet(xp):
         flo = f(lo, *args_full)
         fhi = f(hi, *args_full)
+    # On NumPy a reduction costs no device sync: skip the updates that change nothing.
+    host = be.name == "numpy"
+
+    def maybe(mask: Any) -> bool:
+        return bool(xp.any(mask)) if host else True
+
     finite = xp.isfinite(flo) & xp.isfinite(fhi)
     bracketed = finite & (xp.sign(flo) * xp.sign(fhi) <= 0)
     swap = flo > 0  # orient so that f(lo) <= 0 <= f(hi)
-    lo, hi = xp.where(swap, hi, lo), xp.where(swap, lo, hi)
-    exact_lo, exact_hi = flo == 0, fhi == 0
+    if maybe(swap):
+        lo, hi = xp.where(swap, hi, lo), xp.where(swap, lo, hi)
+    else:  # the iteration moves the ends in place: never the caller's arrays
+        lo, hi = lo.copy(), hi.copy()
 
     def mid(a: Any, b: Any) -> Any:
         return xp.sqrt(a * b) if log_space else 0.5 * (a + b)
 
-    x_all = xp.where(exact_lo, lo, xp.where(exact_hi, hi, mid(lo, hi)))
-    done = bracketed & (exact_lo | exact_hi)
+    exact = (flo == 0) | (fhi == 0)
+    if maybe(exact):
+        x_all = xp.where(flo == 0, lo, xp.where(fhi == 0, hi, mid(lo, hi)))
+        done = bracketed & exact
+        todo = bracketed & ~exact
+    else:
+        x_all = mid(lo, hi)
+        done = xp.zeros(size, dtype=bool)
+        todo = bracketed
     nonfinite = ~finite
     iterations = xp.zeros(size, dtype=xp.int64)
     maxed = xp.zeros(size, dtype=bool)
-
-    # working set: indices of points still iterating
-    idx = xp.nonzero(bracketed & ~done)[0]
-    w_lo, w_hi, w_x = lo[idx], hi[idx], x_all[idx]
-    w_args = tuple(a[idx] for a in args_full)
-    w_dx = xp.abs(w_hi - w_lo)
-    w_dxold = w_dx.copy()
-    w_active = xp.ones(idx.shape, dtype=bool)
-    for it in range(maxiter):
-        n_active = int(w_active.sum()) if compact else (1 if bool(xp.any(w_active)) else 0)
-        if n_active == 0:
-            break
-        if compact and n_active < 0.5 * w_active.size:
-            keep = xp.nonzero(w_active)[0]
-            idx, w_lo, w_hi, w_x = idx[keep], w_lo[keep], w_hi[keep], w_x[keep]
-            w_dx, w_dxold = w_dx[keep], w_dxold[keep]
-            w_args = tuple(a[keep] for a in w_args)
-            w_active = w_active[keep]
-        with _quiet(xp):
-            if fdf is not None:
-                fx, dfx = fdf(w_x, *w_args)
-            else:
-                fx, dfx = f(w_x, *w_args), None
-            ok = xp.isfinite(fx)
-            bad = w_active & ~ok
-            if bool(xp.any(bad)):
-                nonfinite[idx[bad]] = True
-            act = w_active & ok
-            hit = act & (xp.abs(fx) <= ftol)
-            neg = fx < 0
-            w_lo = xp.where(act & neg, w_x, w_lo)
-            w_hi = xp.where(act & ~neg, w_x, w_hi)
-            bis = mid(w_lo, w_hi)
-            if dfx is not None:
-                step = fx / dfx
-                newton = w_x - step
-                inside = (newton > xp.minimum(w_lo, w_hi)) & (newton < xp.maximum(w_lo, w_hi))
-                fast = xp.abs(step) <= 0.5 * w_dxold
-                use_newton = inside & fast & xp.isfinite(newton)
-                x_new = xp.where(use_newton, newton, bis)
-                tiny_newton = xp.isfinite(step) & (xp.abs(step) <= xtol + rtol * xp.abs(w_x))
-            else:
-                x_new = bis
-                tiny_newton = xp.zeros(w_x.shape, dtype=bool)
-        dx = xp.abs(x_new - w_x)
-        tol = xtol + rtol * xp.abs(x_new)
-        conv = act & (hit | tiny_newton | (dx <= tol) | (xp.abs(w_hi - w_lo) <= tol))
-        if dfx is not None:  # a last, tiny Newton correction is always taken
-            x_new = xp.where(tiny_newton, newton, x_new)
-        w_x = xp.where(act & ~hit, x_new, w_x)
-        w_dxold = xp.where(act, w_dx, w_dxold)
-        w_dx = xp.where(act, dx, w_dx)
-        iterations[idx] = iterations[idx] + act
-        x_all[idx] = w_x
-        if bool(xp.any(conv)):
-            done[idx[conv]] = True
-        w_active = act & ~conv
-    if bool(xp.any(w_active)):
-        maxed[idx[w_active]] = True
     with _quiet(xp):
+        if compact:
+            _iterate_compact(xp, f, fdf, args_full, lo, hi, x_all, todo, done, nonfinite,
+                             iterations, maxed, mid, log_space, xtol, rtol, ftol, maxiter)
+        else:
+            x_all = _iterate_masked(xp, f, fdf, args_full, lo, hi, x_all, todo, done, nonfinite,
+                                    iterations, maxed, mid, log_space, xtol, rtol, ftol, maxiter)
         fx_all = f(x_all, *args_full)
     status = xp.full(size, int(Status.OK), dtype=xp.int8)
-    status = xp.where(maxed, int(Status.MAXITER), status)
-    status = xp.where(~bracketed, int(Status.NO_BRACKET), status)
-    status = xp.where(nonfinite, int(Status.NONFINITE), status)
-    converged = done & ~nonfinite
-    x_all = xp.where(converged, x_all, xp.nan)
+    if maybe(maxed):
+        status = xp.where(maxed, int(Status.MAXITER), status)
+    if maybe(~bracketed):
+        status = xp.where(~bracketed, int(Status.NO_BRACKET), status)
+    if maybe(nonfinite):
+        status = xp.where(nonfinite, int(Status.NONFINITE), status)
+        converged = done & ~nonfinite
+    else:
+        converged = done
+    if maybe(~converged):
+        x_all = xp.where(converged, x_all, xp.nan)
     return PointwiseResult(x=x_all.reshape(shape), converged=converged.reshape(shape),
                            residual=xp.abs(fx_all).reshape(shape),
                            iterations=iterations.reshape(shape), status=status.reshape(shape))
+
+
+def _step(xp: Any, f: Func, fdf: Func | None, x: Any, lo: Any, hi: Any, dxold: Any,
+          args: tuple, ordered: bool, positive: bool, mid: Callable, xtol: float, rtol: float,
+          ftol: float) -> tuple[Any, ...]:
+    """One safeguarded-Newton iteration on the working arrays.
+
+    ``ordered``: ``lo <= hi`` everywhere (f increasing), so the bracket needs no min/max;
+    ``positive``: every iterate is > 0 (log-space bisection), so no ``abs``.
+
+    Moves the bracket ends ``lo``/``hi`` to ``x`` in place (by the sign of ``f(x)``) and
+    returns ``(x_next, dx, conv, hit, fin)``: the next iterate, the step taken (before a
+    final tiny Newton correction), converged, ``|f(x)| <= ftol``, ``f(x)`` finite.
+    """
+    if fdf is not None:
+        fx, dfx = fdf(x, *args)
+    else:
+        fx, dfx = f(x, *args), None
+    neg = fx < 0
+    xp.copyto(lo, x, where=neg)
+    xp.copyto(hi, x, where=~neg)
+    bis = mid(lo, hi)
+    if dfx is not None:
+        step = fx / dfx
+        newton = x - step
+        a_step = xp.abs(step)
+        if ordered:  # lo <= hi at every point
+            inside = (newton > lo) & (newton < hi)
+        else:
+            inside = (newton > xp.minimum(lo, hi)) & (newton < xp.maximum(lo, hi))
+        # a NaN or infinite Newton point is never strictly inside a finite bracket
+        x_new = xp.where(inside & (a_step <= 0.5 * dxold), newton, bis)
+        tol_x = rtol * (x if positive else xp.abs(x))
+        if xtol:
+            tol_x += xtol
+        tiny = a_step <= tol_x  # False for a NaN step
+    else:
+        x_new = bis
+        tiny = None
+    dx = xp.abs(x_new - x)
+    tol = rtol * (x_new if positive else xp.abs(x_new))
+    if xtol:
+        tol += xtol
+    hit = (fx == 0) if ftol == 0 else (xp.abs(fx) <= ftol)
+    conv = hit | (dx <= tol) | (((hi - lo) if ordered else xp.abs(hi - lo)) <= tol)
+    if tiny is not None:
+        conv |= tiny
+        x_new = xp.where(tiny, newton, x_new)  # a last, tiny Newton correction is always taken
+    fin = xp.isfinite(fx)
+    return x_new, dx, conv, hit, fin
+
+
+def _iterate_compact(xp: Any, f: Func, fdf: Func | None, args_full: list, lo: Any, hi: Any,
+                     x_all: Any, todo: Any, done: Any, nonfinite: Any, iterations: Any,
+                     maxed: Any, mid: Callable, positive: bool, xtol: float, rtol: float,
+                     ftol: float, maxiter: int) -> None:
+    """Iterate on a working set gathered by index; record each point when it stops."""
+    n_todo = int(xp.count_nonzero(todo))
+    if n_todo == 0:
+        return
+    if n_todo == todo.size:
+        idx = None  # the working set is everything, in order
+        w_lo, w_hi, w_x, w_args = lo, hi, x_all, tuple(args_full)  # lo, hi: ours
+    else:
+        idx = xp.nonzero(todo)[0]
+        w_lo, w_hi, w_x = lo[idx], hi[idx], x_all[idx]
+        w_args = tuple(a[idx] for a in args_full)
+    ordered = bool(xp.all(w_lo <= w_hi))
+    w_dx = (w_hi - w_lo) if ordered else xp.abs(w_hi - w_lo)
+    w_dxold = w_dx
+    live = None  # None: every working point is still iterating
+    n_live = n_todo
+    for it in range(maxiter):
+        x_new, dx, conv, hit, fin = _step(xp, f, fdf, w_x, w_lo, w_hi, w_dxold, w_args, ordered,
+                                          positive, mid, xtol, rtol, ftol)
+        stop = conv | ~fin
+        if live is not None:
+            stop &= live
+        n_stop = int(xp.count_nonzero(stop))
+        if n_stop:
+            e = xp.nonzero(stop)[0]
+            g = e if idx is None else idx[e]
+            fin_e = fin[e]
+            keep_x = hit[e] | ~fin_e  # f = 0 there (or not finite): x stays
+            x_all[g] = xp.where(keep_x, w_x[e], x_new[e])
+            done[g] = conv[e] & fin_e
+            nonfinite[g] = ~fin_e
+            iterations[g] = it + fin_e
+            n_live -= n_stop
+        w_dxold, w_dx, w_x = w_dx, dx, x_new
+        if n_live == 0:
+            return
+        if n_stop:
+            keep = ~stop if live is None else live & ~stop
+            if n_live < _COMPACT_BELOW * keep.size:
+                k = xp.nonzero(keep)[0]
+                idx = k if idx is None else idx[k]
+                w_lo, w_hi, w_x, w_dx, w_dxold = w_lo[k], w_hi[k], w_x[k], w_dx[k], w_dxold[k]
+                w_args = tuple(a[k] for a in w_args)
+                live = None
+            else:
+                live = keep
+    k = xp.nonzero(live)[0] if live is not None else slice(None)
+    g = (xp.arange(todo.size) if idx is None else idx)[k]
+    x_all[g] = w_x[k]
+    maxed[g] = True
+    iterations[g] = maxiter
+
+
+def _iterate_masked(xp: Any, f: Func, fdf: Func | None, args_full: list, lo: Any, hi: Any,
+                    x_all: Any, todo: Any, done: Any, nonfinite: Any, iterations: Any,
+                    maxed: Any, mid: Callable, positive: bool, xtol: float, rtol: float,
+                    ftol: float, maxiter: int) -> Any:
+    """Iterate on the whole arrays, stopped points frozen with ``where`` (no gathers, one
+    host sync per iteration); returns the final iterates."""
+    x = x_all
+    ordered = bool(xp.all((lo <= hi) | ~todo))
+    dx = (hi - lo) if ordered else xp.abs(hi - lo)
+    dxold = dx
+    live = todo
+    for it in range(maxiter):
+        if not bool(xp.any(live)):
+            break
+        x_new, dx_new, conv, hit, fin = _step(xp, f, fdf, x, lo, hi, dxold, args_full, ordered,
+                                              positive, mid, xtol, rtol, ftol)
+        act = live & fin
+        x = xp.where(act & ~hit, x_new, x)
+        dxold, dx = dx, dx_new
+        iterations += act
+        nonfinite |= live & ~fin
+        conv &= act
+        done |= conv
+        live = act & ~conv
+    maxed |= live
+    return x
 
 
 class _quiet:

@@ -34,7 +34,7 @@ from .printer import PRINTERS, check_supported, identifier, unique_nodes
 __all__ = ["Program", "Kernel", "generate", "cache_dir", "CODEGEN_VERSION"]
 
 #: Bump when the lowering or the printers change what source a program produces.
-CODEGEN_VERSION = "1"
+CODEGEN_VERSION = "3"
 
 _MP_PRELUDE = '''
 def _mp_logaddexp(mp, a, b):
@@ -259,30 +259,92 @@ class _Emitter:
             else:
                 body.append("    raise ValueError('no Piecewise branch applies')")
         else:
-            body.append(f"    {', '.join(arg_names)}{',' if len(arg_names) == 1 else ''} = "
-                        f"xp.broadcast_arrays({', '.join(f'xp.asarray({a}, dtype=xp.float64)' for a in arg_names)})")
-            body.append(f"    _out = xp.full({arg_names[0]}.shape, xp.nan)")
-            body.append(f"    _todo = xp.ones({arg_names[0]}.shape, dtype=bool)")
-            for i, (val, cond) in enumerate(pw.args):
-                bname = self.branch_function(name, i, val, args)
-                if cond == sp.true:
-                    body.append("    _m = _todo")
-                else:
-                    c = self._printer().doprint(cond)
-                    body.append(f"    _m = xp.logical_and(_todo, {c})")
-                if i == 0:
-                    body.append("    if bool(_m.all()):")
-                    body.append(f"        _out[...] = {bname}(xp, special, {', '.join(arg_names)})")
-                    body.append("        return _out")
-                masked = ", ".join(f"{a}[_m]" for a in arg_names)
-                body.append("    if bool(_m.any()):")
-                body.append(f"        _out[_m] = {bname}(xp, special, {masked})")
-                if cond == sp.true:
-                    break
-                body.append("    _todo = xp.logical_and(_todo, xp.logical_not(_m))")
-            body.append("    return _out")
+            body += self._array_piecewise_body(name, pw, args, arg_names)
         self.helpers.append("\n".join([sig, doc, *body]))
         return name
+
+    def _array_piecewise_body(self, name: str, pw: sp.Piecewise, args: list[sp.Symbol],
+                              arg_names: list[str]) -> list[str]:
+        """Body of an array-target Piecewise helper.
+
+        Each branch is evaluated only on the points where it is taken (so an untaken
+        branch can never produce NaN, overflow or a warning). The first condition is
+        computed once and its points counted (one reduction; one host sync on CuPy, where
+        the previous ``all``/``any`` pair took two). When it holds everywhere -- or, for two
+        branches ending in ``True``, nowhere -- that branch runs on the whole arrays: no
+        gather, no scatter, no output copy unless the branch is a bare argument or a
+        constant. Otherwise each branch's inputs are gathered with its boolean mask and
+        its values scattered into an ``empty`` output (``full(nan)`` only when some point
+        may take no branch); for two branches the second mask is just the negation of the
+        first, without ``_todo`` bookkeeping. Inputs already of one shape are not passed
+        through ``broadcast_arrays``.
+        """
+        a0 = arg_names[0]
+        ind = "    "
+        body: list[str] = []
+        conv = ", ".join(f"xp.asarray({a}, dtype=xp.float64)" for a in arg_names)
+        body.append(f"{ind}{', '.join(arg_names)} = {conv}")
+        if len(arg_names) > 1:
+            same = " == ".join(f"{a}.shape" for a in arg_names)
+            body.append(f"{ind}if not ({same}):")
+            body.append(f"{ind}    {', '.join(arg_names)} = xp.broadcast_arrays({', '.join(arg_names)})")
+        branches = list(pw.args)
+        has_default = branches[-1][1] == sp.true
+        names = [self.branch_function(name, i, val, args) for i, (val, _) in enumerate(branches)]
+        full_args = ", ".join(arg_names)
+
+        def whole(i: int) -> list[str]:
+            """Statements returning branch ``i`` evaluated on every point."""
+            val = branches[i][0]
+            call = f"{names[i]}(xp, special, {full_args})"
+            if val.free_symbols and not val.is_Atom:  # a fresh array of the full shape
+                return [f"return {call}"]
+            # a constant or an argument itself: a fresh array of the right shape
+            return [f"_out = xp.empty({a0}.shape)", f"_out[...] = {call}", "return _out"]
+
+        if branches[0][1] == sp.true:
+            return body + [ind + ln for ln in whole(0)]
+        c0 = self._printer().doprint(branches[0][1])
+        body.append(f"{ind}_m = xp.asarray({c0})")
+        body.append(f"{ind}if _m.shape != {a0}.shape:")
+        body.append(f"{ind}    _m = xp.broadcast_to(_m, {a0}.shape)")
+        body.append(f"{ind}_n = int(xp.count_nonzero(_m))")
+        body.append(f"{ind}if _n == _m.size:")
+        body += [ind + "    " + ln for ln in whole(0)]
+        two = len(branches) == 2 and has_default
+        if two:
+            body.append(f"{ind}if _n == 0:")
+            body += [ind + "    " + ln for ln in whole(1)]
+        alloc = "xp.empty" if has_default else "xp.full"
+        body.append(f"{ind}_out = {alloc}({a0}.shape{'' if has_default else ', xp.nan'})")
+
+        def scatter(i: int) -> list[str]:
+            masked = ", ".join(f"{a}[_m]" for a in arg_names)
+            return [f"{ind}_out[_m] = {names[i]}(xp, special, {masked})"]
+
+        if two:  # 0 < _n < size: both branches have points
+            body += scatter(0)
+            body.append(f"{ind}_m = xp.logical_not(_m)")
+            body += scatter(1)
+            body.append(f"{ind}return _out")
+            return body
+        body.append(f"{ind}if _n:")
+        body += ["    " + ln for ln in scatter(0)]
+        body.append(f"{ind}_todo = xp.logical_not(_m)")
+        for i in range(1, len(branches)):
+            cond = branches[i][1]
+            last = i == len(branches) - 1
+            if cond == sp.true:
+                body.append(f"{ind}_m = _todo")
+            else:
+                c = self._printer().doprint(cond)
+                body.append(f"{ind}_m = xp.logical_and(_todo, {c})")
+                if not last:
+                    body.append(f"{ind}_todo = xp.logical_and(_todo, xp.logical_not(_m))")
+            body.append(f"{ind}if bool(_m.any()):")
+            body += ["    " + ln for ln in scatter(i)]
+        body.append(f"{ind}return _out")
+        return body
 
     def branch_function(self, helper: str, i: int, val: sp.Expr, args: list[sp.Symbol]) -> str:
         name = f"{helper}_b{i}"
