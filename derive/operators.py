@@ -116,3 +116,16 @@ class MarchenkoPasturTrace(sp.Function):
     def _sympystr(self, printer) -> str:
         x, kappa = self.args
         return f"M_{{{printer._print(kappa)}}}({printer._print(x)})"
+
+
+def vanishes_modulo(expr: sp.Expr, var: sp.Symbol, relation: sp.Expr) -> bool:
+    """True if ``expr`` = 0 whenever ``relation(var) = 0`` (``relation`` a polynomial in
+    ``var``): the numerator of ``expr`` is reduced modulo ``relation`` and simplified.
+
+    Used to prove rewritings of resolvent expressions that hold on the self-consistent
+    equation, e.g. ``1 - x M = M/(1 + M/kappa)`` on the Marchenko–Pastur quadratic.
+    """
+    num = sp.numer(sp.together(sp.expand(expr)))
+    rel = sp.numer(sp.together(sp.expand(relation)))
+    rem = sp.rem(sp.expand(num), sp.expand(rel), var)
+    return sp.simplify(rem) == 0

@@ -38,7 +38,7 @@ from numerics.roots import bracketed_root, expand_bracket
 
 from ..codegen import Program
 from ..model import Equation, Model
-from ..operators import MarchenkoPasturTrace, mp_self_consistency, quadratic_root
+from ..operators import MarchenkoPasturTrace, mp_self_consistency, quadratic_root, vanishes_modulo
 from ..params import Domain, Parameter, nonnegative, positive, positive_or_inf
 
 __all__ = ["ICLLinearAttention"]
@@ -62,6 +62,10 @@ Mp = sp.Symbol("Mp", negative=True)
 D = sp.Symbol("D")
 N = sp.Symbol("N")
 r = sp.Symbol("r", nonnegative=True)  # lambda/eps
+U = sp.Symbol("U", positive=True)  # 1 - nu M
+Y = sp.Symbol("Y", positive=True)  # M + nu M'
+W = sp.Symbol("W", positive=True)  # 1 - 2 nu M - nu^2 M'
+Mneg = sp.Symbol("Mneg", positive=True)  # -M' 
 x = sp.Symbol("x", positive=True)
 e_icl, e_idg, e_train = sp.symbols("e_icl e_idg e_train")
 eps0_sym = sp.Symbol("eps0")
@@ -69,7 +73,7 @@ f_eps, fprime_eps, lo_eps, hi_eps = sp.symbols("f fprime lo hi")
 
 SYMBOL_NAMES = {
     eps: r"\varepsilon", lam: r"\lambda", Mp: r"M'", e_icl: r"e_{\rm ICL}",
-    e_idg: r"e_{\rm IDG}", e_train: r"e_{\rm train}", r: r"\left(\lambda/\varepsilon\right)",
+    Mneg: r"(-M')", e_idg: r"e_{\rm IDG}", e_train: r"e_{\rm train}", r: r"\left(\lambda/\varepsilon\right)",
     f_eps: r"f(\varepsilon)", fprime_eps: r"f'(\varepsilon)", eps0_sym: r"\varepsilon_0",
 }
 
@@ -102,6 +106,49 @@ class ICLLinearAttention(Model):
     e_train_def = r**2 * e_idg  # §2.3 [derived+sim]: (lambda/eps)^2 e_IDG
 
     # ---- derivations -----------------------------------------------------------------
+    @cached_property
+    def stable_forms(self) -> dict[sp.Symbol, sp.Expr]:
+        r"""Cancellation-free rewriting of the resolvent combinations (derived here).
+
+        On the MP quadratic at $x=\nu$: $U\equiv1-\nu M=M/(1+M/\kappa)$,
+        $-M'=M^2(1+M/\kappa)/(1+\nu M^2/\kappa)$, $Y\equiv M+\nu M'=MU/(1+\nu M^2/\kappa)$,
+        $W\equiv1-2\nu M-\nu^2M'=U(U+\nu M^2/\kappa)/(1+\nu M^2/\kappa)$ with $\nu M^2=(1-U)M$;
+        then $D=W+2qY+q^2(-M')$, $N=\rho+qW+\nu^2Y$, $M+\varepsilon M'=Y+q(-M')$ and
+        $e_{\rm ICL}=\rho+\nu^2(-M')+qW+(1+q)N(Y+q(-M'))/(\tau-D)$: sums of positive terms,
+        so only $\tau-D$ (the double-descent pole) can cancel. In integral form these are
+        $\int s/(s+\nu)$, $\int s/(s+\nu)^2$, $\int s^2/(s+\nu)^2$ against the MP law.
+        Each is proved equal to its definition modulo the quadratic (:meth:`check_stable_forms`).
+        """
+        den = 1 + (1 - U) * M / kappa
+        return {
+            U: M / (1 + M / kappa),
+            Mneg: M**2 * (1 + M / kappa) / den,
+            Y: M * U / den,
+            W: U * (U + (1 - U) * M / kappa) / den,
+            D: W + 2 * q * Y + q**2 * Mneg,
+            N: rho + q * W + nu**2 * Y,
+            e_icl: rho + nu**2 * Mneg + q * W + (1 + q) * N * (Y + q * Mneg) / (tau - D),
+        }
+
+    def check_stable_forms(self) -> dict[str, bool]:
+        """Prove each stable form equal to its definition on the MP quadratic at x = ν."""
+        sf = self.stable_forms
+        Mp_nu = self.Mprime.subs(x, nu)
+        chain = {U: sf[U], Mneg: sf[Mneg].subs(U, sf[U])}
+        chain[Y] = sf[Y].subs(U, sf[U])
+        chain[W] = sf[W].subs(U, sf[U])
+        rel = mp_self_consistency(M, nu, kappa)
+        defs = {
+            "U": (chain[U], 1 - nu * M),
+            "-M'": (chain[Mneg], -Mp_nu),
+            "Y": (chain[Y], M + nu * Mp_nu),
+            "W": (chain[W], 1 - 2 * nu * M - nu**2 * Mp_nu),
+            "D": (sf[D].xreplace(chain), self.D_def.subs(Mp, Mp_nu)),
+            "N": (sf[N].xreplace(chain), self.N_def.subs(Mp, Mp_nu)),
+            "e_icl": (sf[e_icl].xreplace(chain), self.e_icl_def.subs(Mp, Mp_nu)),
+        }
+        return {k: vanishes_modulo((a - b).subs(eps, nu - q), M, rel) for k, (a, b) in defs.items()}
+
     @cached_property
     def M_closed_form(self) -> sp.Expr:
         """$M_\\kappa(x)$ as the stable positive root of its quadratic (derived, §2.1)."""
@@ -216,13 +263,17 @@ class ICLLinearAttention(Model):
         assigns += [
             (nu, q + eps),
             (M, Mk(nu)),
-            (Mp, self.Mprime.subs(x, nu)),
-            (D, self.D_def),
-            (N, self.N_def),
+            (U, self.stable_forms[U]),
+            (Mneg, self.stable_forms[Mneg]),
+            (Mp, -Mneg),
+            (Y, self.stable_forms[Y]),
+            (W, self.stable_forms[W]),
+            (D, self.stable_forms[D]),
+            (N, self.stable_forms[N]),
             (r, sp.Piecewise((lam / eps, lam > 0), (self.r_ridgeless, True))
              if r_value is None else r_value),
             (e_idg, self.e_idg_def),
-            (e_icl, self.e_icl_def),
+            (e_icl, self.stable_forms[e_icl]),
             (e_train, self.e_train_def),
         ]
         return Program("icl_observables", inputs, tuple(assigns),
