@@ -30,8 +30,8 @@ def _default_compact(be: Backend, compact: bool | None) -> bool:
 
 
 def expand_bracket(f: Func, lo: Any, hi: Any, args: tuple = (), *, factor: float = 4.0,
-                   max_steps: int = 60, compact: bool | None = None,
-                   backend: str | Backend = "numpy") -> tuple[Any, Any, Any]:
+                   max_steps: int = 60, compact: bool | None = None, return_f_hi: bool = False,
+                   backend: str | Backend = "numpy") -> tuple[Any, ...]:
     """Grow ``hi`` geometrically where ``f(hi) <= 0`` (f assumed increasing, ``f(lo) < 0``).
 
     Each step sets ``lo = hi`` where ``f(hi) < 0`` and ``hi = factor * hi``, at the points
@@ -39,7 +39,9 @@ def expand_bracket(f: Func, lo: Any, hi: Any, args: tuple = (), *, factor: float
     (default: on for NumPy, off for CuPy) ``f`` is evaluated only at those points
     (gathered by index); otherwise on the whole arrays, with ``where``.
 
-    Returns ``(lo, hi, ok)`` with ``ok`` True where a sign change was found.
+    Returns ``(lo, hi, ok)`` with ``ok`` True where a sign change was found, and
+    ``f(hi)`` as a fourth element with ``return_f_hi`` (pass it on to
+    :func:`bracketed_root` as ``f_hi`` to save it one evaluation of ``f``).
     """
     be = get_backend(backend)
     xp = be.xp
@@ -55,13 +57,14 @@ def expand_bracket(f: Func, lo: Any, hi: Any, args: tuple = (), *, factor: float
             lo = xp.where(need & (f_hi < 0), hi, lo)  # hi is a better lower end
             hi = xp.where(need, hi * factor, hi)
             f_hi = xp.where(need, f(hi, *args), f_hi)
-        return lo, hi, f_hi > 0
+        return (lo, hi, f_hi > 0, f_hi) if return_f_hi else (lo, hi, f_hi > 0)
     args = tuple(be.asarray(a) for a in args)
     hi = xp.broadcast_to(hi, xp.broadcast_shapes(lo.shape, hi.shape)).copy()
     f_hi = be.asarray(f(hi, *args))
     shape = xp.broadcast_shapes(hi.shape, f_hi.shape)
     if bool(xp.all(f_hi > 0)):
-        return lo, hi, xp.broadcast_to(f_hi > 0, shape).copy()
+        ok = xp.broadcast_to(f_hi > 0, shape).copy()
+        return (lo, hi, ok, f_hi) if return_f_hi else (lo, hi, ok)
     # own flat copies: lo may be an input, f_hi an input or a broadcast view
     lo, hi, f_hi = (xp.broadcast_to(a, shape).reshape(-1).copy() for a in (lo, hi, f_hi))
     need = xp.nonzero(~(f_hi > 0))[0]
@@ -76,13 +79,14 @@ def expand_bracket(f: Func, lo: Any, hi: Any, args: tuple = (), *, factor: float
         fh = f(h, *(a[need] for a in args))
         f_hi[need] = fh
         need = need[~(fh > 0)]
-    return lo.reshape(shape), hi.reshape(shape), (f_hi > 0).reshape(shape)
+    lo, hi, f_hi = lo.reshape(shape), hi.reshape(shape), f_hi.reshape(shape)
+    return (lo, hi, f_hi > 0, f_hi) if return_f_hi else (lo, hi, f_hi > 0)
 
 
 def bracketed_root(f: Func, lo: Any, hi: Any, args: tuple = (), *, fprime: Func | None = None,
                    fdf: Func | None = None, xtol: float = 0.0, rtol: float = 4e-16,
                    ftol: float = 0.0, maxiter: int = 200, log_space: bool = False,
-                   compact: bool | None = None,
+                   compact: bool | None = None, f_hi: Any = None,
                    backend: str | Backend = "numpy") -> PointwiseResult:
     """Root of ``f(x, *args)`` in ``[lo, hi]`` at every point of a grid.
 
@@ -99,6 +103,8 @@ def bracketed_root(f: Func, lo: Any, hi: Any, args: tuple = (), *, fprime: Func 
     compact: iterate only on unconverged points (gathered by index) once fewer than
         half remain. Default: on for NumPy, off for CuPy (where gathers cost more than
         the arithmetic they save).
+    f_hi: ``f(hi, *args)`` when the caller has it already (``expand_bracket(...,
+        return_f_hi=True)``); it is trusted, and saves one evaluation of ``f``.
 
     Newton steps are taken when they land strictly inside the bracket and shrink the
     step at least geometrically (the "rtsafe" safeguard, comparing with the step
@@ -119,7 +125,10 @@ def bracketed_root(f: Func, lo: Any, hi: Any, args: tuple = (), *, fprime: Func 
     size = lo.size
     with _quiet(xp):
         flo = f(lo, *args_full)
-        fhi = f(hi, *args_full)
+        if f_hi is None:
+            fhi = f(hi, *args_full)
+        else:
+            fhi = xp.broadcast_to(be.asarray(f_hi), shape).reshape(-1)
     # On NumPy a reduction costs no device sync: skip the updates that change nothing.
     host = be.name == "numpy"
 
