@@ -169,6 +169,7 @@ def test_ridgeless_learning_curves_equal_stated_forms(branch):
             assert rel(ours, stated) < 1e-35, (key, pt, ours, stated)
 
 
+@pytest.mark.slow  # a symbolic proof: ~1 min alone, several under load
 def test_stable_forms_equal_definitions_modulo_the_quadratic():
     """The cancellation-free forms the kernels use (U, -M', Y, W, D, N, e_ICL) vanish
     against the stated definitions modulo the MP quadratic (a symbolic proof)."""
