@@ -140,6 +140,7 @@ def test_lambda_over_eps_limits():
     assert sp.simplify(r0.args[1][0] - (tau - 1) / tau) == 0
 
 
+@pytest.mark.slow  # symbolic reduction; the same equality is checked at 50 digits below
 def test_ridgeless_idg_above_threshold_is_symbolically_the_stated_form():
     """tau > 1: substituting eps = 0 gives tau/(tau-1) (rho + q(1 - q m*)) exactly (on the
     MP quadratic at x = q, which the kernels' cancellation-free forms use)."""
