@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Optional
@@ -16,8 +17,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Exactly solvable theories of attention layers: derive, solve, verify, "
                        "reproduce.")
 
-#: model name -> derivation module (derivations/<module>.py, with main(out_dir, quick))
-DERIVATIONS = {"icl-linear-attention": "derivations.icl_linear_attention"}
+
+def derivation_module(model: str) -> str:
+    """The derivation script of ``model``: ``derivations/<module>.py`` with ``main(out_dir, quick)``."""
+    return f"derivations.{models.module_name(model)}"
 
 
 def _model(name: str):
@@ -149,11 +152,11 @@ def reproduce(model: str, out: Path = typer.Option(Path("results"), help="output
               quick: bool = typer.Option(False, help="fewer simulation trials / smaller d")) -> None:
     """Reproduce a paper's headline figures (theory + simulation) as PNG + CSV."""
     _model(model)
-    try:
-        mod = importlib.import_module(DERIVATIONS[model])
-    except KeyError:
-        typer.echo(f"no derivation script for {model!r} yet", err=True)
-        raise typer.Exit(2) from None
+    target = derivation_module(model)
+    if importlib.util.find_spec(target) is None:
+        typer.echo(f"no derivation script for {model!r} yet ({target})", err=True)
+        raise typer.Exit(2)
+    mod = importlib.import_module(target)
     files = mod.main(out / model, quick=quick)
     for f in files:
         typer.echo(f"wrote {f}")

@@ -440,3 +440,7 @@ class ICLLinearAttention(Model):
         from numerics.simulate.icl_linear_attention import simulate
 
         return simulate(**kwargs)
+
+
+#: the registry entry (see derive/models/__init__.py)
+MODEL = ICLLinearAttention
