@@ -55,6 +55,7 @@ FUNCTION_TABLE: dict[type, tuple[str, str]] = {
     sp.atan2: ("xp.arctan2({0}, {1})", "mp.atan2({0}, {1})"),
     sp.erf: ("special.erf({0})", "mp.erf({0})"),
     sp.erfc: ("special.erfc({0})", "mp.erfc({0})"),
+    sp.Ei: ("special.expi({0})", "mp.ei({0})"),
     sp.gamma: ("special.gamma({0})", "mp.gamma({0})"),
     sp.loggamma: ("special.gammaln({0})", "mp.loggamma({0})"),
     sp.sign: ("xp.sign({0})", "mp.sign({0})"),
