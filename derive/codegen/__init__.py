@@ -1,9 +1,9 @@
 """Code generation: SymPy programs -> Python source for NumPy/CuPy (``xp``) and mpmath."""
-from .functions import LogAddExp, Softplus
+from .functions import LogAddExp, Sigmoid, Softplus
 from .kernel import CODEGEN_VERSION, Kernel, Program, cache_dir, generate
 from .printer import FUNCTION_TABLE, MpmathPrinter, UnmappedNodeError, XpPrinter, check_supported
 
 __all__ = [
     "CODEGEN_VERSION", "FUNCTION_TABLE", "Kernel", "LogAddExp", "MpmathPrinter", "Program",
-    "Softplus", "UnmappedNodeError", "XpPrinter", "cache_dir", "check_supported", "generate",
+    "Sigmoid", "Softplus", "UnmappedNodeError", "XpPrinter", "cache_dir", "check_supported", "generate",
 ]

@@ -27,7 +27,7 @@ from sympy.logic.boolalg import BooleanFalse, BooleanTrue
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
-from .functions import LogAddExp, Softplus
+from .functions import LogAddExp, Sigmoid, Softplus
 
 __all__ = ["XpPrinter", "MpmathPrinter", "UnmappedNodeError", "check_supported", "identifier"]
 
@@ -65,6 +65,7 @@ FUNCTION_TABLE: dict[type, tuple[str, str]] = {
     expm1: ("xp.expm1({0})", "mp.expm1({0})"),
     Softplus: ("xp.logaddexp(0.0, {0})", "_mp_logaddexp(mp, 0, {0})"),
     LogAddExp: ("xp.logaddexp({0}, {1})", "_mp_logaddexp(mp, {0}, {1})"),
+    Sigmoid: ("special.expit({0})", "(1 / (1 + mp.exp(-({0}))))"),
 }
 
 # Structural nodes every target prints by itself.
