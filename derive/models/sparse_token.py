@@ -1,0 +1,673 @@
+r"""Sparse-token classification by single-layer attention.
+
+H. Barnfield, H. Cui, Y. M. Lu, *High-Dimensional Analysis of Single-Layer Attention for
+Sparse-Token Classification*, arXiv:2509.25153 (ICLR 2026). Section numbers (§) refer to the
+project spec ``shared/specs/sparse_token.md``; the paper's full text was not available, so
+every formula below that is not tagged ``paper`` was derived here and is tested against
+simulation (see the docs page and ``tests/test_sparse_token_*.py``).
+
+Data (§1.1, paper): $X\in\mathbb R^{L\times d}$, $X=\theta\,y^+ v\xi^\top+Z$, $\|\xi\|=1$,
+$v$ a uniformly random $R$-subset of the $L$ positions, $\mathbb P(y=+1)=\pi$.
+Classifier (§1.2, paper): $f_q(X)=X^\top\operatorname{softmax}(\beta Xq)$,
+$\hat y=\operatorname{sign}(w^\top f_q(X)+b)$. Baselines (§1.3, paper): vectorised
+$\langle W,X\rangle_F+b$ and pooled $w^\top\bar x+b$.
+
+What is computed, as functions of the control parameters:
+
+* long-sequence oracle errors (§2): the pooled/vectorised Bayes error (closed form) and the
+  error of the max-detector $\max_\ell x_\ell^\top\xi$, the $\tau\to\infty$ limit of the attention
+  oracle $q=\tau\xi$, $w=\xi$ (an upper bound on the attention oracle error; closed form up to a
+  scalar root for the optimal threshold);
+* the alignment after the two gradient steps (§3.2, Thm 3 / Cor. 1): $\langle w^{(1)},\xi\rangle$,
+  $\|w^{(1)}\|$, $\langle q^{(2)},\xi\rangle$, $\|q^{(2)}\|$ and the cosines, with the 1-D Gaussian
+  expectations over the step-3 pre-activation done by a Gauss–Hermite rule applied to a
+  generated integrand kernel;
+* the capacity (§3.4, Conj. 1): the Gardner/Cover formula with heterogeneous margins; for the
+  pooled baseline a 2-parameter maximisation (batched Newton on the SymPy gradient and Hessian),
+  for the vectorised one $L$ times it, for attention a 3-parameter maximisation of a Monte-Carlo
+  average over the $L$ token scores (:meth:`SparseToken.attention_capacity`).
+"""
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from typing import Any, Mapping
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from numerics.backend import Backend, get_backend
+from numerics.quadrature import gauss_hermite
+from numerics.results import Status
+from numerics.roots import bracketed_root
+
+from sympy.codegen.cfunctions import expm1, log1p
+
+from ..codegen import Program
+from ..codegen.functions import LogAddExp, Softplus
+from ..model import Equation, Model
+from ..params import Domain, Parameter, nonnegative, positive
+
+__all__ = ["SparseToken", "MODEL", "LOSSES"]
+
+#: loss codes (the ``loss`` parameter)
+LOSSES = {0: "logistic", 1: "square"}
+
+# ----------------------------------------------------------------------------- parameters
+integer_ge1 = Domain(1.0, math.inf, lo_closed=True, integer=True)
+open_unit = Domain(0.0, 1.0)
+real_line = Domain(-math.inf, math.inf)
+loss_codes = Domain(0.0, 1.0, lo_closed=True, hi_closed=True, integer=True)
+
+L_P = Parameter("L", integer_ge1, "L", "sequence length (tokens)")
+R_P = Parameter("R", integer_ge1, "R", "informative tokens per positive sample (R <= L)")
+PI_P = Parameter("pi", open_unit, r"\pi", "class prior P(y = +1)")
+THETA_P = Parameter("theta", nonnegative, r"\theta", "signal strength")
+BETA_P = Parameter("beta", positive, r"\beta", "softmax inverse temperature")
+ETAW_P = Parameter("eta_w", positive, r"\eta_w", "learning rate of the readout step")
+ETAQ_P = Parameter("eta_q", positive, r"\eta_q", "learning rate of the query step")
+ALPHA0_P = Parameter("alpha0", positive, r"\alpha_0", "samples per dimension in D0, n0/d")
+B1_P = Parameter("b1", real_line, r"b^{(1)}", "step-1 bias (0, or logit(pi) = fitted bias)")
+LOSS_P = Parameter("loss", loss_codes, r"\ell", "loss: 0 = logistic, 1 = square")
+
+PARAMETERS = (L_P, R_P, PI_P, THETA_P, BETA_P, ETAW_P, ETAQ_P, ALPHA0_P, B1_P, LOSS_P)
+(L, R, pi, theta, beta, eta_w, eta_q, alpha0, b1, loss) = (p.symbol for p in PARAMETERS)
+
+# ----------------------------------------------------------------------------- symbols
+y, z = sp.symbols("y z", real=True)  # label, pre-activation
+zeta = sp.Symbol("zeta", real=True)  # standard Gaussian (quadrature node)
+c_p, c_m = sp.symbols("c_p c_m", real=True)
+m1, u2 = sp.Symbol("m1", real=True), sp.Symbol("u2", nonnegative=True)
+cos_w, sigma1 = sp.Symbol("cos_w"), sp.Symbol("sigma1", positive=True)
+mu_p, mu_m = sp.symbols("mu_p mu_m", real=True)
+h_p, h_m, h2_p, h2_m = sp.symbols("h_p h_m h2_p h2_m", real=True)
+Eh_p, Eh_m, Eh2_p, Eh2_m = sp.symbols("Eh_p Eh_m Eh2_p Eh2_m", real=True)
+hbar, A, B2, C = sp.Symbol("hbar"), sp.Symbol("A"), sp.Symbol("B2"), sp.Symbol("C")
+q_xi, q_norm, s_q = sp.Symbol("q_xi"), sp.Symbol("q_norm"), sp.Symbol("s_q")
+mu, t0, e_pool, e_vec = sp.Symbol("mu", nonnegative=True), sp.Symbol("t0"), *sp.symbols("e_pool e_vec")
+bb = sp.Symbol("b", real=True)  # a threshold / bias
+a_ = sp.Symbol("a", real=True)
+e_max, g_max, gp_max = sp.symbols("e_max g_max gp_max")
+logPhi_m, log1mQ = sp.symbols("logPhi_m log1mQ")
+t_m = sp.Symbol("t", real=True)  # m = tanh(t)
+J, Jt, Jb, Jtt, Jtb, Jbb = sp.symbols("J J_t J_b J_tt J_tb J_bb")
+alpha_pool, alpha_vec = sp.symbols("alpha_pool alpha_vec")
+m_cap = sp.Symbol("m_cap")
+# attention capacity (per Monte-Carlo sample of the token scores)
+wq, rho_s, nu_s, kap_s = sp.Symbol("w_q", real=True), sp.Symbol("rho", real=True), \
+    sp.Symbol("nu", real=True), sp.Symbol("kappa", positive=True)
+
+SYMBOL_NAMES = {
+    m1: r"m_1", u2: r"u^2", cos_w: r"\cos(w^{(1)},\xi)", sigma1: r"\sigma_1",
+    mu_p: r"\mu_+", mu_m: r"\mu_-", c_p: r"c_+", c_m: r"c_-", hbar: r"\bar h",
+    Eh_p: r"\mathbb E_+h", Eh_m: r"\mathbb E_-h", Eh2_p: r"\mathbb E_+h^2", Eh2_m: r"\mathbb E_-h^2",
+    h_p: r"h_+", h_m: r"h_-", h2_p: r"h_+^2", h2_m: r"h_-^2", B2: r"B^2",
+    q_xi: r"\langle q^{(2)},\xi\rangle", q_norm: r"\|q^{(2)}\|", s_q: r"s_q",
+    e_pool: r"E^*_{\rm pool}", e_vec: r"E^*_{\rm vec}", e_max: r"E_{\max}(b)", t0: r"t_0",
+    g_max: r"g(b)", gp_max: r"g'(b)", alpha_pool: r"\alpha^\star_{\rm pool}",
+    alpha_vec: r"\alpha^\star_{\rm vec}", zeta: r"\zeta", wq: r"w_q", rho_s: r"\rho",
+    nu_s: r"\nu", kap_s: r"\kappa", logPhi_m: r"\log\Phi(b-\theta)", log1mQ: r"\log\Phi(b)",
+}
+
+
+# ----------------------------------------------------------------------------- building blocks
+def Phi(x: sp.Expr) -> sp.Expr:
+    r"""Standard normal CDF $\Phi(x)=\tfrac12\operatorname{erfc}(-x/\sqrt2)$."""
+    return sp.erfc(-x / sp.sqrt(2)) / 2
+
+
+def phi(x: sp.Expr) -> sp.Expr:
+    """Standard normal density."""
+    return sp.exp(-x**2 / 2) / sp.sqrt(2 * sp.pi)
+
+
+def gardner_F(x: sp.Expr) -> sp.Expr:
+    r"""$F(a)=\mathbb E_G[(G-a)_+^2]=(1+a^2)\Phi(-a)-a\varphi(a)$ (derived; tested against the
+    integral in mpmath)."""
+    return (1 + x**2) * Phi(-x) - x * phi(x)
+
+
+def loss_fn(yy: sp.Expr, zz: sp.Expr) -> sp.Expr:
+    r"""$\ell(y,\hat y)$: logistic $\log(1+e^{-y\hat y})$ (``loss = 0``) or square
+    $(y-\hat y)^2/2$ (``loss = 1``)."""
+    return sp.Piecewise((Softplus(-yy * zz), sp.Eq(loss, 0)), ((yy - zz)**2 / 2, True))
+
+
+def loss_prime(yy: sp.Expr, zz: sp.Expr) -> sp.Expr:
+    r"""$\ell'(y,\hat y)=\partial_{\hat y}\ell$, by SymPy differentiation of each branch."""
+    w = sp.Dummy("w", real=True)
+    return sp.Piecewise(*[(sp.diff(e, w).subs(w, zz), c) for e, c in loss_fn(yy, w).args])
+
+
+class SparseToken(Model):
+    """Single-query attention vs linear baselines on sparse-token data (Barnfield, Cui, Lu)."""
+
+    name = "sparse-token"
+    title = "Sparse-token classification by single-layer attention (Barnfield, Cui, Lu 2025)"
+    paper = "arXiv:2509.25153 (ICLR 2026)"
+    parameters = PARAMETERS
+    symbol_names = SYMBOL_NAMES
+    observables = ("m1", "u2", "cos_w", "q_xi", "q_norm", "s_q", "e_pool", "e_vec",
+                   "e_attn_max", "b_max", "alpha_pool", "alpha_vec", "m_pool", "b_pool")
+
+    #: Gauss–Hermite order for the step-3 expectations (error estimated against order + 20)
+    gh_order = 80
+
+    # ---- model (§1): symbolic statement of data, classifier and baselines -------------
+    def model_definitions(self) -> dict[str, Any]:
+        r"""The data model, attention classifier and baselines as SymPy objects (§1, paper),
+        for a concrete small size (``L=3, d=2``) so that they can be displayed and tested.
+
+        Returns matrices $X$ for $y=\pm1$, $f_q(X)$, and the three scores.
+        """
+        Lc, dc = 3, 2
+        Zs = sp.Matrix(Lc, dc, lambda i, j: sp.Symbol(f"Z_{i}{j}"))
+        xis = sp.Matrix(dc, 1, lambda i, j: sp.Symbol(f"xi_{i}"))
+        vs = sp.Matrix(Lc, 1, lambda i, j: sp.Symbol(f"v_{i}"))
+        qs = sp.Matrix(dc, 1, lambda i, j: sp.Symbol(f"q_{i}"))
+        ws = sp.Matrix(dc, 1, lambda i, j: sp.Symbol(f"w_{i}"))
+        Ws = sp.Matrix(Lc, dc, lambda i, j: sp.Symbol(f"W_{i}{j}"))
+        Xp = theta * vs * xis.T + Zs
+        Xm = Zs
+        s = beta * Xp * qs
+        ex = s.applyfunc(sp.exp)
+        att = ex / sum(ex)
+        fq = Xp.T * att
+        xbar = Xp.T * sp.ones(Lc, 1) / Lc
+        return dict(X_pos=Xp, X_neg=Xm, attention=att, f_q=fq,
+                    score_attention=(ws.T * fq)[0] + bb,
+                    score_pooled=(ws.T * xbar)[0] + bb,
+                    score_vectorised=sum(Ws.multiply_elementwise(Xp)) + bb,
+                    xbar=xbar, symbols=dict(Z=Zs, xi=xis, v=vs, q=qs, w=ws, W=Ws))
+
+    # ---- §2: long-sequence oracles ---------------------------------------------------
+    mu_def = theta * R / sp.sqrt(L)
+    t0_def = mu / 2 + sp.log((1 - pi) / pi) / mu
+    e_pool_def = sp.Piecewise((sp.Min(pi, 1 - pi), sp.Eq(theta, 0)),
+                              (pi * Phi(t0 - mu) + (1 - pi) * Phi(-t0), True))
+
+    @staticmethod
+    def max_detector_error_def() -> sp.Expr:
+        r"""$E_{\max}(b)=\pi\,\Phi(b-\theta)^R\Phi(b)^{L-R}+(1-\pi)\,(1-\Phi(b)^L)$: error of
+        $\hat y=\operatorname{sign}(\max_\ell x_\ell^\top\xi-b)$ (definition)."""
+        return pi * Phi(bb - theta)**R * Phi(bb)**(L - R) + (1 - pi) * (1 - Phi(bb)**L)
+
+    @cached_property
+    def max_detector_stable(self) -> dict[sp.Symbol, sp.Expr]:
+        r"""$E_{\max}$ in logs (no underflow of $\Phi^L$, no cancellation in $1-\Phi^L$) and the
+        optimal-threshold equation $g(b)=\log\frac{p_+(b)}{p_-(b)}-\log\frac{1-\pi}\pi=0$
+        (derived: $p_\pm$ are the densities of the max, $dE_{\max}/db=\pi p_+-(1-\pi)p_-$)."""
+        lP = sp.log(Phi(bb - theta))
+        l1 = log1p(-Phi(-bb))  # log Phi(b) without rounding 1 - Q(b)
+        e = pi * sp.exp(R * logPhi_m + (L - R) * log1mQ) - (1 - pi) * expm1(L * log1mQ)
+        ratio_log = (R * (logPhi_m - log1mQ)
+                     + LogAddExp(sp.log(R) + theta * bb - theta**2 / 2 + log1mQ - logPhi_m,
+                                 sp.log(L - R)) - sp.log(L))
+        g = ratio_log - sp.log((1 - pi) / pi)
+        return {logPhi_m: lP, log1mQ: l1, e_max: e, g_max: g}
+
+    def max_detector_derivative_check(self) -> sp.Expr:
+        """dE_max/db - (pi p_+ - (1-pi) p_-) with p_+/p_- = exp(g + log((1-pi)/pi)): should vanish."""
+        E = self.max_detector_error_def()
+        dE = sp.diff(E, bb)
+        pm = L * Phi(bb)**(L - 1) * phi(bb)
+        sub = {logPhi_m: self.max_detector_stable[logPhi_m], log1mQ: self.max_detector_stable[log1mQ]}
+        ratio = sp.exp(self.max_detector_stable[g_max].xreplace(sub) + sp.log((1 - pi) / pi))
+        return dE - (pi * ratio * pm - (1 - pi) * pm)
+
+    # ---- §3.1–3.2: two gradient steps ----------------------------------------------
+    @cached_property
+    def step1(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        r"""Readout after one step from zero, and the law of the step-3 pre-activation (§3.2).
+
+        $w^{(1)}=-\frac{\eta_w}{n_0}\sum_i c_{y_i}\bar x_i$ with $c_\pm=\ell'(\pm1,b^{(1)})$;
+        $\bar x_i=\theta\frac RL y_i^+\xi+z_i/\sqrt L$ gives $m_1$, $u^2$; the pre-activation
+        $w^{(1)\top}\bar x_i+b^{(1)}$ of a *training* sample is
+        $\mu_{y}+\sigma_1\zeta$ with the self-interaction $-\eta_wc_y/(\alpha_0L)$ (from
+        $\|z_i\|^2/L\to d/L$) kept.
+        """
+        return [
+            (c_p, loss_prime(sp.Integer(1), b1)),
+            (c_m, loss_prime(sp.Integer(-1), b1)),
+            (m1, -eta_w * pi * c_p * theta * R / L),
+            (u2, eta_w**2 * (pi * c_p**2 + (1 - pi) * c_m**2) / (alpha0 * L)),
+            (cos_w, m1 / sp.sqrt(m1**2 + u2)),
+            (sigma1, sp.sqrt((m1**2 + u2) / L)),
+            (mu_p, b1 + m1 * theta * R / L - eta_w * c_p / (alpha0 * L)),
+            (mu_m, b1 - eta_w * c_m / (alpha0 * L)),
+        ]
+
+    @cached_property
+    def integrand(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        r"""$h_\pm=\ell'(\pm1,\mu_\pm+\sigma_1\zeta)$ and $h_\pm^2$: the integrands of the
+        step-3 Gaussian expectations $\mathbb E_\pm[h]$, $\mathbb E_\pm[h^2]$."""
+        return [
+            (h_p, loss_prime(sp.Integer(1), mu_p + sigma1 * zeta)),
+            (h_m, loss_prime(sp.Integer(-1), mu_m + sigma1 * zeta)),
+            (h2_p, h_p**2),
+            (h2_m, h_m**2),
+        ]
+
+    @cached_property
+    def step2(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        r"""The query after its step (§3.2, derived here; [RECON ✓sim] in the spec).
+
+        $q^{(2)}=-\frac{\eta_q\beta}{n_0L}\sum_ih_iX_i^\top PX_iw^{(1)}$, $P=I-\frac1L\mathbf 1\mathbf 1^\top$.
+        Writing $g_i=Z_iw^{(1)}$: $h_i$ depends on $g_i$ only through $\mathbf 1^\top g_i$, and
+        $P$ removes that direction, so $\mathbb E[h\,Z^\top Pg]=(L-1)\mathbb E[h]\,w^{(1)}$ and
+        $\mathbb E[h\,\theta^2y^+\xi v^\top Pv\,m_1]=\theta^2R(1-R/L)\pi\mathbb E_+[h]m_1\xi$; the
+        rest is isotropic noise of squared norm $C$ (from $\|Z^\top P(\theta y^+m_1v+g)\|^2\approx
+        d\,\|P(\theta y^+m_1v+g)\|^2$, averaged over $n_0=\alpha_0d$ samples).
+        """
+        return [
+            (hbar, pi * Eh_p + (1 - pi) * Eh_m),
+            (A, m1 * ((L - 1) * hbar + theta**2 * R * (1 - R / L) * pi * Eh_p)),
+            (B2, ((L - 1) * hbar)**2 * u2),
+            (C, (pi * Eh2_p * (theta**2 * m1**2 * R * (1 - R / L) + (L - 1) * (m1**2 + u2))
+                 + (1 - pi) * Eh2_m * (L - 1) * (m1**2 + u2)) / alpha0),
+            (q_xi, -eta_q * beta * A / L),
+            (q_norm, eta_q * beta / L * sp.sqrt(A**2 + B2 + C)),
+            (s_q, -A / sp.sqrt(A**2 + B2 + C)),
+        ]
+
+    # ---- §3.4: capacity -------------------------------------------------------------
+    @cached_property
+    def pooled_capacity_objective(self) -> sp.Expr:
+        r"""$J(t,b)=\log[\pi F(b+m\mu)+(1-\pi)F(-b)]-\log(1-m^2)$, $m=\tanh t$: minimising $J$
+        maximises $\alpha^\star_{\rm pool}=e^{-J}$ (Gardner, heterogeneous margins; derived)."""
+        m = sp.tanh(t_m)
+        log_one_minus_m2 = -2 * (LogAddExp(t_m, -t_m) - sp.log(2))  # log sech^2 t
+        D = pi * gardner_F(bb + m * mu) + (1 - pi) * gardner_F(-bb)
+        return sp.log(D) - log_one_minus_m2
+
+    @cached_property
+    def attention_capacity_terms(self) -> dict[sp.Symbol, sp.Expr]:
+        r"""Per-sample Gardner term $F(y(w_q\rho+b+m\nu)/\kappa)$ for attention features
+        $f_q=\rho\hat q+\nu\xi_\perp+\kappa g'$ (derived), with its gradient and Hessian in
+        $(t,w_q,b)$, $m=\tanh t$. $\alpha^\star_A=\max(1-m^2)/\mathbb E_\omega[F]$."""
+        m = sp.tanh(t_m)
+        arg = y * (wq * rho_s + bb + m * nu_s) / kap_s
+        return {sp.Symbol("F"): gardner_F(arg)}
+
+    # ---- programs ---------------------------------------------------------------------
+    def programs(self) -> dict[str, Program]:
+        P = (L, R, pi, theta, beta, eta_w, eta_q, alpha0, b1, loss)
+        st = self.max_detector_stable
+        Jexpr = self.pooled_capacity_objective
+        vars2 = (t_m, bb)
+        grad = [sp.diff(Jexpr, v) for v in vars2]
+        hess = [[sp.diff(gv, v) for v in vars2] for gv in grad]
+        Fatt = self.attention_capacity_terms[sp.Symbol("F")]
+        vars3 = (t_m, wq, bb)
+        Fs = sp.symbols("F F_t F_wq F_b F_tt F_twq F_tb F_wqwq F_wqb F_bb")
+        g3 = [sp.diff(Fatt, v) for v in vars3]
+        h3 = [sp.diff(g3[i], vars3[j]) for i in range(3) for j in range(3) if j >= i]
+        return {
+            "step1": Program("sparse_step1", P, tuple(self.step1),
+                             (c_p, c_m, m1, u2, cos_w, sigma1, mu_p, mu_m),
+                             doc="Readout step: overlap, norm, pre-activation law (§3.2)."),
+            "integrand": Program("sparse_step2_integrand", (zeta, L, R, pi, theta, eta_w,
+                                                            alpha0, b1, loss),
+                                 tuple([(a, e) for a, e in self.step1 if a not in (cos_w,)]
+                                       + self.integrand),
+                                 (h_p, h_m, h2_p, h2_m),
+                                 doc="Integrands of E_+-[h], E_+-[h^2] at the node zeta (§3.2)."),
+            "alignment": Program("sparse_alignment", P + (Eh_p, Eh_m, Eh2_p, Eh2_m),
+                                 tuple(self.step1 + self.step2),
+                                 (m1, u2, cos_w, A, B2, C, q_xi, q_norm, s_q),
+                                 doc="Query after its step (§3.2, Thm 3)."),
+            "oracle_pool": Program("sparse_oracle_pool", (L, R, pi, theta),
+                                   ((mu, self.mu_def), (t0, self.t0_def), (e_pool, self.e_pool_def),
+                                    (e_vec, e_pool)), (mu, e_pool, e_vec),
+                                   doc="Bayes error of the pooled statistic (§2.2)."),
+            "max_detector": Program("sparse_max_detector", (bb, L, R, pi, theta),
+                                    ((logPhi_m, st[logPhi_m]), (log1mQ, st[log1mQ]),
+                                     (e_max, st[e_max]), (g_max, st[g_max])), (e_max, g_max),
+                                    doc="Max-detector error and optimal-threshold equation (§2.2)."),
+            "max_detector_fdf": Program("sparse_max_detector_fdf", (bb, L, R, pi, theta),
+                                        ((g_max, st[g_max].xreplace({logPhi_m: st[logPhi_m],
+                                                                     log1mQ: st[log1mQ]})),
+                                         (gp_max, sp.diff(st[g_max].xreplace(
+                                             {logPhi_m: st[logPhi_m], log1mQ: st[log1mQ]}), bb))),
+                                        (g_max, gp_max),
+                                        doc="g(b) and g'(b) (SymPy derivative) for Newton."),
+            "capacity_pool": Program("sparse_capacity_pool", (t_m, bb, L, R, pi, theta),
+                                     ((mu, self.mu_def), (J, Jexpr), (Jt, grad[0]), (Jb, grad[1]),
+                                      (Jtt, hess[0][0]), (Jtb, hess[0][1]), (Jbb, hess[1][1])),
+                                     (J, Jt, Jb, Jtt, Jtb, Jbb),
+                                     doc="Pooled capacity objective, gradient, Hessian (§3.4)."),
+            "capacity_attention": Program("sparse_capacity_attention",
+                                          (t_m, wq, bb, y, rho_s, nu_s, kap_s),
+                                          tuple(zip(Fs, [Fatt] + g3 + h3)), Fs,
+                                          doc="Per-sample Gardner term for attention features, "
+                                              "gradient, Hessian (§3.4)."),
+        }
+
+    def equations(self) -> list[Equation]:
+        dm = self.model_definitions()
+        E = self.max_detector_error_def()
+        eqs = [
+            Equation("data, y = +1 (L=3, d=2 shown)", sp.Symbol("X_+"), dm["X_pos"], "paper", "§1.1"),
+            Equation("attention features", sp.Symbol("f_q(X)"), sp.Symbol("X^T softmax(beta X q)"),
+                     "paper", "§1.2"),
+            Equation("pooled mean signal", mu, self.mu_def, "derived", "§2.2",
+                     "pooled/vectorised score ~ N(mu y+, 1)"),
+            Equation("Bayes threshold", t0, self.t0_def, "derived", "§2.2"),
+            Equation("pooled/vectorised oracle error", e_pool, self.e_pool_def, "derived", "§2.2"),
+            Equation("max-detector error", e_max, E, "definition", "§2.2"),
+            Equation("optimal max-detector threshold", g_max,
+                     self.max_detector_stable[g_max], "derived", "§2.2", "root of g(b) = 0"),
+        ]
+        eqs += [Equation(f"step 1: {lhs}", lhs, rhs, "derived", "§3.2") for lhs, rhs in self.step1]
+        eqs += [Equation(f"integrand {lhs}", lhs, rhs, "derived", "§3.2") for lhs, rhs in self.integrand]
+        eqs += [Equation(f"step 2: {lhs}", lhs, rhs, "derived", "§3.2, Thm 3") for lhs, rhs in self.step2]
+        eqs += [
+            Equation("Gardner term", sp.Symbol("F(a)"), gardner_F(a_), "derived", "§3.4",
+                     "= E[(G - a)_+^2]"),
+            Equation("pooled capacity", alpha_pool,
+                     sp.Symbol("max_{t,b}") * sp.exp(-self.pooled_capacity_objective),
+                     "derived", "§3.4, Conj. 1"),
+            Equation("vectorised capacity", alpha_vec, L * alpha_pool, "paper", "§3.4"),
+        ]
+        return eqs
+
+    # ---- validation ---------------------------------------------------------------------
+    def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Domains per parameter, then R <= L (an R-subset of L positions)."""
+        out = super().validate(params)
+        Rv, Lv = np.broadcast_arrays(out["R"], out["L"])
+        if np.any(Rv > Lv):
+            i = int(np.argmax((Rv > Lv).reshape(-1)))
+            raise ValueError(f"parameter 'R' (informative tokens) = {Rv.reshape(-1)[i]:g} exceeds "
+                             f"'L' = {Lv.reshape(-1)[i]:g}: R must be in [1, L]")
+        return out
+
+    # ---- numeric pipeline -------------------------------------------------------------
+    def step2_expectations(self, params: Mapping[str, Any], backend: Backend,
+                           order: int | None = None) -> tuple[dict[str, Any], Any]:
+        """E_+-[h], E_+-[h^2] by Gauss–Hermite on the generated integrand; returns the
+        expectations and an error estimate (|GH(n) - GH(n + 20)|, max over the four)."""
+        xp, sp_ = backend.xp, backend.special
+        n = order or self.gh_order
+        k = self.kernel("integrand")
+        args = [params[nm] for nm in ("L", "R", "pi", "theta", "eta_w", "alpha0", "b1", "loss")]
+        res = []
+        for nn in (n, n + 20):
+            rule = gauss_hermite(nn, 1).to(xp)
+            zn = rule.nodes[:, 0][:, None]
+            with np.errstate(all="ignore"):
+                o = k(xp, sp_, zn, *[a[None, :] for a in args])
+            res.append({nm: xp.tensordot(rule.weights, xp.broadcast_to(o[nm], (zn.shape[0],
+                                                                               args[0].shape[0])),
+                                         axes=(0, 0))
+                        for nm in ("h_p", "h_m", "h2_p", "h2_m")})
+        err = xp.max(xp.stack([xp.abs(res[1][nm] - res[0][nm]) for nm in res[0]]), axis=0)
+        return res[1], err
+
+    def _max_detector(self, params: Mapping[str, Any], backend: Backend) -> dict[str, Any]:
+        xp, sp_ = backend.xp, backend.special
+        args = tuple(params[nm] for nm in ("L", "R", "pi", "theta"))
+        k = self.kernel("max_detector")
+        fdf_k = self.kernel("max_detector_fdf")
+        th = args[3]
+        # a sign change of g on a coarse grid of thresholds (g -> -inf / +inf at b -> -+inf)
+        lo_b = xp.maximum(-8.0, th - 37.0)
+        hi_b = th + 10.0
+        grid = xp.linspace(0.0, 1.0, 257)[:, None]
+        bs = lo_b[None, :] + grid * (hi_b - lo_b)[None, :]
+        with np.errstate(all="ignore"):
+            gv = k(xp, sp_, bs, *[a[None, :] for a in args])["g_max"]
+        pos = xp.isfinite(gv) & (gv > 0)
+        first = xp.argmax(pos, axis=0)
+        ok = xp.any(pos, axis=0) & (first > 0)
+        idx = xp.arange(bs.shape[1])
+        hi = bs[first, idx]
+        lo = bs[xp.maximum(first - 1, 0), idx]
+        ok &= xp.isfinite(gv[xp.maximum(first - 1, 0), idx])
+
+        def f(b: Any, *a: Any) -> Any:
+            return k(xp, sp_, b, *a)["g_max"]
+
+        def fdf(b: Any, *a: Any) -> tuple[Any, Any]:
+            o = fdf_k(xp, sp_, b, *a)
+            return o["g_max"], o["gp_max"]
+
+        res = bracketed_root(f, lo, hi, args, fdf=fdf, rtol=1e-14, backend=backend)
+        with np.errstate(all="ignore"):
+            e = k(xp, sp_, res.x, *args)["e_max"]
+        status = xp.where(ok, res.status, int(Status.NO_BRACKET))
+        # theta = 0: the max carries no information; the best rule is the constant one
+        zero = th == 0
+        e = xp.where(zero, xp.minimum(args[2], 1 - args[2]), e)
+        status = xp.where(zero, 0, status)
+        return dict(e_attn_max=e, b_max=xp.where(zero, xp.inf, res.x), status=status,
+                    iterations=res.iterations, residual=res.residual)
+
+    def _capacity_pool(self, params: Mapping[str, Any], backend: Backend, tol: float = 1e-12,
+                       maxiter: int = 100) -> dict[str, Any]:
+        """Batched damped Newton on J(t, b) (SymPy gradient and Hessian), backtracking on J.
+
+        Local to this model until ``numerics.prox`` provides the generic batched Newton."""
+        xp, sp_ = backend.xp, backend.special
+        args = tuple(params[nm] for nm in ("L", "R", "pi", "theta"))
+        k = self.kernel("capacity_pool")
+        n = args[0].shape[0]
+        t = xp.full(n, 0.3)
+        b = xp.zeros(n)
+        it = xp.zeros(n, dtype=xp.int64)
+        done = xp.zeros(n, dtype=bool)
+        gnorm = xp.full(n, xp.inf)
+        for _ in range(maxiter):
+            o = k(xp, sp_, t, b, *args)
+            gt, gb = o["J_t"], o["J_b"]
+            gnorm = xp.maximum(xp.abs(gt), xp.abs(gb))
+            done = gnorm <= tol
+            if bool(xp.all(done)):
+                break
+            htt, htb, hbb = o["J_tt"], o["J_tb"], o["J_bb"]
+            det = htt * hbb - htb**2
+            pd = (htt > 0) & (det > 0)
+            dt = xp.where(pd, -(hbb * gt - htb * gb) / xp.where(pd, det, 1.0), -gt)
+            db = xp.where(pd, -(-htb * gt + htt * gb) / xp.where(pd, det, 1.0), -gb)
+            step = xp.ones(n)
+            J0 = o["J"]
+            for _bt in range(30):
+                Jn = k(xp, sp_, t + step * dt, b + step * db, *args)["J"]
+                bad = ~(Jn <= J0 + 1e-4 * step * (gt * dt + gb * db)) & ~done
+                if not bool(xp.any(bad)):
+                    break
+                step = xp.where(bad, step / 2, step)
+            active = ~done
+            t = xp.where(active, t + step * dt, t)
+            b = xp.where(active, b + step * db, b)
+            it = it + active
+        o = k(xp, sp_, t, b, *args)
+        gnorm = xp.maximum(xp.abs(o["J_t"]), xp.abs(o["J_b"]))
+        conv = gnorm <= 1e-9
+        status = xp.where(conv, 0, int(Status.MAXITER))
+        a = xp.exp(-o["J"])
+        return dict(alpha_pool=a, alpha_vec=args[0] * a, m_pool=xp.tanh(t), b_pool=b,
+                    t_pool=t, status=status, iterations=it, residual=gnorm)
+
+    def evaluate(self, params: Mapping[str, Any], backend: Backend, **_opts: Any) -> dict[str, Any]:
+        """Alignment (§3.2), oracle errors (§2.2) and baseline capacities (§3.4) on the grid."""
+        xp, sp_ = backend.xp, backend.special
+        P = [params[p.name] for p in self.parameters]
+        E, qerr = self.step2_expectations(params, backend)
+        with np.errstate(all="ignore"):
+            al = self.kernel("alignment")(xp, sp_, *P, E["h_p"], E["h_m"], E["h2_p"], E["h2_m"])
+            orc = self.kernel("oracle_pool")(xp, sp_, *P[:4])
+        md = self._max_detector(params, backend)
+        cap = self._capacity_pool(params, backend)
+        out = {nm: al[nm] for nm in ("m1", "u2", "cos_w", "q_xi", "q_norm", "s_q")}
+        out.update(e_pool=orc["e_pool"], e_vec=orc["e_vec"], e_attn_max=md["e_attn_max"],
+                   b_max=md["b_max"], alpha_pool=cap["alpha_pool"], alpha_vec=cap["alpha_vec"],
+                   m_pool=cap["m_pool"], b_pool=cap["b_pool"])
+        status = xp.where(md["status"] != 0, md["status"], cap["status"])
+        status = xp.where((status == 0) & (qerr > 1e-10), int(Status.MAXITER), status)
+        finite = xp.ones(P[0].shape, dtype=bool)
+        for nm in ("s_q", "q_norm", "e_pool", "alpha_pool"):
+            finite &= xp.isfinite(out[nm])
+        status = xp.where((status == 0) & ~finite, int(Status.NONFINITE), status)
+        converged = status == 0
+        out.update(converged=converged, status=status.astype(xp.int8),
+                   residual=xp.maximum(cap["residual"], md["residual"]),
+                   iterations=cap["iterations"] + md["iterations"])
+        return out
+
+    def evaluate_mp(self, point: Mapping[str, Any], dps: int = 50) -> dict[str, Any]:
+        """The same pipeline at one point in mpmath: expectations by ``mpmath.quad`` of the
+        same integrand (the exact integral, not the Gauss–Hermite rule), roots and stationary
+        points by ``mpmath.findroot`` from the float64 solution."""
+        vals = self.validate(point)
+        be = get_backend("numpy")
+        flt = self.evaluate({k: be.asarray(np.atleast_1d(v)) for k, v in vals.items()}, be)
+        with mpmath.workdps(dps):
+            mp = mpmath.mp
+            pv = [mpmath.mpf(float(vals[p.name])) for p in self.parameters]
+            Lm, Rm, pim, thm, _be, etaw, _eq, a0, b1m, lossm = pv
+            ki = self.kernel("integrand", "mpmath")
+
+            def E(name: str) -> Any:
+                f = lambda zz: ki(mp, zz, Lm, Rm, pim, thm, etaw, a0, b1m, lossm)[name] \
+                    * mp.npdf(zz)
+                return mp.quad(f, [-mp.inf, -5, 0, 5, mp.inf])
+
+            al = self.kernel("alignment", "mpmath")(mp, *pv, E("h_p"), E("h_m"), E("h2_p"), E("h2_m"))
+            out = {nm: al[nm] for nm in ("m1", "u2", "cos_w", "q_xi", "q_norm", "s_q")}
+            orc = self.kernel("oracle_pool", "mpmath")(mp, Lm, Rm, pim, thm)
+            out.update(e_pool=orc["e_pool"], e_vec=orc["e_vec"])
+            if thm == 0:
+                out.update(e_attn_max=min(pim, 1 - pim), b_max=mp.inf)
+            else:
+                kf = self.kernel("max_detector_fdf", "mpmath")
+                b0 = mpmath.mpf(float(flt["b_max"][0]))
+                bs = mp.findroot(lambda b: kf(mp, b, Lm, Rm, pim, thm)["g_max"], b0)
+                out["b_max"] = bs
+                out["e_attn_max"] = self.kernel("max_detector", "mpmath")(mp, bs, Lm, Rm, pim, thm)["e_max"]
+            kc = self.kernel("capacity_pool", "mpmath")
+            t0v = mpmath.mpf(float(np.arctanh(flt["m_pool"][0])))
+            b0v = mpmath.mpf(float(flt["b_pool"][0]))
+            ts, bsol = mp.findroot(lambda tt, b_: (kc(mp, tt, b_, Lm, Rm, pim, thm)["J_t"],
+                                                   kc(mp, tt, b_, Lm, Rm, pim, thm)["J_b"]),
+                                   (t0v, b0v))
+            a = mp.exp(-kc(mp, ts, bsol, Lm, Rm, pim, thm)["J"])
+            out.update(alpha_pool=a, alpha_vec=Lm * a, m_pool=mp.tanh(ts), b_pool=bsol)
+            return out
+
+    # ---- attention capacity (Monte Carlo over the token scores) ------------------------
+    def attention_features(self, *, L: int, R: int, pi: float, theta: float, beta_q: float,
+                           s_q: float, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        r"""Latent samples $\omega=(y,t)$ and the attention features (§3.3):
+        $a=\operatorname{softmax}(\beta Q_q(\theta y^+s_qv+t))$, $\rho=\theta y^+s_q\langle a,v\rangle+
+        \langle a,t\rangle$, $\nu=\theta y^+\sqrt{1-s_q^2}\langle a,v\rangle$, $\kappa=\|a\|$.
+        Stratified: ``n`` positives and ``n`` negatives (weights ``pi``, ``1 - pi``)."""
+        out = {}
+        for lab in (1, -1):
+            t = rng.standard_normal((n, L))
+            v = np.zeros(L)
+            v[:R] = 1.0
+            yp = 1.0 if lab == 1 else 0.0
+            sc = beta_q * (theta * yp * s_q * v[None, :] + t)
+            sc -= sc.max(axis=1, keepdims=True)
+            a = np.exp(sc)
+            a /= a.sum(axis=1, keepdims=True)
+            av = a @ v
+            out[lab] = dict(rho=theta * yp * s_q * av + (a * t).sum(axis=1),
+                            nu=theta * yp * math.sqrt(max(0.0, 1 - s_q**2)) * av,
+                            kappa=np.sqrt((a * a).sum(axis=1)))
+        return out
+
+    def attention_capacity(self, *, L: int, R: int, pi: float, theta: float, beta_q: float,
+                           s_q: float, n_mc: int = 20000, n_rep: int = 4, seed: int = 0,
+                           maxiter: int = 60) -> dict[str, float]:
+        r"""$\alpha^\star_A=\max_{t,w_q,b}(1-\tanh^2t)/\mathbb E_\omega F(y(w_q\rho+b+\tanh(t)\nu)/\kappa)$
+        (§3.4) by Newton on ``n_rep`` independent Monte-Carlo samples of ``n_mc`` per class;
+        returns the mean and its standard error, and the maximiser."""
+        xp, sp_ = np, get_backend("numpy").special
+        k = self.kernel("capacity_attention")
+        rng = np.random.default_rng(seed)
+        vals = []
+        xs = []
+        conv = True
+        for _ in range(n_rep):
+            feats = self.attention_features(L=L, R=R, pi=pi, theta=theta, beta_q=beta_q,
+                                            s_q=s_q, n=n_mc, rng=rng)
+
+            def moments(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+                D = 0.0
+                g = np.zeros(3)
+                H = np.zeros((3, 3))
+                for lab, w in ((1, pi), (-1, 1 - pi)):
+                    f = feats[lab]
+                    o = k(xp, sp_, x[0], x[1], x[2], float(lab), f["rho"], f["nu"], f["kappa"])
+                    D += w * np.mean(o["F"])
+                    g += w * np.array([np.mean(o[nm]) for nm in ("F_t", "F_wq", "F_b")])
+                    hv = [w * np.mean(o[nm]) for nm in ("F_tt", "F_twq", "F_tb", "F_wqwq",
+                                                        "F_wqb", "F_bb")]
+                    H += np.array([[hv[0], hv[1], hv[2]], [hv[1], hv[3], hv[4]],
+                                   [hv[2], hv[4], hv[5]]])
+                return D, g, H
+
+            def obj(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+                # J = log D - log(1 - tanh^2 t) = log D + 2 log cosh t
+                D, g, H = moments(x)
+                th = math.tanh(x[0])
+                J_ = math.log(D) + 2 * (np.logaddexp(x[0], -x[0]) - math.log(2))
+                gJ = g / D
+                gJ[0] += 2 * th
+                HJ = H / D - np.outer(g, g) / D**2
+                HJ[0, 0] += 2 * (1 - th**2)
+                return J_, gJ, HJ
+
+            x = np.array([0.3, 0.5, 0.0]) if not xs else xs[-1].copy()
+            for _it in range(maxiter):
+                J_, gJ, HJ = obj(x)
+                if np.max(np.abs(gJ)) < 1e-10:
+                    break
+                try:
+                    w_, V = np.linalg.eigh(HJ)
+                    dx = -V @ ((V.T @ gJ) / np.maximum(np.abs(w_), 1e-8))
+                except np.linalg.LinAlgError:
+                    dx = -gJ
+                s = 1.0
+                while s > 1e-8 and obj(x + s * dx)[0] > J_ + 1e-4 * s * gJ @ dx:
+                    s /= 2
+                x = x + s * dx
+            J_, gJ, _ = obj(x)
+            conv &= bool(np.max(np.abs(gJ)) < 1e-7)
+            vals.append(math.exp(-J_))
+            xs.append(x)
+        v = np.array(vals)
+        xm = np.mean(xs, axis=0)
+        return dict(alpha_attn=float(v.mean()),
+                    alpha_attn_sem=float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan"),
+                    m=float(math.tanh(xm[0])), w_q=float(xm[1]), b=float(xm[2]), converged=conv)
+
+    def random_points(self, rng: np.random.Generator, n: int) -> list[dict[str, float]]:
+        """Random points over a practical domain: L in [2, 1e4], R in [1, min(L, 10)],
+        pi in [0.05, 0.95], theta in [0.1, 10], alpha0 in [0.1, 20], both losses and biases."""
+        pts = []
+        for _ in range(n):
+            Lv = int(10 ** rng.uniform(np.log10(2), 4))
+            Rv = int(rng.integers(1, min(Lv, 10) + 1))
+            piv = rng.uniform(0.05, 0.95)
+            pts.append(dict(L=Lv, R=Rv, pi=piv, theta=10 ** rng.uniform(-1, 1),
+                            beta=10 ** rng.uniform(-1, 1), eta_w=10 ** rng.uniform(-1, 0.5),
+                            eta_q=10 ** rng.uniform(-1, 0.5), alpha0=10 ** rng.uniform(-1, 1.3),
+                            b1=0.0 if rng.random() < 0.5 else math.log(piv / (1 - piv)),
+                            loss=float(rng.integers(0, 2))))
+        return pts
+
+    # ---- finite-size check -----------------------------------------------------------
+    def simulate(self, **kwargs: Any) -> Any:
+        """Finite-d simulation (independent of this module): see
+        :mod:`numerics.simulate.sparse_token`."""
+        from numerics.simulate import sparse_token
+
+        return sparse_token.simulate_alignment(**kwargs)
+
+
+#: the registry entry (see derive/models/__init__.py)
+MODEL = SparseToken
