@@ -1,0 +1,245 @@
+r"""Bilinear sequence regression: Bayes-optimal MMSE by state evolution with a rectangular RIE.
+
+V. Erba, E. Troiani, L. Biggio, A. Maillard, L. Zdeborová, *Bilinear sequence regression: a
+model for learning from long sequences of high-dimensional tokens*, arXiv:2410.18858, PRX 2025.
+Spec: ``shared/specs/bayes_optimal_sequence_models.md`` §B2 (equation tags there).
+
+A sequence $X\in\mathbb R^{D\times L}$ with i.i.d. $N(0,1)$ entries, target
+$S^*=UV^\top/\sqrt r$ ($U\in\mathbb R^{D\times r}$, $V\in\mathbb R^{L\times r}$ Gaussian),
+label $y=\operatorname{Tr}(X^\top S^*)/\sqrt{DL}+\sqrt\Delta\,\xi$. Limit $D,L,r,N\to\infty$ with
+$\alpha=N/(DL)$, $\beta=L/D\ge1$, $\rho=r/D$ (relative to the smaller side).
+
+Stated (spec §B2, authors' code): the scalar state evolution
+$\hat q=\alpha/(\Delta+1-q)$, $q=1-\mathrm{mmse}_{\rm RIE}(1/\hat q)$; the rectangular RIE
+error $\mathrm{mmse}_{\rm RIE}(\Delta)=\Delta-\frac{\Delta^2}{\beta^{3/2}}\big[(\beta-1)^2\!\int\!\frac{\mu_Y}{x^2}
++\frac{4\pi^2}{3}\!\int\!\mu_Y^3\big]$; the $\beta\to\infty$ fixed-point equation; the
+perfect-recovery threshold $\alpha_{\rm PR}=\rho(1+\beta-\rho)/\beta$ ($\rho<1$), 1 otherwise.
+
+Derived here (SymPy): the quartic for the Stieltjes transform of $\mu_Y$ and its edge
+polynomial (:mod:`derive.models._rie`), and the $\beta=\infty$, $\Delta=0$ closed form
+$\mathrm{mmse}=(1-\alpha)(1-\alpha/\rho)$ from the stated $\beta\to\infty$ equation.
+The order parameter iterated is $m=1-q$ (the MMSE itself).
+"""
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from typing import Any, Mapping
+
+import numpy as np
+import sympy as sp
+
+from numerics.backend import Backend
+from numerics.fixed_point import solve_fixed_point
+from numerics.results import Status
+from numerics.rie import integrate_density, physical_density, support_intervals
+
+from ..codegen import Program
+from ..model import Equation, Model
+from ..params import Domain, Parameter, nonnegative, positive
+from . import _rie
+
+__all__ = ["BilinearSequenceRegression", "MODEL"]
+
+ALPHA = Parameter("alpha", positive, r"\alpha", "samples per matrix entry, N/(D L)")
+BETA = Parameter("beta", Domain(1.0, math.inf, lo_closed=True, hi_closed=True), r"\beta",
+                 "sequence length over dimension, L/D (>= 1; inf accepted)")
+RHO = Parameter("rho", positive, r"\rho", "rank over the smaller side, r/D")
+DELTA = Parameter("delta", nonnegative, r"\Delta", "label-noise variance")
+
+alpha, beta, rho, delta = (p.symbol for p in (ALPHA, BETA, RHO, DELTA))
+
+m = sp.Symbol("m", nonnegative=True)          # 1 - q, the MMSE
+q = sp.Symbol("q")
+qhat = sp.Symbol("qhat", positive=True)
+de = sp.Symbol("Delta_eff", positive=True)    # 1/qhat
+I3 = sp.Symbol("I_3", nonnegative=True)       # ∫ μ_Y^3 over R
+J2 = sp.Symbol("J_2", nonnegative=True)       # ∫ μ_Y / x^2 over R
+m_new, mse_ridge, alpha_pr, dd = sp.symbols("m_new mse_ridge alpha_PR d")
+x = sp.Symbol("x", real=True)
+C = sp.symbols("c0:5")
+E = sp.symbols("e0:11")
+
+SYMBOL_NAMES = {m: r"\mathrm{mmse}", qhat: r"\hat q", de: r"\Delta_{\rm eff}",
+                I3: r"\int\mu_Y^3", J2: r"\int\mu_Y/x^2", m_new: r"\mathrm{mmse}_{\rm RIE}",
+                alpha_pr: r"\alpha_{\rm PR}", mse_ridge: r"\mathrm{mse}_{\rm ridge}"}
+
+
+class BilinearSequenceRegression(Model):
+    """Bayes-optimal MMSE of bilinear sequence regression (Erba et al. 2024)."""
+
+    name = "bilinear-sequence-regression"
+    title = "Bilinear sequence regression, Bayes-optimal (Erba, Troiani, Biggio, Maillard, Zdeborová 2024)"
+    paper = "arXiv:2410.18858 (PRX 2025)"
+    parameters = (ALPHA, BETA, RHO, DELTA)
+    symbol_names = SYMBOL_NAMES
+    observables = ("mmse", "q", "qhat", "alpha_pr", "mse_ridge")
+
+    # ---- stated forms -------------------------------------------------------------------
+    qhat_def = alpha / (delta + m)                                  # q̂ = α/(Δ + 1 − q)
+    mmse_rie_def = de - de**2 / beta**sp.Rational(3, 2) * (
+        (beta - 1) ** 2 * J2 + 4 * sp.pi**2 / 3 * I3)               # rectangular RIE error
+    alpha_pr_def = sp.Piecewise((rho * (1 + (1 - rho) / beta), rho < 1), (1, True))
+    ridge_def = 1 - 2 * alpha / (alpha + delta + 1 + sp.sqrt(
+        (alpha - 1) ** 2 + 2 * (alpha + 1) * delta + delta**2))      # spec: ridge, λ = Δ
+
+    @staticmethod
+    def rie_beta_inf(d: sp.Expr, r: sp.Expr) -> sp.Expr:
+        """β → ∞ RIE error at Δ_eff = d, as stated: the spec's fixed-point equation
+        −q + 1 − d + (d/2)[√(1 + ρ((d+2)ρd + 2d + ρ − 2)) − (ρ − 1) − dρ] = 0 reads
+        1 − q = mmse_∞(d)."""
+        return d - d / 2 * (sp.sqrt(1 + r * ((d + 2) * r * d + 2 * d + r - 2)) - (r - 1) - d * r)
+
+    def beta_inf_equation(self, qq: sp.Expr, a: sp.Expr, r: sp.Expr, dlt: sp.Expr) -> sp.Expr:
+        """The stated β → ∞ fixed-point equation (spec §B2), = 0 at the fixed point."""
+        return -qq + 1 - self.rie_beta_inf((1 + dlt - qq) / a, r)
+
+    @cached_property
+    def mmse_beta_inf(self) -> sp.Expr:
+        return self.rie_beta_inf(de, rho)
+
+    @cached_property
+    def noiseless_beta_inf_closed_form(self) -> sp.Expr:
+        """mmse at β = ∞, Δ = 0, α < ρ ≤ 1: solve the stated equation for q (derived)."""
+        qs = sp.Symbol("qs", positive=True)
+        a, r = sp.symbols("a r", positive=True)
+        eq = self.beta_inf_equation(qs, a, r, 0)
+        # isolate the square root and square: a polynomial in q
+        sq = sp.sqrt(1 + r * (((1 - qs) / a + 2) * r * (1 - qs) / a + 2 * (1 - qs) / a + r - 2))
+        rest = sp.expand(eq - (1 - qs) / a / 2 * sq)
+        poly = sp.factor(sp.numer(sp.together(rest**2 - ((1 - qs) / a / 2 * sq) ** 2)))
+        sols = [s for s in sp.solve(poly, qs) if s != 1]
+        # the root inside (0, 1) on a sample point of α < ρ ≤ 1, checked in the unsquared equation
+        pt = {a: sp.Rational(1, 5), r: sp.Rational(1, 2)}
+        good = [s for s in sols if 0 < sp.N(s.subs(pt)) < 1
+                and abs(sp.N(eq.subs(qs, s).subs(pt))) < 1e-12]
+        if len(good) != 1:
+            raise ArithmeticError(f"β=∞ noiseless: expected one admissible root, got {good}")
+        return sp.factor(1 - good[0]).subs({a: alpha, r: rho})
+
+    @cached_property
+    def quartic(self) -> sp.Poly:
+        return _rie.rectangular_quartic(rho, beta, de)
+
+    @cached_property
+    def edges(self) -> sp.Poly:
+        return _rie.edge_polynomial(self.quartic, _rie.z)
+
+    # ---- programs -----------------------------------------------------------------------
+    def programs(self) -> dict[str, Program]:
+        qc = _rie.coefficients(self.quartic)
+        ec = _rie.coefficients(self.edges)
+        if len(ec) > len(E):
+            raise ArithmeticError("edge polynomial degree larger than expected")
+        ec = ec + [sp.Integer(0)] * (len(E) - len(ec))
+        return {
+            "quartic": Program(
+                "bsr_quartic", (x, rho, beta, de),
+                tuple((c, e.subs(_rie.z, x)) for c, e in zip(C, qc)), C,
+                doc="Coefficients (lowest first) of the quartic for g_1(x) (derived)."),
+            "edges": Program(
+                "bsr_edges", (rho, beta, de), tuple(zip(E, ec)), E,
+                doc="Edge polynomial in x (discriminant factor), lowest degree first (derived)."),
+            "channel": Program(
+                "bsr_channel", (alpha, delta, m),
+                ((qhat, self.qhat_def), (de, 1 / qhat)), (qhat, de),
+                doc="q̂ = α/(Δ + 1 − q), Δ_eff = 1/q̂ (spec §B2)."),
+            "mmse_rie": Program(
+                "bsr_mmse_rie", (beta, de, I3, J2), ((m_new, self.mmse_rie_def),), (m_new,),
+                doc="Rectangular RIE error from the density integrals (spec §B2)."),
+            "mmse_beta_inf": Program(
+                "bsr_mmse_beta_inf", (rho, de), ((m_new, self.mmse_beta_inf),), (m_new,),
+                doc="β = ∞ RIE error, read off the stated β → ∞ equation."),
+            "extras": Program(
+                "bsr_extras", (alpha, beta, rho, delta),
+                ((alpha_pr, self.alpha_pr_def), (mse_ridge, self.ridge_def)),
+                (alpha_pr, mse_ridge), doc="α_PR and the optimal-ridge baseline (spec §B2)."),
+        }
+
+    def equations(self) -> list[Equation]:
+        g1 = _rie.g1
+        return [
+            Equation("channel", qhat, self.qhat_def, "code+mp", "§B2", "m = 1 − q"),
+            Equation("state evolution", m, m_new, "code+mp", "§B2",
+                     "q = 1 − mmse_RIE(Δ_eff), Δ_eff = 1/q̂"),
+            Equation("rectangular RIE error", m_new, self.mmse_rie_def, "code+mp", "§B2",
+                     "μ_Y the symmetrised singular-value density of Y, integrals over ℝ"),
+            Equation("quartic for g₁ (Stieltjes transform of μ_Y)",
+                     self.quartic.as_expr().subs(_rie.z, x), sp.Integer(0), "derived", "§B2",
+                     "S-transform of the product of two Wisharts + rectangular subordination; "
+                     "μ_Y(x) = max |Im g₁|/π"),
+            Equation("β → ∞ RIE error", m_new, self.mmse_beta_inf, "code+mp", "§B2"),
+            Equation("β = ∞, Δ = 0 (α < ρ ≤ 1)", m, self.noiseless_beta_inf_closed_form,
+                     "derived", "§B2"),
+            Equation("perfect recovery", alpha_pr, self.alpha_pr_def, "paper", "§B2",
+                     "degrees of freedom r(D + L − r)/(DL)"),
+            Equation("optimal ridge baseline", mse_ridge, self.ridge_def, "code+mp", "§B2"),
+        ]
+
+    # ---- numerics -----------------------------------------------------------------------
+    def mmse_rie(self, delta_eff: np.ndarray, rho_v: np.ndarray, beta_v: np.ndarray,
+                 n_nodes: int = 128) -> np.ndarray:
+        """``mmse_RIE(Δ_eff)`` per point (NumPy; one support search per point)."""
+        xp = np
+        qk, ek = self.kernel("quartic"), self.kernel("edges")
+        mk, ik = self.kernel("mmse_rie"), self.kernel("mmse_beta_inf")
+        de_v, r_v, b_v = (np.asarray(v, float).reshape(-1) for v in (delta_eff, rho_v, beta_v))
+        out = np.full(de_v.shape, np.nan)
+        tiny = de_v <= 1e-14
+        out[tiny] = 0.0
+        inf = np.isinf(b_v) & ~tiny
+        if inf.any():
+            out[inf] = ik(xp, None, r_v[inf], de_v[inf])["m_new"]
+        for i in np.flatnonzero(~inf & ~tiny):
+            r, b, d = r_v[i], b_v[i], de_v[i]
+
+            def coeffs(xs: np.ndarray, r=r, b=b, d=d) -> np.ndarray:
+                o = qk(xp, None, xs, r, b, d)
+                return np.stack([np.broadcast_to(np.asarray(o[c.name], float), xs.shape)
+                                 for c in C], axis=-1)
+
+            ecs = ek(xp, None, r, b, d)
+            iv = support_intervals([float(ecs[e.name]) for e in E],
+                                   lambda xs: physical_density(coeffs(xs)))
+            i3, j2 = integrate_density(coeffs, iv, [lambda mu, xs: mu**3,
+                                                    lambda mu, xs: mu / xs**2], n_nodes)
+            out[i] = mk(xp, None, b, d, 2 * i3, 2 * j2)["m_new"]
+        return out
+
+    def se_map(self, m_v: np.ndarray, a: np.ndarray, b: np.ndarray, r: np.ndarray,
+               dl: np.ndarray) -> np.ndarray:
+        """The undamped state-evolution map m ↦ mmse_RIE((Δ + m)/α) (batched)."""
+        ch = self.kernel("channel")(np, None, a, dl, m_v)
+        return self.mmse_rie(ch["Delta_eff"], r, b)
+
+    def evaluate(self, params: Mapping[str, Any], backend: Backend, *, m0: float = 0.5,
+                 tol: float = 1e-11, maxiter: int = 3000) -> dict[str, Any]:
+        """Damped/Anderson iteration of the SE from q = 0.5 (the authors' start), all points."""
+        be = backend
+        a, b, r, dl = (be.to_numpy(params[k]).astype(float) for k in ("alpha", "beta", "rho", "delta"))
+        n = a.size
+
+        def F(xv: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            return self.se_map(np.clip(xv[:, 0], 0.0, None), a[idx], b[idx], r[idx],
+                               dl[idx])[:, None]
+
+        with np.errstate(all="ignore"):
+            res = solve_fixed_point(F, np.full((n, 1), m0), damping=0.5, anderson=3, tol=tol,
+                                    maxiter=maxiter, project=lambda xv, idx: xv[:, 0] >= 0)
+        mm = np.where(res.converged, np.clip(res.x[:, 0], 0.0, None), np.nan)
+        ex = self.kernel("extras")(np, None, a, b, r, dl)
+        with np.errstate(all="ignore"):
+            qh = np.where(res.converged, a / (dl + mm), np.nan)
+        out = {"mmse": mm, "q": 1 - mm, "qhat": qh,
+               "alpha_pr": np.asarray(ex["alpha_PR"], float) * np.ones(n),
+               "mse_ridge": np.asarray(ex["mse_ridge"], float) * np.ones(n),
+               "converged": res.converged, "residual": res.residual,
+               "iterations": res.iterations, "status": res.status}
+        return {k: be.asarray(v) for k, v in out.items()}
+
+    def evaluate_mp(self, point: Mapping[str, Any], dps: int = 50) -> dict[str, Any]:
+        raise NotImplementedError("the SE needs the numeric density quadrature; the generated "
+                                  "kernels are checked against their mpmath versions instead")
+
+
+MODEL = BilinearSequenceRegression
