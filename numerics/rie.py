@@ -59,9 +59,10 @@ def angle_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def support_intervals(disc_coeffs: Sequence[float], density: Callable[[np.ndarray], np.ndarray],
-                      *, lo: float = 0.0, tol_imag: float = 1e-7, min_density: float = 1e-10
+                      *, lo: float | None = 0.0, tol_imag: float = 1e-7, min_density: float = 1e-10
                       ) -> list[tuple[float, float]]:
-    """Bulks of a density on ``[lo, ∞)`` whose edges are real roots of the discriminant.
+    """Bulks of a density on ``[lo, ∞)`` (the whole line if ``lo`` is None) whose edges are
+    real roots of the discriminant.
 
     ``disc_coeffs``: discriminant polynomial in ``x`` (lowest degree first); ``density``:
     ``μ`` at an array of points. Consecutive candidate edges (with ``lo``) bound a bulk
@@ -73,7 +74,7 @@ def support_intervals(disc_coeffs: Sequence[float], density: Callable[[np.ndarra
     roots = np.roots(c[::-1])
     scale = max(1.0, float(np.max(np.abs(roots)))) if roots.size else 1.0
     real = np.sort(roots.real[np.abs(roots.imag) <= tol_imag * scale])
-    cand = np.unique(np.concatenate([[lo], real[real > lo]]))
+    cand = np.unique(real if lo is None else np.concatenate([[lo], real[real > lo]]))
     if cand.size < 2:
         return []
     mids = (cand[:-1] + cand[1:]) / 2

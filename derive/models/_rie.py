@@ -37,7 +37,10 @@ _w = sp.Symbol("w")
 def _from_s_transform(S: sp.Expr, w: sp.Expr, Gs: sp.Symbol) -> sp.Expr:
     """Polynomial ``P(G, w) = 0`` equivalent to ``1/w = S(ψ) ψ/(1+ψ)``, ``ψ = wG − 1``."""
     rel = sp.numer(sp.together(1 / _w - S * _psi / (1 + _psi)))
-    return sp.expand(rel.subs(_psi, _w * Gs - 1).subs(_w, w))
+    rel = sp.factor(sp.expand(rel.subs(_psi, _w * Gs - 1)))
+    # drop factors free of G (a power of w: the relation holds for w != 0)
+    keep = sp.Mul(*[f for f in sp.Mul.make_args(rel) if f.has(Gs)])
+    return sp.expand(keep.subs(_w, w))
 
 
 def mp_equation(c: sp.Expr, w: sp.Expr = _w, Gs: sp.Symbol = G) -> sp.Expr:

@@ -1,0 +1,192 @@
+r"""Extensive-width quadratic network (attention-indexed model with T = 1): Bayes-optimal error.
+
+A. Maillard, E. Troiani, S. Martin, F. Krzakala, L. Zdeborová, *Bayes-optimal learning of an
+extensive-width neural network from quadratically many samples*, arXiv:2408.03733; the T = 1,
+L = 1 case of the attention-indexed model (Boncoraglio, Troiani, Erba, Zdeborová, 2506.01582).
+Spec: ``shared/specs/bayes_optimal_sequence_models.md`` §B3 (T = 1 special case).
+
+$y=x^\top Sx/\sqrt d-\operatorname{Tr}S/\sqrt d$ (+ noise $\Delta$), $S=WW^\top/m$ with
+spectrum $\mathrm{MP}(1/\kappa)$ (mean 1, $Q_0=\operatorname{Tr}S^2/d=1+1/\kappa$), $m=\kappa d$
+hidden units, $n=\alpha d^2$ samples.
+
+Stated (spec §B3, authors' ``Theory_noise.py``): the symmetric RIE error
+$\mathrm{mmse}(\Delta)=\Delta-\frac{4\pi^2}{3}\Delta^2\int\mu_\Delta^3$ with
+$\mu_\Delta=\mathrm{MP}(1/\kappa)\boxplus\sigma_{\rm sc}(\Delta)$; the fixed-point equation
+$\frac{4\pi^2}{3}I(\hat q)/\hat q-\Delta\hat q/2=1-2\alpha$, $I(\hat q)=\int\mu_{1/\hat q}^3$;
+$e_{\rm gen}=(4\alpha-\hat q\Delta)/(2\hat q)$; $\alpha_{\rm PR}=\kappa-\kappa^2/2$ ($\kappa<1$), $1/2$.
+
+Derived here (SymPy): the cubic for the Stieltjes transform (MP S-transform + subordination),
+its edge polynomial, the equivalent map $\hat q=4\alpha/(\Delta+2\,\mathrm{mmse}(1/\hat q))$
+iterated on $m=\mathrm{mmse}$, and $e_{\rm gen}=m$ at the fixed point.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Mapping
+
+import numpy as np
+import sympy as sp
+
+from numerics.backend import Backend
+from numerics.fixed_point import solve_fixed_point
+from numerics.rie import integrate_density, physical_density, support_intervals
+
+from ..codegen import Program
+from ..model import Equation, Model
+from ..params import Parameter, nonnegative, positive
+from . import _rie
+
+__all__ = ["ExtensiveWidthQuadratic", "MODEL"]
+
+ALPHA = Parameter("alpha", positive, r"\alpha", "samples over d^2, n/d^2")
+KAPPA = Parameter("kappa", positive, r"\kappa", "width over dimension, m/d")
+DELTA = Parameter("delta", nonnegative, r"\Delta", "label-noise parameter (as in the authors' code)")
+
+alpha, kappa, delta = (p.symbol for p in (ALPHA, KAPPA, DELTA))
+
+m = sp.Symbol("m", nonnegative=True)         # Q0 - q, the MMSE of S
+qhat = sp.Symbol("qhat", positive=True)
+de = sp.Symbol("Delta_eff", positive=True)   # 1/qhat
+I3 = sp.Symbol("I_3", nonnegative=True)      # ∫ μ^3
+m_new, gen_error, alpha_pr, Q0 = sp.symbols("m_new gen_error alpha_PR Q_0")
+x = sp.Symbol("x", real=True)
+C = sp.symbols("c0:4")
+E = sp.symbols("e0:5")
+
+SYMBOL_NAMES = {m: r"\mathrm{mmse}", qhat: r"\hat q", de: r"\Delta_{\rm eff}", I3: r"\int\mu^3",
+                m_new: r"\mathrm{mmse}_{\rm RIE}", gen_error: r"e_{\rm gen}",
+                alpha_pr: r"\alpha_{\rm PR}"}
+
+
+class ExtensiveWidthQuadratic(Model):
+    """Bayes-optimal generalisation error of the extensive-width quadratic network."""
+
+    name = "extensive-width-quadratic"
+    title = ("Extensive-width quadratic network / attention-indexed model at T = 1 "
+             "(Maillard, Troiani, Martin, Krzakala, Zdeborová 2024)")
+    paper = "arXiv:2408.03733; AIM: arXiv:2506.01582"
+    parameters = (ALPHA, KAPPA, DELTA)
+    symbol_names = SYMBOL_NAMES
+    observables = ("gen_error", "mmse", "qhat", "alpha_pr")
+
+    Q0_def = 1 + 1 / kappa
+    mmse_rie_def = de - 4 * sp.pi**2 / 3 * de**2 * I3          # symmetric RIE error
+    #: the authors' fixed-point equation for q̂ (stated), = 0
+    qhat_equation = 4 * sp.pi**2 / 3 * I3 / qhat - delta * qhat / 2 - (1 - 2 * alpha)
+    gen_error_def = (4 * alpha - qhat * delta) / (2 * qhat)
+    alpha_pr_def = sp.Piecewise((kappa - kappa**2 / 2, kappa < 1), (sp.Rational(1, 2), True))
+
+    @cached_property
+    def qhat_map(self) -> sp.Expr:
+        """Eliminate I_3 between the stated q̂ equation and mmse_RIE(1/q̂) = m (derived):
+        q̂ = 4α/(Δ + 2m)."""
+        I3_of_m = sp.solve(sp.Eq(self.mmse_rie_def.subs(de, 1 / qhat), m), I3)[0]
+        (sol,) = sp.solve(self.qhat_equation.subs(I3, I3_of_m), qhat)
+        return sp.simplify(sol)
+
+    @cached_property
+    def gen_error_at_fixed_point(self) -> sp.Expr:
+        """e_gen with q̂ = 4α/(Δ + 2m) substituted: simplifies to m (derived)."""
+        return sp.simplify(self.gen_error_def.subs(qhat, self.qhat_map))
+
+    @cached_property
+    def cubic(self) -> sp.Poly:
+        return _rie.mp_semicircle_cubic(kappa, de)
+
+    @cached_property
+    def edges(self) -> sp.Poly:
+        return _rie.edge_polynomial(self.cubic, _rie.z)
+
+    def programs(self) -> dict[str, Program]:
+        cc = _rie.coefficients(self.cubic)
+        ec = _rie.coefficients(self.edges)
+        if len(ec) > len(E):
+            raise ArithmeticError("edge polynomial degree larger than expected")
+        ec = ec + [sp.Integer(0)] * (len(E) - len(ec))
+        return {
+            "cubic": Program("ewq_cubic", (x, kappa, de),
+                             tuple((c, e.subs(_rie.z, x)) for c, e in zip(C, cc)), C,
+                             doc="Coefficients (lowest first) of the cubic for G(x) (derived)."),
+            "edges": Program("ewq_edges", (kappa, de), tuple(zip(E, ec)), E,
+                             doc="Edge polynomial (discriminant factor), lowest degree first."),
+            "channel": Program("ewq_channel", (alpha, delta, m),
+                               ((qhat, self.qhat_map), (de, 1 / qhat)), (qhat, de),
+                               doc="q̂ = 4α/(Δ + 2m) (derived from the stated equation)."),
+            "mmse_rie": Program("ewq_mmse_rie", (de, I3), ((m_new, self.mmse_rie_def),), (m_new,),
+                                doc="Symmetric RIE error from ∫μ³ (stated)."),
+            "observables": Program("ewq_observables", (alpha, kappa, delta, qhat),
+                                   ((gen_error, self.gen_error_def), (alpha_pr, self.alpha_pr_def),
+                                    (Q0, self.Q0_def)), (gen_error, alpha_pr, Q0),
+                                   doc="e_gen (stated), α_PR (stated), Q0."),
+        }
+
+    def equations(self) -> list[Equation]:
+        return [
+            Equation("cubic for G (Stieltjes transform of MP(1/κ) ⊞ semicircle(Δ_eff))",
+                     self.cubic.as_expr().subs(_rie.z, x), sp.Integer(0), "derived", "§B3",
+                     "μ(x) = max |Im G|/π; authors' Theory_noise.py has the same cubic"),
+            Equation("symmetric RIE error", m_new, self.mmse_rie_def, "code+mp", "§B3"),
+            Equation("fixed point (stated)", self.qhat_equation, sp.Integer(0), "code+mp", "§B3",
+                     "I_3 = ∫μ³ at Δ_eff = 1/q̂"),
+            Equation("fixed point as a map", qhat, self.qhat_map, "derived", "§B3",
+                     "with m = mmse_RIE(1/q̂)"),
+            Equation("generalisation error", gen_error, self.gen_error_def, "code+mp", "§B3"),
+            Equation("generalisation error at the fixed point", gen_error,
+                     self.gen_error_at_fixed_point, "derived", "§B3"),
+            Equation("Q₀", Q0, self.Q0_def, "paper", "§B3"),
+            Equation("perfect recovery (Δ = 0)", alpha_pr, self.alpha_pr_def, "paper", "§B3"),
+        ]
+
+    # ---- numerics -----------------------------------------------------------------------
+    def mmse_rie(self, delta_eff: np.ndarray, kappa_v: np.ndarray, n_nodes: int = 128) -> np.ndarray:
+        """Symmetric RIE error of MP(1/κ) at noise Δ_eff, per point."""
+        ck, ek, mk = self.kernel("cubic"), self.kernel("edges"), self.kernel("mmse_rie")
+        d_v, k_v = (np.asarray(v, float).reshape(-1) for v in (delta_eff, kappa_v))
+        out = np.zeros(d_v.shape)
+        for i in np.flatnonzero(d_v > 1e-14):
+            k, d = k_v[i], d_v[i]
+
+            def coeffs(xs: np.ndarray, k=k, d=d) -> np.ndarray:
+                o = ck(np, None, xs, k, d)
+                return np.stack([np.broadcast_to(np.asarray(o[c.name], float), xs.shape)
+                                 for c in C], axis=-1)
+
+            ecs = ek(np, None, k, d)
+            iv = support_intervals([float(ecs[e.name]) for e in E],
+                                   lambda xs: physical_density(coeffs(xs)), lo=None)
+            (i3,) = integrate_density(coeffs, iv, [lambda mu, xs: mu**3], n_nodes)
+            out[i] = mk(np, None, d, i3)["m_new"]
+        return out
+
+    def se_map(self, m_v: np.ndarray, a: np.ndarray, k: np.ndarray, dl: np.ndarray) -> np.ndarray:
+        ch = self.kernel("channel")(np, None, a, dl, m_v)
+        return self.mmse_rie(ch["Delta_eff"], k)
+
+    def evaluate(self, params: Mapping[str, Any], backend: Backend, *, tol: float = 1e-11,
+                 maxiter: int = 3000) -> dict[str, Any]:
+        """Iterate m ← mmse_RIE((Δ + 2m)/(4α)) from the uninformed m = 1/κ, all points."""
+        be = backend
+        a, k, dl = (be.to_numpy(params[n]).astype(float) for n in ("alpha", "kappa", "delta"))
+        n = a.size
+
+        def F(xv: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            return self.se_map(np.clip(xv[:, 0], 0.0, None), a[idx], k[idx], dl[idx])[:, None]
+
+        with np.errstate(all="ignore"):
+            res = solve_fixed_point(F, (1 / k)[:, None], damping=0.5, anderson=3, tol=tol,
+                                    maxiter=maxiter, project=lambda xv, idx: xv[:, 0] >= 0)
+            mm = np.where(res.converged, np.clip(res.x[:, 0], 0.0, None), np.nan)
+            qh = self.kernel("channel")(np, None, a, dl, mm)["qhat"]
+            obs = self.kernel("observables")(np, None, a, k, dl, qh)
+        out = {"gen_error": np.where(res.converged, obs["gen_error"], np.nan), "mmse": mm,
+               "qhat": qh, "alpha_pr": np.asarray(obs["alpha_PR"], float) * np.ones(n),
+               "converged": res.converged, "residual": res.residual,
+               "iterations": res.iterations, "status": res.status}
+        return {kk: be.asarray(v) for kk, v in out.items()}
+
+    def evaluate_mp(self, point: Mapping[str, Any], dps: int = 50) -> dict[str, Any]:
+        raise NotImplementedError("the SE needs the numeric density quadrature; the generated "
+                                  "kernels are checked against their mpmath versions instead")
+
+
+MODEL = ExtensiveWidthQuadratic
