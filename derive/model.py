@@ -58,6 +58,8 @@ class Model:
     symbol_names: Mapping[sp.Symbol, str] = {}
     #: data variables of ``derive.solve``'s dataset, in order
     observables: tuple[str, ...] = ()
+    #: non-grid keyword options of ``derive.solve`` (branch, quadrature order...) -> default
+    options: Mapping[str, Any] = {}
 
     # -- symbolic content ---------------------------------------------------------------
     def equations(self) -> list[Equation]:  # pragma: no cover - abstract
@@ -124,6 +126,16 @@ class Model:
             raise ValueError(f"model {self.name!r} needs values for {missing} "
                              f"(parameters: {self.describe_parameters()})")
         return {p.name: p.validate(params[p.name]) for p in self.parameters}
+
+    def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Options with defaults filled in; an unknown option is an error naming the valid ones.
+        Models override this to check values (and call ``super()``)."""
+        unknown = set(options) - set(self.options)
+        if unknown:
+            raise ValueError(f"model {self.name!r} has no parameter or option(s) {sorted(unknown)}; "
+                             f"its parameters are {[p.name for p in self.parameters]}, its options "
+                             f"{dict(self.options)}")
+        return {**dict(self.options), **dict(options)}
 
     def describe_parameters(self) -> str:
         return "; ".join(f"{p.name} ∈ {p.domain} ({p.description})" for p in self.parameters)

@@ -36,10 +36,12 @@ def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None 
     model's observables (lower-case names of its spec) and, per point, ``converged``,
     ``residual``, ``iterations`` and ``status`` (codes in ``attrs['status_meanings']``).
     Points that did not converge hold NaN and ``converged = False``; they are never
-    silently filled.
+    silently filled. Keyword arguments that are model *options* (``model.options``,
+    e.g. ``branch=``) are passed to the pipeline, not gridded, and recorded in ``attrs``.
     """
     model = models.get(name)
     be = get_backend(backend)
+    opts = model.validate_options({k: params.pop(k) for k in list(params) if k in model.options})
     checked = model.validate(params)
     dims = [k for k in params if np.ndim(params[k]) >= 1]
     coords = {k: np.asarray(checked[k], dtype=float).reshape(-1) for k in dims}
@@ -57,7 +59,7 @@ def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None 
     starts = range(0, size, chunk)
     for s in tqdm(starts, disable=not show, desc=f"solve {name}", unit="chunk"):
         block = {k: be.asarray(v[s:s + chunk]) for k, v in flat.items()}
-        out = model.evaluate(block, be)
+        out = model.evaluate(block, be, **opts)
         pieces.append({k: be.to_numpy(v) for k, v in out.items()})
     be.synchronize()
     elapsed = time.perf_counter() - t0
@@ -87,4 +89,6 @@ def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None 
     for k, v in checked.items():
         if k not in dims:
             ds.attrs[k] = float(v)
+    for k, v in opts.items():
+        ds.attrs[f"option_{k}"] = v if isinstance(v, (int, float, str)) else repr(v)
     return ds

@@ -41,8 +41,15 @@ def _shifted_newton_step(g: Any, H: Any, xp: Any, delta: float) -> Any:
     """Solve ``(H + μI) p = −g`` with ``μ`` making the matrix positive definite."""
     k = g.shape[1]
     H = 0.5 * (H + xp.swapaxes(H, 1, 2))
-    lam_min = xp.linalg.eigvalsh(H)[:, 0]
     scale = xp.maximum(1.0, xp.max(xp.abs(H), axis=(1, 2)))
+    if k == 2:  # closed forms: batched LAPACK calls on 2x2 blocks are slow
+        a, b, c = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
+        lam_min = 0.5 * (a + c) - xp.sqrt(0.25 * (a - c) ** 2 + b * b)
+        mu = xp.maximum(0.0, delta * scale - lam_min)
+        a, c = a + mu, c + mu
+        det = a * c - b * b
+        return -xp.stack([(c * g[:, 0] - b * g[:, 1]) / det, (a * g[:, 1] - b * g[:, 0]) / det], axis=1)
+    lam_min = xp.linalg.eigvalsh(H)[:, 0]
     mu = xp.maximum(0.0, delta * scale - lam_min)
     A = H + mu[:, None, None] * xp.eye(k)[None]
     return -xp.linalg.solve(A, g[..., None])[..., 0]

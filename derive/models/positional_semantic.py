@@ -1,0 +1,504 @@
+r"""Positional vs semantic learning in a solvable model of dot-product attention.
+
+H. Cui, F. Behrens, F. Krzakala, L. Zdeborová, *A phase transition between positional and
+semantic learning in a solvable model of dot-product attention*, arXiv:2402.03902
+(NeurIPS 2024; JSTAT 2025). Spec: ``shared/specs/positional_semantic.md`` (§ numbers below).
+
+Setting solved here (the paper's toy model, as in the authors' theory notebook): $L=2$
+tokens, tied rank-$r=1$ query/key, token content covariance $\Sigma=\sigma^2 I$, opposite
+positional encodings $\pm p$, teacher $T(X)=(1-\omega)\,\mathrm{softmax}(XQ_*Q_*^\top X^\top/d)
++\omega A$ with a fixed row-stochastic $A$, student $\mathrm{softmax}(XQQ^\top X^\top/d)X$,
+ridge $\lambda$, $n=\alpha d$ samples, teacher self-overlap $\rho=\sigma^2$.
+
+Stated (spec §2–5): the Gaussian channel $h_\ell=\sqrt q\,\xi_\ell\pm m$,
+$t_\ell=V_*w_\ell+(\theta/\sqrt q)\xi_\ell$; the proximal objective $\mathcal M(x)$; the
+free energy $\Phi$; the test MSE; the linear positional baseline.
+
+Derived here by SymPy (and tested): the gradient and Hessian of $\mathcal M$ (batched Newton
+prox); the overlap updates, from $\partial\Phi/\partial\hat\cdot=0$ (equal to the stated
+ones); the conjugate updates, from $\partial\Phi/\partial\cdot=0$ with the envelope
+theorem — equal to the stated (Gaussian-integration-by-parts) forms up to quadrature error.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Mapping
+
+import numpy as np
+import sympy as sp
+from tqdm.auto import tqdm
+
+from numerics.backend import Backend
+from numerics.fixed_point import solve_fixed_point
+from numerics.phases import jacobian_fd, stability
+from numerics.prox import minimize_multistart
+from numerics.quadrature import gauss_hermite, sobol_normal
+from numerics.results import Status
+
+from ..codegen import Program, Sigmoid
+from ..model import Equation, Model
+from ..params import Parameter, nonnegative, positive, unit_interval
+
+__all__ = ["PositionalSemantic", "BRANCHES", "AUTHORS_INIT"]
+
+# ----------------------------------------------------------------------------- parameters
+ALPHA = Parameter("alpha", positive, r"\alpha", "samples per dimension, n/d")
+OMEGA = Parameter("omega", unit_interval, r"\omega", "weight of the positional matrix A in the teacher")
+SIGMA = Parameter("sigma", positive, r"\sigma", "standard deviation of the token content")
+LAM = Parameter("lam", nonnegative, r"\lambda", "ridge strength")
+alpha, omega, sigma, lam = (p.symbol for p in (ALPHA, OMEGA, SIGMA, LAM))
+
+# ----------------------------------------------------------------------------- symbols
+q, V, Vstar, rho = sp.symbols("q V Vstar rho", positive=True)
+m, theta = sp.symbols("m theta", real=True)
+qh, mh, Vh, thh = sp.symbols("qhat mhat Vhat thetahat", real=True)
+xi1, xi2, w1, w2 = sp.symbols("xi1 xi2 w1 w2", real=True)
+x1, x2, h1, h2, t1, t2 = sp.symbols("x1 x2 h1 h2 t1 t2", real=True)
+a11, a12, a21, a22 = sp.symbols("a11 a12 a21 a22", real=True)
+T11, T12, T21, T22 = sp.symbols("T11 T12 T21 T22", real=True)
+E_mh, E_qh, E_Vh, E_thh, E_M = sp.symbols("E_mhat E_qhat E_Vhat E_thetahat E_M", real=True)
+Mval, g1, g2, H11, H12, H22 = sp.symbols("M g1 g2 H11 H12 H22", real=True)
+i_mh, i_qh, i_Vh, i_thh, i_loss, i_M, i_mse = sp.symbols(
+    "i_mhat i_qhat i_Vhat i_thetahat i_loss i_M i_mse", real=True)
+d_q, d_m, d_V, d_th = sp.symbols("dM_dq dM_dm dM_dV dM_dtheta", real=True)
+q_new, m_new, V_new, th_new, phi, mse, mse_lin = sp.symbols(
+    "q_new m_new V_new theta_new phi mse mse_linear", real=True)
+ET11, ET12, ET21, ET22, ETT = sp.symbols("ET11 ET12 ET21 ET22 ETT", real=True)
+EMstar = sp.Function("E_Mstar")  # E_{xi,w} min_x M(x), a function of (q, m, V, theta)
+
+SYMBOL_NAMES = {
+    qh: r"\hat q", mh: r"\hat m", Vh: r"\hat V", thh: r"\hat\theta", Vstar: r"V_*",
+    lam: r"\lambda", omega: r"\omega", xi1: r"\xi_1", xi2: r"\xi_2", w1: r"w_1", w2: r"w_2",
+    T11: r"T_{11}", T12: r"T_{12}", T21: r"T_{21}", T22: r"T_{22}", E_M: r"\mathbb{E}\,\mathcal{M}^*",
+    a11: r"A_{11}", a12: r"A_{12}", a21: r"A_{21}", a22: r"A_{22}", Mval: r"\mathcal{M}",
+    mse_lin: r"\mathrm{mse}_{\rm lin}", phi: r"\Phi",
+}
+
+#: initial (q, m, V, theta) of each branch: the authors' notebook (spec §6); agnostic: m=θ=0
+AUTHORS_INIT = {
+    "positional": (0.0206838209589, 0.2, 14.575, 0.0),
+    "semantic": (0.906838209589, 0.0002, 14.575, 0.3472),
+    "agnostic": (0.05, 0.0, 14.575, 0.0),
+}
+BRANCHES = ("positional", "semantic", "agnostic")
+DEFAULT_A = ((0.6, 0.4), (0.4, 0.6))
+
+
+def softmax2(u1: sp.Expr, u2: sp.Expr) -> sp.Matrix:
+    """Row-wise softmax of the 2×2 score matrix $u u^\\top$ (rank one, two tokens):
+    $S_{\\ell k}=\\sigma(u_\\ell u_k-u_\\ell u_{k'})$ — each entry a sigmoid, never overflowing."""
+    return sp.Matrix([[Sigmoid(u1 * u1 - u1 * u2), Sigmoid(u1 * u2 - u1 * u1)],
+                      [Sigmoid(u2 * u1 - u2 * u2), Sigmoid(u2 * u2 - u2 * u1)]])
+
+
+# ----------------------------------------------------------------------------- the model
+class PositionalSemantic(Model):
+    """Replica-symmetric global minimum of tied low-rank dot-product attention (Cui et al.)."""
+
+    name = "positional-semantic"
+    title = ("Positional vs semantic learning in dot-product attention "
+             "(Cui, Behrens, Krzakala, Zdeborová 2024)")
+    paper = "arXiv:2402.03902; NeurIPS 2024; JSTAT 2025"
+    parameters = (ALPHA, OMEGA, SIGMA, LAM)
+    symbol_names = SYMBOL_NAMES
+    observables = ("q", "m", "v", "theta", "qhat", "mhat", "vhat", "thetahat", "mse", "phi",
+                   "free_energy", "train_loss", "mse_linear", "branch", "stability")
+    options = {
+        "branch": "global",  # positional | semantic | agnostic | global
+        "A": DEFAULT_A,  # the teacher's positional matrix (row-stochastic 2x2)
+        "L": 2,  # tokens (the solved setting)
+        "r": 1,  # rank of the tied query/key
+        "quadrature": "qmc",  # "qmc" (scrambled Sobol') or "gauss-hermite"
+        "n_quad": 4096,  # QMC points (rounded up to a power of 2), or GH nodes per variable
+        "seed": 0,  # scrambling seed of the QMC rule (replicas with other seeds give the error)
+        "tol": 1e-10,  # undamped residual of the fixed point, all order parameters
+        "maxiter": 400,
+        "damping": 0.5,
+        "anderson": 4,
+        "init": None,  # override (q, m, V, theta) of the initialisation
+        "stability": False,  # compute the leading Jacobian eigenvalue of the undamped map
+        "progress": False,
+    }
+
+    # ---- stated objects (spec §2–5) -----------------------------------------------------
+    rho_value = sigma**2  # teacher self-overlap Q*ᵀ Σ Q*/d with ‖Q*‖²/d = 1
+    A = sp.Matrix([[a11, a12], [a21, a22]])
+
+    @cached_property
+    def channel(self) -> dict[sp.Symbol, sp.Expr]:
+        """§2: student and teacher pre-activations at the Gaussian point (ξ, w)."""
+        Vs = sp.sqrt(rho - theta**2 / q)
+        tt1 = Vstar * w1 + theta / sp.sqrt(q) * xi1
+        tt2 = Vstar * w2 + theta / sp.sqrt(q) * xi2
+        T = (1 - omega) * softmax2(tt1, tt2) + omega * self.A
+        return {Vstar: Vs, h1: sp.sqrt(q) * xi1 + m, h2: sp.sqrt(q) * xi2 - m,
+                T11: T[0, 0], T12: T[0, 1], T21: T[1, 0], T22: T[1, 1]}
+
+    @property
+    def T_matrix(self) -> sp.Matrix:
+        return sp.Matrix([[T11, T12], [T21, T22]])
+
+    def loss(self, u1: sp.Expr, u2: sp.Expr) -> sp.Expr:
+        r"""Per-sample loss per dimension, $\mathrm{tr}[(S-T)\Sigma(S-T)^\top]$ with
+        $\Sigma=\sigma^2I$: $\sigma^2\sum_{\ell k}(S_{\ell k}(u)-T_{\ell k})^2$ (§3, §5)."""
+        D = softmax2(u1, u2) - self.T_matrix
+        return sigma**2 * sum(D[i, j] ** 2 for i in range(2) for j in range(2))
+
+    @cached_property
+    def moreau(self) -> sp.Expr:
+        r"""§3 (``full``): $\mathcal M(x)=\sum_\ell(x_\ell-h_\ell)^2/V+\sigma^2\|S(x)-T\|_F^2$."""
+        return (x1 - h1) ** 2 / V + (x2 - h2) ** 2 / V + self.loss(x1, x2)
+
+    @cached_property
+    def prior_terms(self) -> sp.Expr:
+        """§5: the order-parameter part of Φ (Gaussian prior with ridge λ)."""
+        return (sp.Rational(1, 2) * (Vh * q - qh * V) - m * mh - theta * thh
+                + sp.Rational(1, 2) * (qh * sigma**2 + mh**2 + thh**2 * rho * sigma**2)
+                / (lam + Vh * sigma**2))
+
+    @cached_property
+    def free_energy_expr(self) -> sp.Expr:
+        r"""§5: $\Phi=\ldots-\frac{\alpha}{2}\mathbb E\,\mathcal M^*$ (the authors' sign: Φ is minus
+        the minimal regularised training risk per sample and dimension, so the global minimum
+        of the loss is the branch with the **larger** Φ)."""
+        return self.prior_terms - alpha / 2 * EMstar(q, m, V, theta)
+
+    @cached_property
+    def stated_overlaps(self) -> dict[sp.Symbol, sp.Expr]:
+        """§4, overlap updates as the spec states them."""
+        den = lam + Vh * sigma**2
+        return {V: sigma**2 / den, q: sigma**2 * (qh * sigma**2 + mh**2 + thh**2 * sigma**2 * rho) / den**2,
+                m: mh / den, theta: sigma**2 * thh * rho / den}
+
+    @cached_property
+    def stated_hat_integrands(self) -> dict[sp.Symbol, sp.Expr]:
+        """§4: integrands of the conjugate updates (hat = α E[·], V̂ += θθ̂/q)."""
+        r1, r2 = x1 - h1, x2 - h2
+        return {i_mh: (r1 - r2) / V, i_qh: (r1**2 + r2**2) / V**2,
+                i_thh: (r1 * w1 + r2 * w2) / (V * Vstar),
+                i_Vh: -(r1 * xi1 + r2 * xi2) / (V * sp.sqrt(q))}
+
+    # ---- derivations --------------------------------------------------------------------
+    @cached_property
+    def derived_overlaps(self) -> dict[sp.Symbol, sp.Expr]:
+        r"""$\partial\Phi/\partial(\hat q,\hat m,\hat V,\hat\theta)=0$ solved for $(V,m,\theta,q)$."""
+        Phi = self.free_energy_expr
+        eqs = [sp.diff(Phi, v) for v in (qh, mh, thh, Vh)]
+        sol = sp.solve(eqs, [V, m, theta, q], dict=True)
+        assert len(sol) == 1, sol
+        return {k: sp.simplify(v) for k, v in sol[0].items()}
+
+    def check_overlaps(self) -> dict[str, bool]:
+        """Derived overlap updates = stated ones (symbolically)."""
+        d, s = self.derived_overlaps, self.stated_overlaps
+        return {str(k): sp.simplify(d[k] - s[k]) == 0 for k in s}
+
+    @cached_property
+    def derived_hats(self) -> dict[sp.Symbol, sp.Expr]:
+        r"""$\partial\Phi/\partial(q,m,V,\theta)=0$ solved for the conjugates, in terms of
+        $\partial_p\,\mathbb E\mathcal M^*$ (envelope theorem: $=\mathbb E\,\partial_p\mathcal M$ at $x^*$)."""
+        Phi = self.free_energy_expr
+        eqs = [sp.diff(Phi, v) for v in (q, m, V, theta)]
+        sol = sp.solve(eqs, [Vh, mh, qh, thh], dict=True)
+        assert len(sol) == 1, sol
+        return sol[0]
+
+    @cached_property
+    def envelope_integrands(self) -> dict[sp.Symbol, sp.Expr]:
+        r"""$\partial_p\mathcal M(x;\,h(q,m),T(t(q,\theta)),V)$ at fixed $x$, for $p=q,m,V,\theta$
+        (the integrands of :attr:`derived_hats`)."""
+        ch = self.channel
+        Vs = ch[Vstar]
+        Msub = self.moreau.subs({T11: ch[T11], T12: ch[T12], T21: ch[T21], T22: ch[T22]})
+        Msub = Msub.subs({h1: ch[h1], h2: ch[h2]}).subs(Vstar, Vs)
+        return {d_q: sp.diff(Msub, q), d_m: sp.diff(Msub, m), d_V: sp.diff(Msub, V),
+                d_th: sp.diff(Msub, theta)}
+
+    def derived_hats_from_envelope(self) -> dict[sp.Symbol, sp.Expr]:
+        """The derived conjugates with ∂_p E M* replaced by the symbols E[∂_p M]."""
+        rep = {sp.Derivative(EMstar(q, m, V, theta), v): s
+               for v, s in ((q, d_q), (m, d_m), (V, d_V), (theta, d_th))}
+        return {k: v.subs(rep) for k, v in self.derived_hats.items()}
+
+    # ---- rendering ----------------------------------------------------------------------
+    def equations(self) -> list[Equation]:
+        ch = self.channel
+        M_ = sp.Symbol(r"\mathcal{M}(x)")
+        eqs = [
+            Equation("teacher self-overlap", rho, self.rho_value, "paper", "§1",
+                     note="Σ = σ²I and ‖Q*‖²/d = 1"),
+            Equation("student channel, token 1", h1, ch[h1], "paper", "§2"),
+            Equation("student channel, token 2", h2, ch[h2], "paper", "§2"),
+            Equation("teacher channel width", Vstar, ch[Vstar], "paper", "§2",
+                     note="t_ℓ = V_* w_ℓ + (θ/√q) ξ_ℓ, ξ, w ~ N(0, I₂)"),
+            Equation("teacher attention", self.T_matrix, sp.Matrix([[ch[T11], ch[T12]], [ch[T21], ch[T22]]]),
+                     "paper", "§1"),
+            Equation("proximal objective", M_, self.moreau, "paper", "§3",
+                     note="σ(u) = 1/(1+e^{-u}): a two-token softmax row; minimised per (ξ, w) by batched Newton"),
+            Equation("free energy", phi, self.free_energy_expr, "paper", "§5",
+                     note="E_M* = E min_x M; Φ = −(min regularised risk): the larger Φ is the global minimum"),
+        ]
+        for k, v in self.stated_overlaps.items():
+            eqs.append(Equation(f"overlap update {k}", k, v, "derived", "§4",
+                                note="∂Φ/∂(hat) = 0, solved by SymPy; equal to the spec's form"))
+        names = {i_mh: mh, i_qh: qh, i_thh: thh, i_Vh: Vh}
+        for k, v in self.stated_hat_integrands.items():
+            rhs = alpha * sp.Symbol(r"\mathbb{E}") * v
+            if k == i_Vh:
+                rhs = rhs + theta * thh / q
+            eqs.append(Equation(f"conjugate update {names[k]}", names[k], rhs, "paper", "§4",
+                                note="x = prox at (ξ, w); equal to the envelope-theorem form "
+                                     "derived from Φ up to quadrature error"))
+        eqs.append(Equation("test error", mse, sp.Symbol(r"\mathbb{E}") * self.loss(h1, h2),
+                            "paper", "§5", note="S evaluated at the channel h, no prox"))
+        eqs.append(Equation("training loss", sp.Symbol("e_train"), sp.Symbol(r"\mathbb{E}") * self.loss(x1, x2),
+                            "derived", "§5", note="the loss part of M at the prox"))
+        eqs.append(Equation("linear positional baseline", mse_lin,
+                            sigma**2 * (ETT - (ET11**2 + ET12**2 + ET21**2 + ET22**2)),
+                            "paper", "§5", note="Ŵ = E T (t ~ N(0, ρ I₂)); ETT = E Σ T²"))
+        return eqs
+
+    # ---- programs -------------------------------------------------------------------------
+    def programs(self) -> dict[str, Program]:
+        ch = self.channel
+        ch_assign = tuple((k, ch[k]) for k in (Vstar, h1, h2, T11, T12, T21, T22))
+        Mx = self.moreau
+        grad = [sp.diff(Mx, v) for v in (x1, x2)]
+        hess = [sp.diff(grad[0], x1), sp.diff(grad[0], x2), sp.diff(grad[1], x2)]
+        T_in = (T11, T12, T21, T22)
+        hats = self.stated_hat_integrands
+        ov = self.stated_overlaps
+        env = self.envelope_integrands
+        progs = {
+            "channel": Program(
+                "channel", (xi1, xi2, w1, w2, q, m, theta, rho, omega, a11, a12, a21, a22),
+                ch_assign, (Vstar, h1, h2) + T_in, "§2: pre-activations and teacher attention at (ξ, w)"),
+            "prox_fgh": Program(
+                "prox_fgh", (x1, x2, h1, h2, V, sigma) + T_in,
+                ((Mval, Mx), (g1, grad[0]), (g2, grad[1]), (H11, hess[0]), (H12, hess[1]), (H22, hess[2])),
+                (Mval, g1, g2, H11, H12, H22), "§3: M, gradient and Hessian (SymPy) for the Newton prox"),
+            "hat_integrands": Program(
+                "hat_integrands", (x1, x2, h1, h2, xi1, xi2, w1, w2, q, V, Vstar, sigma) + T_in,
+                tuple(hats.items()) + ((i_loss, self.loss(x1, x2)), (i_M, Mx)),
+                (i_mh, i_qh, i_thh, i_Vh, i_loss, i_M), "§4: integrands of the conjugate updates at the prox"),
+            "update": Program(
+                "update", (alpha, E_mh, E_qh, E_thh, E_Vh, q, theta, sigma, rho, lam),
+                ((mh, alpha * E_mh), (qh, alpha * E_qh), (thh, alpha * E_thh),
+                 (Vh, alpha * E_Vh + theta * thh / q),
+                 (q_new, ov[q]), (m_new, ov[m]), (V_new, ov[V]), (th_new, ov[theta])),
+                (qh, mh, Vh, thh, q_new, m_new, V_new, th_new), "§4: conjugates, then overlaps"),
+            "free_energy": Program(
+                "free_energy", (q, m, V, theta, qh, mh, Vh, thh, sigma, rho, lam, alpha, E_M),
+                ((phi, self.prior_terms - alpha / 2 * E_M),), (phi,), "§5: Φ at the fixed point"),
+            "mse_integrand": Program(
+                "mse_integrand", (h1, h2, sigma) + T_in, ((i_mse, self.loss(h1, h2)),), (i_mse,),
+                "§5: test-error integrand (student attention at the channel h)"),
+            "baseline": Program(
+                "baseline", (ET11, ET12, ET21, ET22, ETT, sigma),
+                ((mse_lin, sigma**2 * (ETT - (ET11**2 + ET12**2 + ET21**2 + ET22**2))),), (mse_lin,),
+                "§5: MSE of the best dense linear positional map Ŵ = E T"),
+            "envelope_integrands": Program(
+                "envelope_integrands", (x1, x2, xi1, xi2, w1, w2, q, m, V, theta, rho, sigma, omega,
+                                        a11, a12, a21, a22),
+                tuple(env.items()), (d_q, d_m, d_V, d_th),
+                "∂_p M at fixed x (envelope theorem): integrands of the conjugates derived from Φ"),
+        }
+        return progs
+
+    # ---- options ------------------------------------------------------------------------------
+    def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        o = super().validate_options(options)
+        if o["branch"] not in BRANCHES + ("global",):
+            raise ValueError(f"option 'branch' must be one of {BRANCHES + ('global',)}, got {o['branch']!r}")
+        L, r = o["L"], o["r"]
+        if not (isinstance(L, (int, np.integer)) and L >= 2):
+            raise ValueError(f"option 'L' (number of tokens) must be an integer >= 2, got {L!r}")
+        if not (isinstance(r, (int, np.integer)) and r >= 1):
+            raise ValueError(f"option 'r' (rank of the query/key) must be an integer >= 1, got {r!r}")
+        if L != 2 or r != 1:
+            raise NotImplementedError(
+                f"the replica equations are implemented for L = 2 tokens and rank r = 1 (the setting "
+                f"the paper solves and the authors tabulate); got L = {L}, r = {r}")
+        A = np.asarray(o["A"], dtype=float)
+        if A.shape != (2, 2) or np.any(A < 0) or not np.allclose(A.sum(axis=1), 1.0):
+            raise ValueError(f"option 'A' must be a row-stochastic 2x2 matrix, got {o['A']!r}")
+        o["A"] = tuple(map(tuple, A.tolist()))
+        if o["quadrature"] not in ("qmc", "gauss-hermite"):
+            raise ValueError(f"option 'quadrature' must be 'qmc' or 'gauss-hermite', got {o['quadrature']!r}")
+        if int(o["n_quad"]) < 2:
+            raise ValueError(f"option 'n_quad' must be an integer >= 2, got {o['n_quad']!r}")
+        return o
+
+    # ---- numeric pipeline -----------------------------------------------------------------------
+    def evaluate(self, params: Mapping[str, Any], backend: Backend, **options: Any) -> dict[str, Any]:
+        """Solve the saddle point on a flat batch of points (see :class:`_Solver`)."""
+        o = self.validate_options(options)
+        xp = backend.xp
+        branches = BRANCHES[:2] if o["branch"] == "global" else (o["branch"],)
+        results = {b: _Solver(self, params, backend, o).solve(b) for b in branches}
+        if len(branches) == 1:
+            return results[branches[0]]
+        # global: the larger Φ among converged branches (= lower minimal risk)
+        pos, sem = results["positional"], results["semantic"]
+        pphi = xp.where(pos["converged"], pos["phi"], -xp.inf)
+        sphi = xp.where(sem["converged"], sem["phi"], -xp.inf)
+        take_sem = sphi > pphi
+        out = {k: xp.where(take_sem, sem[k], pos[k]) for k in pos}
+        out["converged"] = pos["converged"] | sem["converged"]
+        out["status"] = xp.where(out["converged"], int(Status.OK), pos["status"]).astype(np.int8)
+        return out
+
+
+class _Solver:
+    """The batched pipeline: Gauss–Hermite over (ξ₁, ξ₂, w₁, w₂), one batched multistart Newton
+    prox per node and point shared by all four conjugate integrands, Anderson-accelerated
+    fixed point on the undamped residual of (q, m, V, θ)."""
+
+    def __init__(self, model: PositionalSemantic, params: Mapping[str, Any], backend: Backend,
+                 o: Mapping[str, Any]) -> None:
+        self.model, self.be, self.xp, self.o = model, backend, backend.xp, o
+        xp = self.xp
+        self.p = {k: xp.asarray(v, dtype=float).reshape(-1) for k, v in params.items()}
+        self.n = int(self.p["alpha"].shape[0])
+        if o["quadrature"] == "qmc":
+            rule = sobol_normal(int(o["n_quad"]), 4, seed=int(o["seed"])).to(xp)
+        else:
+            rule = gauss_hermite(int(o["n_quad"]), 4).pruned(1e-14).to(xp)
+        self.nodes, self.weights, self.N = rule.nodes, rule.weights, rule.size
+        self.A = o["A"]
+        self.k = {name: model.kernel(name) for name in
+                  ("channel", "prox_fgh", "hat_integrands", "update", "free_energy", "mse_integrand",
+                   "baseline")}
+        #: last prox solution per (point, node): a third Newton start (warm start)
+        self.warm = xp.full((self.n, self.N, 2), xp.nan)
+        self.multiple_minima = 0
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _rows(self, idx: Any) -> tuple[Any, Any]:
+        """(point index, node index) of every row for points ``idx`` (rows = point-major)."""
+        xp = self.xp
+        pt = xp.repeat(idx, self.N)
+        nd = xp.tile(xp.arange(self.N), idx.shape[0])
+        return pt, nd
+
+    def _channel(self, x: Any, idx: Any) -> dict[str, Any]:
+        xp, sp_ = self.xp, self.be.special
+        pt, nd = self._rows(idx)
+        z = self.nodes[nd]
+        q_, m_, th_ = (xp.repeat(x[:, j], self.N) for j in (0, 1, 3))
+        sig = self.p["sigma"][pt]
+        c = self.k["channel"](xp, sp_, z[:, 0], z[:, 1], z[:, 2], z[:, 3], q_, m_, th_, sig**2,
+                              self.p["omega"][pt], *(a for row in self.A for a in row))
+        c.update(pt=pt, nd=nd, z=z, q=q_, V=xp.repeat(x[:, 2], self.N), sigma=sig)
+        return c
+
+    def _prox(self, c: Mapping[str, Any], idx: Any) -> Any:
+        xp, sp_ = self.xp, self.be.special
+        T = tuple(c[k] for k in ("T11", "T12", "T21", "T22"))
+
+        def fgh(x: Any, rows: Any):
+            out = self.k["prox_fgh"](xp, sp_, x[:, 0], x[:, 1], c["h1"][rows], c["h2"][rows],
+                                     c["V"][rows], c["sigma"][rows], *(t[rows] for t in T))
+            g = xp.stack([out["g1"], out["g2"]], axis=1)
+            H = xp.stack([xp.stack([out["H11"], out["H12"]], 1), xp.stack([out["H12"], out["H22"]], 1)], 1)
+            return out["M"], g, H
+
+        h = xp.stack([c["h1"], c["h2"]], axis=1)
+        starts = [h, xp.zeros_like(h)]
+        warm = self.warm[idx].reshape(-1, 2)
+        if bool(xp.all(xp.isfinite(warm))):
+            starts.append(warm)
+        res, distinct = minimize_multistart(fgh, starts, gtol=1e-13, maxiter=60, xp=xp)
+        self.warm[idx] = res.x.reshape(idx.shape[0], self.N, 2)
+        self.multiple_minima = int((distinct > 0).sum())
+        return res
+
+    def hats_and_map(self, x: Any, idx: Any, final: bool = False) -> dict[str, Any]:
+        """The undamped map at the points ``idx`` (and, with ``final``, every observable)."""
+        xp, sp_ = self.xp, self.be.special
+        c = self._channel(x, idx)
+        res = self._prox(c, idx)
+        xs = res.x
+        T = tuple(c[k] for k in ("T11", "T12", "T21", "T22"))
+        z = c["z"]
+        I = self.k["hat_integrands"](xp, sp_, xs[:, 0], xs[:, 1], c["h1"], c["h2"], z[:, 0], z[:, 1],
+                                     z[:, 2], z[:, 3], c["q"], c["V"], c["Vstar"], c["sigma"], *T)
+        P, N = idx.shape[0], self.N
+        E = {k: (I[k].reshape(P, N) * self.weights[None, :]).sum(axis=1) for k in I}
+        sig = self.p["sigma"][idx]
+        u = self.k["update"](xp, sp_, self.p["alpha"][idx], E["i_mhat"], E["i_qhat"], E["i_thetahat"],
+                             E["i_Vhat"], x[:, 0], x[:, 3], sig, sig**2, self.p["lam"][idx])
+        out = {"map": xp.stack([u["q_new"], u["m_new"], u["V_new"], u["theta_new"]], axis=1),
+               "prox_ok": res.converged.reshape(P, N).all(axis=1)}
+        if final:
+            f = self.k["free_energy"](xp, sp_, x[:, 0], x[:, 1], x[:, 2], x[:, 3], u["qhat"], u["mhat"],
+                                      u["Vhat"], u["thetahat"], sig, sig**2, self.p["lam"][idx],
+                                      self.p["alpha"][idx], E["i_M"])
+            mi = self.k["mse_integrand"](xp, sp_, c["h1"], c["h2"], c["sigma"], *T)["i_mse"]
+            out.update(qhat=u["qhat"], mhat=u["mhat"], vhat=u["Vhat"], thetahat=u["thetahat"],
+                       phi=f["phi"], train_loss=E["i_loss"],
+                       mse=(mi.reshape(P, N) * self.weights[None, :]).sum(axis=1))
+        return out
+
+    def baseline(self) -> Any:
+        """MSE of the linear positional baseline at every point (§5)."""
+        xp, sp_ = self.xp, self.be.special
+        x = xp.zeros((self.n, 4))
+        x[:, 0] = 1.0  # q = 1, theta = 0: t = sqrt(rho) w (channel's teacher part only)
+        c = self._channel(x, xp.arange(self.n))
+        P, N = self.n, self.N
+        W = self.weights[None, :]
+        ET = [(c[k].reshape(P, N) * W).sum(axis=1) for k in ("T11", "T12", "T21", "T22")]
+        ETT = (sum(c[k] ** 2 for k in ("T11", "T12", "T21", "T22")).reshape(P, N) * W).sum(axis=1)
+        return self.k["baseline"](xp, sp_, *ET, ETT, self.p["sigma"])["mse_linear"]
+
+    def solve(self, branch: str) -> dict[str, Any]:
+        xp, o = self.xp, self.o
+        init = o["init"] if o["init"] is not None else AUTHORS_INIT[branch]
+        x0 = xp.tile(xp.asarray(init, dtype=float)[None, :], (self.n, 1))
+        sig2 = self.p["sigma"] ** 2
+
+        def F(x: Any, idx: Any) -> Any:
+            out = self.hats_and_map(x, idx)
+            fx = out["map"]
+            fx[~out["prox_ok"]] = xp.nan  # a prox that failed is never averaged silently
+            return fx
+
+        def inside(x: Any, idx: Any) -> Any:
+            return (x[:, 0] > 0) & (x[:, 2] > 0) & (x[:, 3] ** 2 < sig2[idx] * x[:, 0])
+
+        bar = tqdm(total=int(o["maxiter"]), desc=f"positional-semantic [{branch}]", unit="it",
+                   disable=not o["progress"], leave=False)
+
+        def cb(it: int, active: Any, res: Any) -> None:
+            bar.update(1)
+            bar.set_postfix(active=int(active.shape[0]))
+
+        fp = solve_fixed_point(F, x0, damping=float(o["damping"]), anderson=int(o["anderson"]),
+                               tol=float(o["tol"]), maxiter=int(o["maxiter"]), xp=xp, project=inside,
+                               names=("q", "m", "v", "theta"), callback=cb)
+        bar.close()
+        idx = xp.arange(self.n)
+        fin = self.hats_and_map(fp.x, idx, final=True)
+        out = {"q": fp.x[:, 0], "m": fp.x[:, 1], "v": fp.x[:, 2], "theta": fp.x[:, 3]}
+        for k in ("qhat", "mhat", "vhat", "thetahat", "mse", "phi", "train_loss"):
+            out[k] = fin[k]
+        out["free_energy"] = -fin["phi"]
+        out["mse_linear"] = self.baseline()
+        out["branch"] = xp.full(self.n, BRANCHES.index(branch), dtype=np.int8)
+        if o["stability"]:
+            J = jacobian_fd(lambda x, i: self.hats_and_map(x, i)["map"], fp.x, idx, rel_step=1e-5, xp=xp)
+            lead, _ = stability(J, xp)
+            out["stability"] = lead
+        else:
+            out["stability"] = xp.full(self.n, xp.nan)
+        conv = fp.converged
+        for k in list(out):
+            if k not in ("branch", "mse_linear"):
+                out[k] = xp.where(conv, out[k], xp.nan)
+        out.update(converged=conv, residual=fp.residual, iterations=fp.iterations, status=fp.status)
+        return out
+
+
+#: the registry entry (see derive/models/__init__.py)
+MODEL = PositionalSemantic
