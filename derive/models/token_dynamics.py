@@ -165,14 +165,80 @@ def _statement(name: str, out: tuple[sp.Symbol, ...], expr: sp.Expr) -> list[str
         if any(f.atoms(sp.Indexed) for f in scal):  # general summand: elementwise, then sum
             full = tuple(out) + (k,)
             return [f"{name} = xp.sum({_elementwise(summand, full)}, axis={len(out)})"]
-        spec = ",".join("".join(s.name for s in f.indices) for f in factors) + "->" + letters
-        ops = ", ".join(str(f.base.label) for f in factors)
-        code = f"xp.einsum({spec!r}, {ops}, optimize=True)" if len(factors) > 1 else \
-            f"xp.einsum({spec!r}, {ops})"
+        code = _contraction(factors, k, out)
         if scal:
             code = f"({XpPrinter({}).doprint(sp.Mul(*scal))})*{code}"
         return [f"{name} = {code}"]
     return [f"{name} = {_elementwise(expr, out)}"]
+
+
+def _arranged(f: sp.Indexed, order: list[sp.Symbol]) -> str:
+    """Source of tensor ``f`` with its axes permuted into ``order`` (its index symbols)."""
+    idx = list(f.indices)
+    perm = tuple(idx.index(s) for s in order)
+    name = str(f.base.label)
+    return name if perm == tuple(range(len(idx))) else f"xp.transpose({name}, {perm})"
+
+
+def _contraction(factors: list[sp.Indexed], k: sp.Symbol, out: tuple[sp.Symbol, ...]) -> str:
+    """A one-index contraction of Indexed factors, lowered to BLAS where the pattern allows:
+
+    * two factors, neither with a free index (``sum_k A[..k] B[..k]``): product, then sum;
+    * two factors with shared (batch) indices and at most one free index each: ``matmul``;
+    * a matrix ``M[x, k]`` against a tensor without ``x``: ``T @ M.T`` (broadcast);
+    * otherwise ``einsum`` (also the one-factor reduction).
+    """
+    letters = "".join(s.name for s in out)
+    spec = ",".join("".join(s.name for s in f.indices) for f in factors) + "->" + letters
+    einsum = f"xp.einsum({spec!r}, {', '.join(str(f.base.label) for f in factors)})"
+    if len(factors) != 2:
+        return einsum
+    first = _contraction2(factors[0], factors[1], k, out)
+    if first is None:
+        return einsum
+    if "xp.transpose(xp.matmul" in first:  # try the other operand order
+        second = _contraction2(factors[1], factors[0], k, out)
+        if second is not None and "xp.transpose(xp.matmul" not in second:
+            return second
+    return first
+
+
+def _contraction2(f1: sp.Indexed, f2: sp.Indexed, k: sp.Symbol,
+                  out: tuple[sp.Symbol, ...]) -> str | None:
+    i1, i2 = list(f1.indices), list(f2.indices)
+    if k not in i1 or k not in i2 or len(set(i1)) != len(i1) or len(set(i2)) != len(i2):
+        return None
+    shared = [s for s in out if s in i1 and s in i2]
+    free1 = [s for s in i1 if s not in i2]
+    free2 = [s for s in i2 if s not in i1]
+    if not free1 and not free2 and len(shared) == len(i1) - 1:
+        lhs = _arranged(f1, shared + [k])
+        rhs = _arranged(f2, shared + [k])
+        res_order = shared
+        code = f"xp.sum({lhs}*{rhs}, axis=-1)"
+    elif len(free1) <= 1 and len(free2) <= 1 and len(shared) == len(i1) - 1 - len(free1):
+        A = _arranged(f1, shared + free1 + [k]) + ("" if free1 else "[..., None, :]")
+        B = _arranged(f2, shared + [k] + free2) + ("" if free2 else "[..., :, None]")
+        code = f"xp.matmul({A}, {B})"
+        if not free1 and not free2:
+            code += "[..., 0, 0]"
+        elif not free1:
+            code += "[..., 0, :]"
+        elif not free2:
+            code += "[..., 0]"
+        res_order = shared + free1 + free2
+    else:
+        mat, ten = (f1, f2) if len(i1) == 2 and not shared else (f2, f1) if (
+            len(i2) == 2 and not shared) else (None, None)
+        if mat is None:
+            return None
+        x = [s for s in mat.indices if s != k][0]
+        rest = [s for s in ten.indices if s != k]
+        code = f"xp.matmul({_arranged(ten, rest + [k])}, {_arranged(mat, [k, x])})"
+        res_order = rest + [x]
+    if res_order != list(out):
+        code = f"xp.transpose({code}, {tuple(res_order.index(s) for s in out)})"
+    return code
 
 
 def generate_tensor(tp: TensorProgram) -> Kernel:
