@@ -178,7 +178,7 @@ class BilinearSequenceRegression(Model):
 
     # ---- numerics -----------------------------------------------------------------------
     def mmse_rie(self, delta_eff: np.ndarray, rho_v: np.ndarray, beta_v: np.ndarray,
-                 n_nodes: int = 128) -> np.ndarray:
+                 n_nodes: int = 256) -> np.ndarray:
         """``mmse_RIE(Δ_eff)`` per point (NumPy; one support search per point)."""
         xp = np
         qk, ek = self.kernel("quartic"), self.kernel("edges")
