@@ -450,6 +450,33 @@ def gram_velocity(G: sp.Matrix, dynamics: str, beta_: sp.Expr) -> list[_GramVect
     return out
 
 
+def _primitive(expr: sp.Expr) -> sp.Expr:
+    r"""An antiderivative in $\rho$ of ``expr`` = (sum of $C e^{k\rho}$) / (product of linear
+    factors positive on $[0,1)$): partial fractions of the rational part, then term-wise
+    $\int e^{k\rho}/(1+a\rho)\,d\rho=e^{-k/a}\mathrm{Ei}(k(1+a\rho)/a)/a$ or a logarithm."""
+    num, den = sp.fraction(sp.factor(expr))
+    poly = sp.Mul(*[f for f in sp.Mul.make_args(den) if f.is_polynomial(rho)])
+    rest = sp.powsimp(sp.expand(num * poly / den))  # exponential factors of 1/den
+    total = sp.Integer(0)
+    for pf in sp.Add.make_args(sp.apart(1 / poly, rho)):
+        pnum, lin = sp.fraction(sp.factor(pf))
+        a1, a0 = sp.Poly(lin, rho).all_coeffs()
+        # normalise the linear factor to u = 1 + (a1/a0) rho, positive on [0, 1)
+        pnum, lin, a1 = sp.cancel(pnum / a0), sp.expand(lin / a0), sp.cancel(a1 / a0)
+        for term in sp.Add.make_args(sp.expand(pnum * rest)):
+            k = sp.cancel(sp.diff(sp.log(term), rho))  # term = C e^{k rho}
+            C = sp.simplify(term * sp.exp(-k * rho))
+            if k == 0:
+                total += sp.cancel(C / a1) * sp.log(lin)
+            else:  # u = 1 + a1 rho > 0: int e^{k rho}/u drho = e^{-k/a1} Ei(k u/a1)/a1
+                total += (sp.cancel(C / a1) * sp.exp(sp.cancel(-k / a1))
+                          * sp.Ei(sp.factor(k * lin / a1)))
+    total = sp.powsimp(sp.expand(total))
+    return sp.collect(total, sorted(total.atoms(sp.Ei) | total.atoms(sp.log),
+                                    key=sp.default_sort_key), sp.factor)
+
+
+
 # ============================================================================ the model
 class TokenDynamics(Model):
     """Self-attention dynamics of tokens on the sphere: equiangular hitting times and more."""
@@ -502,30 +529,8 @@ class TokenDynamics(Model):
         r"""$F$ with $F'(\rho)=2n/\dot\rho_{\rm SA}$ and $G$ with $G'(\rho)=2/\dot\rho_{\rm USA}$,
         so that $t=(F(\rho)-F(\rho_0))/(2n)$ resp. $(G(\rho)-G(\rho_0))/2$ (derived:
         partial fractions in $\rho$, then term-wise integration; exp_polar removed)."""
-        def integ(expr: sp.Expr) -> sp.Expr:
-            num, den = sp.fraction(sp.factor(expr))
-            poly = sp.Mul(*[f for f in sp.Mul.make_args(den) if f.is_polynomial(rho)])
-            rest = sp.powsimp(sp.expand(num * poly / den))  # exponential factors of 1/den
-            total = sp.Integer(0)
-            for pf in sp.Add.make_args(sp.apart(1 / poly, rho)):
-                pnum, lin = sp.fraction(sp.factor(pf))
-                a1, a0 = sp.Poly(lin, rho).all_coeffs()
-                # normalise the linear factor to u = 1 + (a1/a0) rho, positive on [0, 1)
-                pnum, lin, a1 = sp.cancel(pnum / a0), sp.expand(lin / a0), sp.cancel(a1 / a0)
-                for term in sp.Add.make_args(sp.expand(pnum * rest)):
-                    k = sp.cancel(sp.diff(sp.log(term), rho))  # term = C e^{k rho}
-                    C = sp.simplify(term * sp.exp(-k * rho))
-                    if k == 0:
-                        total += sp.cancel(C / a1) * sp.log(lin)
-                    else:  # u = 1 + a1 rho > 0: int e^{k rho}/u drho = e^{-k/a1} Ei(k u/a1)/a1
-                        total += (sp.cancel(C / a1) * sp.exp(sp.cancel(-k / a1))
-                                  * sp.Ei(sp.factor(k * lin / a1)))
-            total = sp.powsimp(sp.expand(total))
-            return sp.collect(total, sorted(total.atoms(sp.Ei) | total.atoms(sp.log),
-                                            key=sp.default_sort_key), sp.factor)
-
-        sa = integ(2 * n / self.equiangular_rhs["SA"])
-        usa = integ(2 / self.equiangular_rhs["USA"])
+        sa = _primitive(2 * n / self.equiangular_rhs["SA"])
+        usa = _primitive(2 / self.equiangular_rhs["USA"])
         return {"SA": sa, "USA": usa}
 
     @cached_property
@@ -538,20 +543,23 @@ class TokenDynamics(Model):
         return {"SA": F, "USA": G}
 
     @cached_property
+    def antiderivative_beta0(self) -> sp.Expr:
+        r"""$F_0$ with $F_0'=2n/\dot\rho$ at $\beta=0$ (SA = USA there; derived)."""
+        return _primitive(sp.simplify(2 * n / self.equiangular_rhs["SA"].subs(beta, 0)))
+
+    @cached_property
     def beta0_solution(self) -> sp.Expr:
-        r"""$\rho(t)$ at $\beta=0$ by ``dsolve``-free separation: $\int d\rho/\dot\rho=t$ solved
-        for $\rho$ (derived)."""
-        rhs0 = sp.simplify(self.equiangular_rhs["SA"].subs(beta, 0))
-        prim = sp.integrate(sp.apart(1 / rhs0, rho), rho)
-        sol = sp.solve(sp.Eq(sp.expand_log(prim - prim.subs(rho, rho0), force=True), t), rho)
-        real = [s for s in sol if s.is_real is not False]
-        return sp.simplify(real[0]) if real else sp.simplify(sol[0])
+        r"""$\rho(t)$ at $\beta=0$: $e^{F_0/n}$ is a Möbius function of $\rho$; solve
+        $e^{F_0(\rho)/n}=e^{F_0(\rho_0)/n}e^{2t}$ (linear in $\rho$; derived)."""
+        y = sp.simplify(sp.exp(sp.expand(self.antiderivative_beta0 / n)))
+        (sol,) = sp.solve(sp.Eq(y, y.subs(rho, rho0) * sp.exp(2 * t)), rho)
+        return sp.factor(sol)
 
     def hitting_time_exprs(self) -> dict[str, sp.Expr]:
         """Closed forms of the hitting times from rho0 to target (β = 0 branch separate)."""
         F, G = self.antiderivatives["SA"], self.antiderivatives["USA"]
-        t0 = sp.log(((1 + (n - 1) * target) / (1 - target))
-                    / ((1 + (n - 1) * rho0) / (1 - rho0))) / 2
+        F0 = self.antiderivative_beta0
+        t0 = sp.expand((F0.subs(rho, target) - F0.subs(rho, rho0)) / (2 * n))
         tsa = (F.subs(rho, target) - F.subs(rho, rho0)) / (2 * n)
         tusa = (G.subs(rho, target) - G.subs(rho, rho0)) / 2
         return {"SA": sp.Piecewise((t0, sp.Eq(beta, 0)), (tsa, True)),
@@ -620,14 +628,15 @@ class TokenDynamics(Model):
         thdot = [sp.Add(*[f(th[j] - th[i]) for j in range(m)]) / m for i in range(m)]
         H = (Fp(th[1] - th[0]) + Fp(th[2] - th[1]) + Fp(th[0] - th[2])) / m
         dH = sp.Add(*[sp.diff(H, th[i]) * thdot[i] for i in range(m)])
+        dH = dH.doit().replace(lambda e: isinstance(e, sp.Derivative),
+                               lambda e: f(e.variables[0])).doit()
         dH = dH.replace(lambda e: isinstance(e, sp.Subs), lambda e: e.doit())
-        dH = dH.replace(lambda e: isinstance(e, sp.Derivative) and e.expr.func == Fp,
-                        lambda e: f(e.variables[0]))
-        dH = dH.doit().replace(lambda e: isinstance(e, sp.Derivative), lambda e: f(e.args[0].args[0]))
-        # evenness: f(-x) = f(x)
-        dH = dH.replace(lambda e: isinstance(e, sp.core.function.AppliedUndef) and e.func == f
-                        and sp.Mul.make_args(e.args[0])[0] == -1 if e.args else False,
-                        lambda e: f(-e.args[0]))
+
+        def canon(e: sp.Expr) -> sp.Expr:  # evenness: f(x) = f(-x), one representative
+            a = e.args[0]
+            return f(min(a, sp.expand(-a), key=sp.default_sort_key))
+
+        dH = dH.replace(lambda e: getattr(e, "func", None) == f, canon)
         return H, sp.simplify(sp.expand(dH))
 
     # ---- §2.7 Burger et al., 4 particles ------------------------------------------------
@@ -641,7 +650,6 @@ class TokenDynamics(Model):
         pts = [sp.Matrix([sa * a, sb * bb]) for sa in (1, -1) for sb in (1, -1)]
         D = sp.diag(l1, l2)
         E = sp.Add(*[sp.exp((p.T * D * q)[0]) for p in pts for q in pts]) / 16
-        E = sp.simplify(E.rewrite(sp.cosh))
         stated = sp.cosh(l1 * s) * sp.cosh(l2 * (1 - s))
         dE = sp.diff(stated, s)
         resid = sp.simplify(dE / (sp.cosh(l1 * s) * sp.cosh(l2 * (1 - s))))
@@ -669,7 +677,7 @@ class TokenDynamics(Model):
                 (cos_out,), doc="one-layer output cosine, beta = gamma log n (derived, §2.5)"),
             "four_particle": Program(
                 "td_four_particle", (fp["s"], fp["l1"], fp["l2"]),
-                ((sp.Symbol("E4"), fp["E"]), (sp.Symbol("dE4"), fp["stationarity"])),
+                ((sp.Symbol("E4"), fp["E_stated"]), (sp.Symbol("dE4"), fp["stationarity"])),
                 (sp.Symbol("E4"), sp.Symbol("dE4")),
                 doc="Burger et al. 4-particle energy and stationarity residual (derived, §2.7)"),
         }
@@ -739,7 +747,8 @@ class TokenDynamics(Model):
                      self.long_context_critical_limit, "derived", "§2.5", "γ = 1/(1-ρ), n → ∞"),
             Equation("Kuramoto pair term (d = 2)", sp.Symbol("K_ij"), k["reduced"], "derived",
                      "§2.4", "θ̇_i = Σ_j w_ij K_ij, V = αI + ωJ + σS_χ"),
-            Equation("4-particle energy", sp.Symbol("E_4"), fp["E"], "derived", "§2.7"),
+            Equation("4-particle energy", sp.Symbol("E_4"), fp["E_stated"], "derived", "§2.7",
+                     "equal to the explicit 16-term sum (tested)"),
             Equation("4-particle stationarity", sp.Symbol("r_4"), fp["stationarity"], "derived",
                      "§2.7", "zero at the critical a²"),
         ]
