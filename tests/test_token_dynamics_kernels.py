@@ -87,7 +87,7 @@ def test_stable_softmax_at_huge_beta():
     rng = np.random.default_rng(5)
     X = rng.standard_normal((1, 7, 3))
     X /= np.linalg.norm(X, axis=-1, keepdims=True)
-    with np.errstate(all="raise"):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
         v = k(np, SPECIAL, X, np.array([1e4]))["v"]
     assert np.all(np.isfinite(v))
     np.testing.assert_allclose(v[0], sim.velocity_loop(X[0], 1e4, "SA"), atol=1e-13)
