@@ -440,16 +440,22 @@ class _Solver:
                        mse=(mi.reshape(P, N) * self.weights[None, :]).sum(axis=1))
         return out
 
-    def baseline(self) -> Any:
-        """MSE of the linear positional baseline at every point (§5)."""
+    def baseline(self, n_gh: int = 48) -> Any:
+        """MSE of the linear positional baseline at every point (§5): a 2-D expectation over
+        ``w`` (smooth: tensor Gauss–Hermite, ``n_gh`` nodes per variable)."""
         xp, sp_ = self.xp, self.be.special
-        x = xp.zeros((self.n, 4))
-        x[:, 0] = 1.0  # q = 1, theta = 0: t = sqrt(rho) w (channel's teacher part only)
-        c = self._channel(x, xp.arange(self.n))
-        P, N = self.n, self.N
-        W = self.weights[None, :]
-        ET = [(c[k].reshape(P, N) * W).sum(axis=1) for k in ("T11", "T12", "T21", "T22")]
-        ETT = (sum(c[k] ** 2 for k in ("T11", "T12", "T21", "T22")).reshape(P, N) * W).sum(axis=1)
+        rule = gauss_hermite(n_gh, 2).pruned(1e-16).to(xp)
+        P, N = self.n, rule.size
+        pt = xp.repeat(xp.arange(P), N)
+        z = xp.tile(rule.nodes, (P, 1))
+        zero = xp.zeros(P * N)
+        sig = self.p["sigma"][pt]
+        c = self.k["channel"](xp, sp_, zero, zero, z[:, 0], z[:, 1], xp.ones(P * N), zero, zero,
+                              sig**2, self.p["omega"][pt], *(a for row in self.A for a in row))
+        W = rule.weights[None, :]
+        Tk = ("T11", "T12", "T21", "T22")
+        ET = [(c[k].reshape(P, N) * W).sum(axis=1) for k in Tk]
+        ETT = (sum(c[k] ** 2 for k in Tk).reshape(P, N) * W).sum(axis=1)
         return self.k["baseline"](xp, sp_, *ET, ETT, self.p["sigma"])["mse_linear"]
 
     def solve(self, branch: str) -> dict[str, Any]:
