@@ -32,7 +32,7 @@ from numerics.backend import Backend
 from numerics.fixed_point import solve_fixed_point
 from numerics.phases import jacobian_fd, stability
 from numerics.prox import minimize_multistart
-from numerics.quadrature import gauss_hermite, sobol_normal
+from numerics.quadrature import Rule, gauss_hermite, sobol_normal
 from numerics.results import Status
 
 from ..codegen import Program, Sigmoid
@@ -113,8 +113,8 @@ class PositionalSemantic(Model):
         "seed": 0,  # scrambling seed of the QMC rule (replicas with other seeds give the error)
         "tol": 1e-10,  # undamped residual of the fixed point, all order parameters
         "maxiter": 400,
-        "damping": 0.5,
-        "anderson": 4,
+        "damping": 0.2,  # the undamped map has eigenvalues below -1 (it oscillates): the authors' 0.2
+        "anderson": 5,
         "init": None,  # override (q, m, V, theta) of the initialisation
         "stability": False,  # compute the leading Jacobian eigenvalue of the undamped map
         "progress": False,
@@ -349,6 +349,17 @@ class PositionalSemantic(Model):
         return out
 
 
+def symmetrized(rule: Rule) -> Rule:
+    """Close a rule over (ξ₁, ξ₂, w₁, w₂) under the symmetries of the channel: the teacher sign
+    flip ``w → −w`` (T is even in t, so θ = 0 stays exactly invariant) and the token exchange
+    ``(ξ₁, w₁) ↔ (ξ₂, w₂)`` (with m → −m, so m = 0 stays invariant for a symmetric A)."""
+    z = rule.nodes
+    flip = z * np.array([1.0, 1.0, -1.0, -1.0])
+    swap = z[:, [1, 0, 3, 2]]
+    nodes = np.concatenate([z, flip, swap, swap * np.array([1.0, 1.0, -1.0, -1.0])])
+    return Rule(nodes, np.tile(rule.weights, 4) / 4, rule.kind + "-symmetrized", rule.order * 4)
+
+
 class _Solver:
     """The batched pipeline: Gauss–Hermite over (ξ₁, ξ₂, w₁, w₂), one batched multistart Newton
     prox per node and point shared by all four conjugate integrands, Anderson-accelerated
@@ -361,7 +372,7 @@ class _Solver:
         self.p = {k: xp.asarray(v, dtype=float).reshape(-1) for k, v in params.items()}
         self.n = int(self.p["alpha"].shape[0])
         if o["quadrature"] == "qmc":
-            rule = sobol_normal(int(o["n_quad"]), 4, seed=int(o["seed"])).to(xp)
+            rule = symmetrized(sobol_normal(max(1, int(o["n_quad"]) // 4), 4, seed=int(o["seed"]))).to(xp)
         else:
             rule = gauss_hermite(int(o["n_quad"]), 4).pruned(1e-14).to(xp)
         self.nodes, self.weights, self.N = rule.nodes, rule.weights, rule.size
