@@ -1,0 +1,241 @@
+"""Finite-size experiments for sparse-token classification (Barnfield, Cui, Lu).
+
+Written from the model's definition only (spec §1, §3.1), independently of the symbolic
+layer: sample the data, run the actual gradient steps of the attention classifier (the
+softmax Jacobian is computed at the current query, not assumed), measure overlaps; estimate
+oracle errors by Monte Carlo; test linear separability by a linear-programming feasibility
+problem (HiGHS).
+
+Data: ``X = theta * y+ * v xi^T + Z`` with ``Z`` i.i.d. N(0, 1), ``v`` a uniformly random
+R-subset of the L positions, ``P(y = +1) = pi``, ``xi = e_1`` (rotation invariance).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from scipy.optimize import linprog
+from scipy.special import expit
+
+__all__ = ["sample", "loss_derivative", "simulate_alignment", "AlignmentResult",
+           "oracle_errors_mc", "separable", "separability_scan", "pooled_features",
+           "attention_features", "vectorised_features"]
+
+
+def sample(n: int, d: int, L: int, R: int, pi: float, theta: float,
+           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` samples: ``X`` of shape (n, L, d) (signal along e_1) and labels ``y`` in {+1, -1}."""
+    if not 1 <= R <= L:
+        raise ValueError(f"R = {R} must be in [1, L = {L}]")
+    y = np.where(rng.random(n) < pi, 1.0, -1.0)
+    X = rng.standard_normal((n, L, d))
+    pos = np.flatnonzero(y > 0)
+    if pos.size:
+        # a uniformly random R-subset per positive sample
+        idx = np.argsort(rng.random((pos.size, L)), axis=1)[:, :R]
+        X[pos[:, None], idx, 0] += theta
+    return X, y
+
+
+def loss_derivative(loss: str) -> Callable[[np.ndarray, Any], np.ndarray]:
+    """d loss(y, z) / dz: logistic ``log(1 + e^{-yz})`` or square ``(y - z)^2 / 2``."""
+    if loss == "logistic":
+        return lambda yy, zz: -yy * expit(-yy * zz)
+    if loss == "square":
+        return lambda yy, zz: zz - yy
+    raise ValueError(f"loss must be 'logistic' or 'square', got {loss!r}")
+
+
+def _softmax(s: np.ndarray) -> np.ndarray:
+    s = s - s.max(axis=-1, keepdims=True)
+    e = np.exp(s)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class AlignmentResult:
+    """Overlaps after the readout step (w1) and the query step (q2), one trial."""
+
+    m1: float
+    w1_norm: float
+    cos_w: float
+    q_xi: float
+    q_norm: float
+    s_q: float
+
+
+def simulate_alignment(*, d: int, alpha0: float, L: int, R: int, pi: float, theta: float,
+                       beta: float, eta_w: float, eta_q: float, b1: float, loss: str = "logistic",
+                       seed: int = 0, chunk: int = 2000) -> AlignmentResult:
+    """Steps 2–3 of the protocol (§3.1) on ``n0 = round(alpha0 d)`` samples.
+
+    Step 2: ``w1 = -eta_w * grad_w (1/n0) sum loss(y, w^T f_0(X) + b1)`` at ``w = 0, q = 0``.
+    Step 3: ``q2 = -eta_q * grad_q (1/n0) sum loss(y, w1^T f_q(X) + b1)`` at ``q = 0``, with
+    ``grad_q [w^T X^T a(q)] = beta X^T (diag a - a a^T) X w``, ``a = softmax(beta X q)``.
+    Samples are generated in chunks from per-chunk seeds and regenerated for step 3, so
+    memory stays at ``chunk * L * d``.
+    """
+    n0 = int(round(alpha0 * d))
+    dl = loss_derivative(loss)
+    starts = list(range(0, n0, chunk))
+
+    def chunk_data(k: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([seed, k])
+        return sample(min(chunk, n0 - s), d, L, R, pi, theta, rng)
+
+    q = np.zeros(d)
+    gw = np.zeros(d)
+    for k, s in enumerate(starts):
+        X, yv = chunk_data(k, s)
+        a = _softmax(beta * X @ q)  # uniform at q = 0
+        f = np.einsum("nl,nld->nd", a, X)
+        gw += (dl(yv, b1)[:, None] * f).sum(axis=0)
+    w1 = -eta_w * gw / n0
+    gq = np.zeros(d)
+    for k, s in enumerate(starts):
+        X, yv = chunk_data(k, s)
+        a = _softmax(beta * X @ q)
+        f = np.einsum("nl,nld->nd", a, X)
+        h = dl(yv, f @ w1 + b1)
+        Xw = X @ w1  # (n, L)
+        J = a * Xw - a * (a * Xw).sum(axis=1, keepdims=True)  # (diag a - a a^T) X w
+        gq += beta * np.einsum("n,nl,nld->d", h, J, X)
+    q2 = -eta_q * gq / n0
+    m1 = float(w1[0])
+    wn = float(np.linalg.norm(w1))
+    qn = float(np.linalg.norm(q2))
+    return AlignmentResult(m1=m1, w1_norm=wn, cos_w=m1 / wn, q_xi=float(q2[0]), q_norm=qn,
+                           s_q=float(q2[0]) / qn)
+
+
+# ----------------------------------------------------------------------------- oracles
+def _scores(n: int, L: int, R: int, theta: float, positive: bool,
+            rng: np.random.Generator) -> np.ndarray:
+    """Token projections ``s_l = x_l^T xi`` (all that an oracle with q, w along xi sees)."""
+    s = rng.standard_normal((n, L))
+    if positive:
+        idx = np.argsort(rng.random((n, L)), axis=1)[:, :R]
+        np.put_along_axis(s, idx, np.take_along_axis(s, idx, axis=1) + theta, axis=1)
+    return s
+
+
+def _best_threshold_error(sp_: np.ndarray, sn: np.ndarray, pi: float) -> float:
+    """Smallest ``pi P(T+ <= b) + (1 - pi) P(T- > b)`` over thresholds b (empirical)."""
+    allv = np.concatenate([sp_, sn])
+    lab = np.concatenate([np.ones(sp_.size), np.zeros(sn.size)])
+    order = np.argsort(allv)
+    lab = lab[order]
+    # threshold just above the k-th smallest: positives below, negatives above
+    fn = np.concatenate([[0.0], np.cumsum(lab)]) / sp_.size
+    fp = 1.0 - np.concatenate([[0.0], np.cumsum(1 - lab)]) / sn.size
+    return float(np.min(pi * fn + (1 - pi) * fp))
+
+
+def oracle_errors_mc(*, L: int, R: int, pi: float, theta: float, n: int = 20000,
+                     taus: np.ndarray | None = None, seed: int = 0,
+                     chunk_tokens: int = 4_000_000) -> dict[str, float]:
+    """Monte-Carlo oracle errors with ``q = tau xi``, ``w = xi``: attention ``T_tau =
+    sum s e^{tau s} / sum e^{tau s}`` (best tau on the grid and best b), the max-detector
+    (``tau = inf``), and the pooled statistic ``sum s / sqrt L`` (best b).
+
+    Best-threshold errors are selected on the same samples (an optimistic bias of order
+    ``n^{-1/2}``); the returned ``*_se`` are binomial standard errors.
+    """
+    taus = np.array([0.5, 1.0, 2.0, 3.0, 5.0]) if taus is None else np.asarray(taus)
+    rng = np.random.default_rng(seed)
+    per = max(1, chunk_tokens // L)
+    stats: dict[str, list[list[np.ndarray]]] = {}
+    keys = ["max", "pool"] + [f"tau{t:g}" for t in taus]
+    for k in keys:
+        stats[k] = [[], []]
+    for cls, positive in ((0, True), (1, False)):
+        left = n
+        while left > 0:
+            m = min(per, left)
+            s = _scores(m, L, R, theta, positive, rng)
+            stats["max"][cls].append(s.max(axis=1))
+            stats["pool"][cls].append(s.sum(axis=1) / math.sqrt(L))
+            for t in taus:
+                a = _softmax(t * s)
+                stats[f"tau{t:g}"][cls].append((a * s).sum(axis=1))
+            left -= m
+    out = {}
+    for k in keys:
+        out[k] = _best_threshold_error(np.concatenate(stats[k][0]), np.concatenate(stats[k][1]), pi)
+    att = min(out[f"tau{t:g}"] for t in taus)
+    res = dict(attention=min(att, out["max"]), max_detector=out["max"], pooled=out["pool"])
+    for k, v in list(res.items()):
+        res[k + "_se"] = math.sqrt(max(v * (1 - v), 1.0 / n) / n)
+    return res
+
+
+# ----------------------------------------------------------------------------- separability
+def pooled_features(X: np.ndarray) -> np.ndarray:
+    """``x_bar = X^T 1 / L``."""
+    return X.mean(axis=1)
+
+
+def vectorised_features(X: np.ndarray) -> np.ndarray:
+    """``vec(X)`` (L d features)."""
+    return X.reshape(X.shape[0], -1)
+
+
+def attention_features(X: np.ndarray, q: np.ndarray, beta: float = 1.0) -> np.ndarray:
+    """``f_q(X) = X^T softmax(beta X q)``."""
+    a = _softmax(beta * X @ q)
+    return np.einsum("nl,nld->nd", a, X)
+
+
+def separable(F: np.ndarray, y: np.ndarray, tol: float = 1e-8) -> bool:
+    """Is there ``(w, b)`` with ``y_i (w^T F_i + b) > 0`` for all i?
+
+    Max-margin LP in the box ``|w_j| <= 1`` (HiGHS): maximise ``t`` subject to
+    ``y_i (w^T F_i + b) >= t``, ``t <= 1``. It is always feasible and bounded, so the solver
+    never has to certify infeasibility; the data are separable iff ``t* > tol``.
+    """
+    n, p = F.shape
+    A = np.hstack([-y[:, None] * F, -y[:, None], np.ones((n, 1))])
+    c = np.zeros(p + 2)
+    c[-1] = -1.0
+    bounds = [(-1.0, 1.0)] * p + [(None, None), (None, 1.0)]
+    res = linprog(c, A_ub=A, b_ub=np.zeros(n), bounds=bounds, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"linprog failed: {res.message}")
+    return bool(-res.fun > tol)
+
+
+def separability_scan(*, d: int, alphas: np.ndarray, trials: int, L: int, R: int, pi: float,
+                      theta: float, features: str = "pooled", q_overlap: float = 1.0,
+                      q_norm_beta: float = 1.0, seed: int = 0,
+                      progress: bool = False) -> np.ndarray:
+    """Fraction of separable data sets of ``n = round(alpha d)`` samples, per alpha.
+
+    ``features``: ``"pooled"``, ``"vectorised"`` or ``"attention"`` (query
+    ``q = q_norm_beta * (s xi + sqrt(1 - s^2) e_2)``, ``s = q_overlap``, with beta = 1).
+    """
+    from tqdm.auto import tqdm
+
+    out = np.zeros(len(alphas))
+    q = np.zeros(d)
+    q[0] = q_overlap
+    if d > 1:
+        q[1] = math.sqrt(max(0.0, 1 - q_overlap**2))
+    q *= q_norm_beta
+    it = [(i, t) for i in range(len(alphas)) for t in range(trials)]
+    for i, t in tqdm(it, disable=not progress, desc=f"separability {features} d={d}"):
+        rng = np.random.default_rng([seed, d, i, t])
+        n = int(round(alphas[i] * d))
+        X, y = sample(n, d, L, R, pi, theta, rng)
+        if features == "pooled":
+            F = pooled_features(X)
+        elif features == "vectorised":
+            F = vectorised_features(X)
+        elif features == "attention":
+            F = attention_features(X, q)
+        else:
+            raise ValueError(f"features must be pooled, vectorised or attention, got {features!r}")
+        out[i] += separable(F, y)
+    return out / trials
+
