@@ -38,26 +38,27 @@ class NewtonResult:
 
 
 def _shifted_newton_step(g: Any, H: Any, xp: Any, delta: float) -> Any:
-    """Solve ``(H + μI) p = −g`` with ``μ`` making the matrix positive definite."""
+    """Solve ``(H + μI) p = −g``; ``μ = |λ_min| + δ`` where ``λ_min < δ`` (modified Newton:
+    negative curvature is reflected rather than clipped to ``δ``, which keeps steps finite)."""
     k = g.shape[1]
     H = 0.5 * (H + xp.swapaxes(H, 1, 2))
     scale = xp.maximum(1.0, xp.max(xp.abs(H), axis=(1, 2)))
     if k == 2:  # closed forms: batched LAPACK calls on 2x2 blocks are slow
         a, b, c = H[:, 0, 0], H[:, 0, 1], H[:, 1, 1]
         lam_min = 0.5 * (a + c) - xp.sqrt(0.25 * (a - c) ** 2 + b * b)
-        mu = xp.maximum(0.0, delta * scale - lam_min)
+        mu = xp.where(lam_min < delta * scale, xp.abs(lam_min) + delta * scale, 0.0)
         a, c = a + mu, c + mu
         det = a * c - b * b
         return -xp.stack([(c * g[:, 0] - b * g[:, 1]) / det, (a * g[:, 1] - b * g[:, 0]) / det], axis=1)
     lam_min = xp.linalg.eigvalsh(H)[:, 0]
-    mu = xp.maximum(0.0, delta * scale - lam_min)
+    mu = xp.where(lam_min < delta * scale, xp.abs(lam_min) + delta * scale, 0.0)
     A = H + mu[:, None, None] * xp.eye(k)[None]
     return -xp.linalg.solve(A, g[..., None])[..., 0]
 
 
 def newton_minimize(fgh: FGH, x0: Any, *, gtol: float = 1e-10, maxiter: int = 50,
                     max_halvings: int = 40, xp: Any = np, delta: float = 1e-8,
-                    idx: Any | None = None) -> NewtonResult:
+                    idx: Any | None = None, max_step: float = 10.0) -> NewtonResult:
     """Minimise ``f_i`` from ``x0[i]`` for every row ``i`` (see the module docstring).
 
     ``fgh(x, rows)`` evaluates the rows ``rows`` (indices into the batch, or into
@@ -79,6 +80,10 @@ def newton_minimize(fgh: FGH, x0: Any, *, gtol: float = 1e-10, maxiter: int = 50
         if active.size == 0:
             break
         p = _shifted_newton_step(g[active], H[active], xp, delta)
+        # cap the step length (a crude trust region): no candidate far outside the basin
+        cap = max_step * xp.maximum(1.0, xp.max(xp.abs(x[active]), axis=1))
+        size = xp.max(xp.abs(p), axis=1)
+        p = p * xp.minimum(1.0, cap / xp.maximum(size, 1e-300))[:, None]
         slope = xp.sum(g[active] * p, axis=1)
         t = xp.ones(active.size)
         xa, fa = x[active], f[active]
@@ -88,7 +93,8 @@ def newton_minimize(fgh: FGH, x0: Any, *, gtol: float = 1e-10, maxiter: int = 50
         todo = xp.arange(active.size)
         for _ in range(max_halvings):
             cand = xa[todo] + t[todo, None] * p[todo]
-            fc, _, _ = fgh(cand, base[active[todo]])
+            with np.errstate(over="ignore", invalid="ignore"):
+                fc, _, _ = fgh(cand, base[active[todo]])
             # Armijo, with room for round-off in f near the minimum (else the last
             # quadratic steps are rejected and Newton degrades to halvings)
             slack = 8 * np.finfo(float).eps * xp.maximum(1.0, xp.abs(fa[todo]))

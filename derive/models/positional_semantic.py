@@ -74,10 +74,13 @@ SYMBOL_NAMES = {
     mse_lin: r"\mathrm{mse}_{\rm lin}", phi: r"\Phi",
 }
 
-#: initial (q, m, V, theta) of each branch: the authors' notebook (spec §6); agnostic: m=θ=0
+#: initial (q, m, V, theta) of each branch: the authors' notebook (spec §6), except that the
+#: semantic start has m = 0 exactly (theirs: 2e-4) so that each branch is the fixed point inside
+#: its invariant subspace (θ = 0, resp. m = 0; exact under the symmetrized rule); whether it is
+#: stable transversally is reported by ``stability``. Agnostic: m = θ = 0.
 AUTHORS_INIT = {
     "positional": (0.0206838209589, 0.2, 14.575, 0.0),
-    "semantic": (0.906838209589, 0.0002, 14.575, 0.3472),
+    "semantic": (0.906838209589, 0.0, 14.575, 0.3472),
     "agnostic": (0.05, 0.0, 14.575, 0.0),
 }
 BRANCHES = ("positional", "semantic", "agnostic")
