@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import linprog
 from scipy.special import expit
 
-__all__ = ["sample", "loss_derivative", "simulate_alignment", "AlignmentResult",
+__all__ = ["simulate_readout", "ReadoutResult", "fit_readout", "sample", "loss_derivative", "simulate_alignment", "AlignmentResult",
            "oracle_errors_mc", "separable", "separability_scan", "pooled_features",
            "attention_features", "vectorised_features"]
 
@@ -239,3 +239,89 @@ def separability_scan(*, d: int, alphas: np.ndarray, trials: int, L: int, R: int
         out[i] += separable(F, y)
     return out / trials
 
+
+
+# ----------------------------------------------------------------------------- trained readout
+def _features(X: np.ndarray, features: str, q: np.ndarray | None) -> np.ndarray:
+    if features == "pooled":
+        return pooled_features(X)
+    if features == "vectorised":
+        return vectorised_features(X)
+    if features == "attention":
+        return attention_features(X, q)
+    raise ValueError(f"features must be pooled, vectorised or attention, got {features!r}")
+
+
+def fit_readout(F: np.ndarray, y: np.ndarray, lam_total: float, loss: str) -> tuple[np.ndarray, float]:
+    """``argmin_{w,b} sum_i loss(y_i, w^T F_i + b) + lam_total/2 |w|^2`` (b unpenalised).
+
+    Square loss: exact (centred ridge, primal or dual form, whichever is smaller). Logistic:
+    L-BFGS-B to a gradient tolerance of 1e-10 (relative to n).
+    """
+    n, p = F.shape
+    if loss == "square":
+        Fm, ym = F.mean(axis=0), y.mean()
+        Fc, yc = F - Fm, y - ym
+        if p <= n:
+            w = np.linalg.solve(Fc.T @ Fc + lam_total * np.eye(p), Fc.T @ yc)
+        else:
+            w = Fc.T @ np.linalg.solve(Fc @ Fc.T + lam_total * np.eye(n), yc)
+        return w, float(ym - Fm @ w)
+    if loss != "logistic":
+        raise ValueError(f"loss must be 'logistic' or 'square', got {loss!r}")
+    from scipy.optimize import minimize
+
+    def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = x[:-1], x[-1]
+        z = y * (F @ w + b)
+        val = np.logaddexp(0.0, -z).sum() + 0.5 * lam_total * w @ w
+        r = -y * expit(-z)
+        return val / n, np.concatenate([F.T @ r + lam_total * w, [r.sum()]]) / n
+
+    res = minimize(fg, np.zeros(p + 1), jac=True, method="L-BFGS-B",
+                   options=dict(maxiter=20000, gtol=1e-10, ftol=0.0, maxcor=30))
+    return res.x[:-1], float(res.x[-1])
+
+
+@dataclass
+class ReadoutResult:
+    """Test error (fresh samples), training loss (without penalty) and training error."""
+
+    test_error: float
+    train_loss: float
+    train_error: float
+    n: int
+
+
+def simulate_readout(*, d: int, alpha1: float, lam: float, loss: str, L: int, R: int, pi: float,
+                     theta: float, features: str, q_norm_beta: float = 1.0, q_overlap: float = 1.0,
+                     n_test: int = 20000, seed: int = 0, chunk: int = 2000) -> ReadoutResult:
+    """Step 4 of the protocol (§3.1): ERM of ``(w, b)`` on ``n1 = round(alpha1 d)`` samples with
+    objective ``sum loss + (lam d / 2)|w|^2``, for fixed features; attention uses the query
+    ``q = q_norm_beta (s xi + sqrt(1 - s^2) e_2)`` at beta = 1."""
+    n = int(round(alpha1 * d))
+    q = np.zeros(d)
+    q[0] = q_overlap
+    q[1] = math.sqrt(max(0.0, 1 - q_overlap**2))
+    q *= q_norm_beta
+    rng = np.random.default_rng([seed, d, 1])
+
+    def draw(m: int) -> tuple[np.ndarray, np.ndarray]:
+        Fs, ys = [], []
+        for s in range(0, m, chunk):
+            X, yv = sample(min(chunk, m - s), d, L, R, pi, theta, rng)
+            Fs.append(_features(X, features, q))
+            ys.append(yv)
+        return np.concatenate(Fs), np.concatenate(ys)
+
+    F, y = draw(n)
+    w, b = fit_readout(F, y, lam * d, loss)
+    z = F @ w + b
+    if loss == "square":
+        tl = float(np.mean((y - z) ** 2) / 2)
+    else:
+        tl = float(np.mean(np.logaddexp(0.0, -y * z)))
+    te = float(np.mean(y * z <= 0))
+    Ft, yt = draw(n_test)
+    err = float(np.mean(yt * (Ft @ w + b) <= 0))
+    return ReadoutResult(test_error=err, train_loss=tl, train_error=te, n=n)

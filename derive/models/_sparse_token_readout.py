@@ -1,0 +1,218 @@
+r"""Trained readout of the sparse-token model (spec §3.3, Thm 4 / Thm 5): replica-symmetric
+fixed point for ERM on fixed features, derived here (the paper's equations were not available).
+
+Features (exact for a fixed query $q=Q_q\hat q$, $s_q=\cos(q,\xi)$):
+$f_q(X)=\rho\,\hat q+\nu\,\xi_\perp+\kappa\,g'$ with $g'\sim\mathcal N(0,I_{d-1})$ independent of
+the latent $\omega=(y,t)$, $t\in\mathbb R^L$; pooled: $\rho=0$, $\nu=\theta y^+R/L$, $\kappa=L^{-1/2}$.
+ERM: $\min_{w,b}\sum_{i\le n_1}\ell(y_i,w^\top f_i+b)+\frac{\lambda d}2\|w\|^2$, $n_1=\alpha_1d$.
+
+Fixed point in $(m,Q,V,w_q,b)$ (local field $\omega_0=w_q\rho+m\nu+b+\kappa\sqrt Q\zeta$, scalar prox
+$\eta^*=\operatorname{prox}_{\kappa^2V\ell(y,\cdot)}(\omega_0)$, $f=-\ell'(y,\eta^*)$,
+$\partial\eta^*/\partial\omega_0=1/(1+\kappa^2V\ell''(y,\eta^*))$):
+
+$\hat V=\frac{\alpha_1}V\mathbb E[1-\partial\eta^*]$, $\hat Q=\alpha_1\mathbb E[\kappa^2f^2]$,
+$\hat m=\alpha_1\mathbb E[\nu f]$; $V=1/(\lambda+\hat V)$, $m=\hat mV$, $Q=(\hat m^2+\hat Q)V^2$;
+$\lambda w_q=\alpha_1\mathbb E[f\rho]$, $\mathbb E[f]=0$ (solved by a Newton step inside the map).
+
+Outputs: $E_{\rm test}=\mathbb E_\omega\Phi(-y(w_q\rho+m\nu+b)/(\kappa\sqrt Q))$,
+$E_{\rm train\,loss}=\mathbb E\,\ell(y,\eta^*)$, $E_{\rm train\,err}=\mathbb P(y\eta^*<0)$.
+Baselines (rescaling $w\to w/\sqrt L$): pooled = two-cluster mixture with $\kappa=1$,
+$\nu=\mu y^+$, $\mu=\theta R/\sqrt L$, at $(\alpha_1,\lambda L)$; vectorised = the same at
+$(\alpha_1/L,\lambda/L)$ (dimension $Ld$).
+
+Expectations: $\zeta$ by Gauss–Hermite (``numerics.quadrature``), $\omega$ by Monte Carlo
+(attention) or exactly (baselines: two classes); the prox by ``numerics.prox.newton_minimize``
+with value/gradient/Hessian generated from SymPy; the map by ``numerics.fixed_point``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from numerics.backend import get_backend
+from numerics.fixed_point import solve_fixed_point
+from numerics.prox import newton_minimize
+from numerics.quadrature import gauss_hermite
+
+from ..codegen import Program, generate
+
+__all__ = ["ReadoutSamples", "readout_programs", "solve_readout", "gm_samples", "attention_samples"]
+
+eta, om, s_, yy, kap, nu, rho, lossc = sp.symbols("eta omega s y kappa nu rho loss", real=True)
+Mval, Mg, Mh = sp.symbols("M M_eta M_etaeta")
+f_s, deta, ell = sp.symbols("f deta ell")
+
+
+def readout_programs() -> dict[str, Program]:
+    """SymPy → programs: the Moreau objective of the scalar prox (value, gradient, Hessian)
+    and the per-sample quantities at the prox."""
+    from .sparse_token import loss, loss_fn  # the model's loss, one definition
+
+    lo = loss_fn(yy, eta).subs(loss, lossc)
+    moreau = lo + (eta - om)**2 / (2 * s_)
+    g = sp.diff(moreau, eta)
+    h = sp.diff(g, eta)
+    lp = sp.diff(lo, eta)
+    lpp = sp.diff(lp, eta)
+    return {
+        "prox_fgh": Program("sparse_readout_prox_fgh", (eta, yy, om, s_, lossc),
+                            ((Mval, moreau), (Mg, g), (Mh, h)), (Mval, Mg, Mh),
+                            doc="Moreau objective l(y, eta) + (eta - omega)^2/(2 s), s = kappa^2 V."),
+        "at_prox": Program("sparse_readout_at_prox", (eta, yy, s_, lossc),
+                           ((f_s, -lp), (deta, 1 / (1 + s_ * lpp)), (ell, lo)), (f_s, deta, ell),
+                           doc="f = -l'(y, eta*), d eta*/d omega = 1/(1 + s l''), l(y, eta*)."),
+    }
+
+
+@lru_cache(maxsize=None)
+def _kernels() -> dict[str, Any]:
+    return {k: generate(p, "xp") for k, p in readout_programs().items()}
+
+
+@dataclass(frozen=True)
+class ReadoutSamples:
+    """Latent samples (weights summing to 1) and their features ``rho, nu, kappa``."""
+
+    weight: np.ndarray
+    y: np.ndarray
+    rho: np.ndarray
+    nu: np.ndarray
+    kappa: np.ndarray
+    has_rho: bool
+
+
+def gm_samples(mu: float, pi: float) -> ReadoutSamples:
+    """Two-cluster mixture (pooled / vectorised baseline after rescaling): exact, 2 'samples'."""
+    return ReadoutSamples(np.array([pi, 1 - pi]), np.array([1.0, -1.0]), np.zeros(2),
+                          np.array([mu, 0.0]), np.ones(2), False)
+
+
+def attention_samples(feats: dict, pi: float) -> ReadoutSamples:
+    """From :meth:`SparseToken.attention_features` (stratified positives / negatives)."""
+    p, n = feats[1], feats[-1]
+    k1, k2 = p["rho"].size, n["rho"].size
+    return ReadoutSamples(np.concatenate([np.full(k1, pi / k1), np.full(k2, (1 - pi) / k2)]),
+                          np.concatenate([np.ones(k1), -np.ones(k2)]),
+                          np.concatenate([p["rho"], n["rho"]]), np.concatenate([p["nu"], n["nu"]]),
+                          np.concatenate([p["kappa"], n["kappa"]]), True)
+
+
+def _phi_cdf(x: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtr
+
+    return ndtr(x)
+
+
+def solve_readout(samples: ReadoutSamples, alpha1: np.ndarray, lam: np.ndarray, loss: int, *,
+                  gh: int = 24, tol: float = 1e-9, maxiter: int = 3000, damping: float = 0.5,
+                  x0: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Solve the fixed point for every ``(alpha1[i], lam[i])`` on the same samples."""
+    be = get_backend("numpy")
+    xp, spc = be.xp, be.special
+    ks = _kernels()
+    alpha1 = np.atleast_1d(np.asarray(alpha1, float))
+    lam = np.broadcast_to(np.atleast_1d(np.asarray(lam, float)), alpha1.shape).copy()
+    rule = gauss_hermite(gh, 1)
+    zk, gk = rule.nodes[:, 0], rule.weights
+    W = samples.weight[:, None] * gk[None, :]  # (N, K)
+    y = samples.y[:, None]
+    rho_, nu_, kap_ = samples.rho[:, None], samples.nu[:, None], samples.kappa[:, None]
+    lc = float(loss)
+
+    def local(x: np.ndarray) -> dict[str, np.ndarray]:
+        m, Q, V, wq, b = (x[:, i][:, None, None] for i in range(5))
+        Qp = np.maximum(Q, 0.0)
+        omega = wq * rho_ + m * nu_ + b + kap_ * np.sqrt(Qp) * zk[None, None, :]
+        s = kap_**2 * np.maximum(V, 1e-300) * np.ones_like(omega)
+        yb = np.broadcast_to(y, omega.shape)
+        shape = omega.shape
+        fl = [a.reshape(-1) for a in (yb, omega, s)]
+
+        def fgh(e: np.ndarray, rows: np.ndarray):
+            with np.errstate(all="ignore"):
+                o = ks["prox_fgh"](xp, spc, e[:, 0], fl[0][rows], fl[1][rows], fl[2][rows], lc)
+            return o["M"], o["M_eta"][:, None], o["M_etaeta"][:, None, None]
+
+        res = newton_minimize(fgh, fl[1][:, None], gtol=1e-11, maxiter=60)
+        etas = res.x[:, 0].reshape(shape)
+        with np.errstate(all="ignore"):
+            o = ks["at_prox"](xp, spc, etas, yb, s, lc)
+        return dict(eta=etas, f=o["f"], deta=o["deta"], ell=o["ell"], s=s,
+                    prox_ok=res.converged.reshape(shape).all(axis=(1, 2)))
+
+    def E(a: np.ndarray) -> np.ndarray:
+        return np.einsum("pnk,nk->p", np.broadcast_to(a, (a.shape[0],) + W.shape), W)
+
+    def F(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        al, lm = alpha1[idx], lam[idx]
+        V = x[:, 2]
+        o = local(x)
+        f, one_m = o["f"], 1 - o["deta"]
+        Vh = al / V * E(one_m)
+        Qh = al * E(kap_**2 * f**2)
+        mh = al * E(nu_ * f)
+        Vn = 1 / (lm + Vh)
+        mn = mh * Vn
+        Qn = (mh**2 + Qh) * Vn**2
+        D = one_m / o["s"]  # (1 - d eta)/(kappa^2 V) = -d f/d omega
+        r2 = -E(f)
+        j22 = E(D)
+        wq, b = x[:, 3], x[:, 4]
+        if samples.has_rho:
+            r1 = lm * wq - al * E(rho_ * f)
+            j11 = lm + al * E(rho_**2 * D)
+            j12 = al * E(rho_ * D)
+            j21 = E(rho_ * D)
+            det = j11 * j22 - j12 * j21
+            wqn = wq - (j22 * r1 - j12 * r2) / det
+            bn = b - (-j21 * r1 + j11 * r2) / det
+        else:
+            wqn = np.zeros_like(wq)
+            bn = b - r2 / j22
+        return np.stack([mn, Qn, Vn, wqn, bn], axis=1)
+
+    if x0 is None:
+        x0 = np.tile(np.array([0.1, 0.1, 1.0, 0.0, 0.0]), (alpha1.size, 1))
+    def inside(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return (x[:, 1] > 0) & (x[:, 2] > 0) & np.all(np.isfinite(x), axis=1)
+
+    res = solve_fixed_point(F, x0, damping=damping, anderson=5, tol=tol, maxiter=maxiter,
+                            project=inside, names=("m", "Q", "V", "w_q", "b"))
+    x = res.x
+    o = local(x)
+    m, Q, wq, b = x[:, 0], x[:, 1], x[:, 3], x[:, 4]
+    c = wq[:, None] * samples.rho[None] + m[:, None] * samples.nu[None] + b[:, None]
+    with np.errstate(all="ignore"):
+        z = -samples.y[None] * c / (samples.kappa[None] * np.sqrt(Q)[:, None])
+    test = (samples.weight[None] * _phi_cdf(z)).sum(axis=1)
+    train_loss = E(o["ell"])
+    train_err = E((y * o["eta"] < 0).astype(float))
+    out = dict(m=m, Q=Q, V=x[:, 2], w_q=wq, b=b, test_error=test, train_loss=train_loss,
+               train_error=train_err, converged=res.converged & o["prox_ok"],
+               residual=res.residual, iterations=res.iterations, status=res.status)
+    return out
+
+
+def readout_errors(*, L: int, R: int, pi: float, theta: float, alpha1: np.ndarray, lam: float,
+                   loss: int, beta_q: float | None = None, s_q: float | None = None,
+                   n_mc: int = 4000, seed: int = 0, gh: int = 24) -> dict[str, dict]:
+    """Test error / training loss of attention (if ``beta_q``, ``s_q`` are given), pooled and
+    vectorised classifiers along ``alpha1`` (same ridge convention for all three)."""
+    alpha1 = np.atleast_1d(np.asarray(alpha1, float))
+    mu = theta * R / math.sqrt(L)
+    # pooled: w' = w / sqrt(L) sees unit noise, penalty (lam d / 2) L |w'|^2 -> ridge lam L;
+    # vectorised: dimension L d, n = (alpha1 / L)(L d), penalty (lam / L)(L d)/2 |W|^2
+    out = {"pooled": solve_readout(gm_samples(mu, pi), alpha1, lam * L, loss, gh=gh),
+           "vectorised": solve_readout(gm_samples(mu, pi), alpha1 / L, lam / L, loss, gh=gh)}
+    if beta_q is not None:
+        from .sparse_token import SparseToken
+
+        feats = SparseToken().attention_features(L=L, R=R, pi=pi, theta=theta, beta_q=beta_q,
+                                                 s_q=s_q, n=n_mc, rng=np.random.default_rng(seed))
+        out["attention"] = solve_readout(attention_samples(feats, pi), alpha1, lam, loss, gh=gh)
+    return out
