@@ -82,26 +82,50 @@ def support_intervals(disc_coeffs: Sequence[float], density: Callable[[np.ndarra
     out: list[tuple[float, float]] = []
     for a, b, d in zip(cand[:-1], cand[1:], dens):
         if d > min_density:
-            if out and abs(out[-1][1] - a) <= 1e-12 * scale:
-                out[-1] = (out[-1][0], b)  # touching bulks (a spurious candidate inside)
-            else:
-                out.append((float(a), float(b)))
+            # touching pieces are kept apart: a discriminant root inside a bulk is a point
+            # where the density is not smooth (a cusp), so it must be a node of the rule
+            out.append((float(a), float(b)))
     return out
 
 
 def integrate_density(coeff_fn: Callable[[np.ndarray], np.ndarray],
                       intervals: Sequence[tuple[float, float]],
                       integrands: Sequence[Callable[[np.ndarray, np.ndarray], np.ndarray]],
-                      n: int = 96) -> np.ndarray:
-    """``[∫ f_j(μ(x), x) dx over the bulks for f_j in integrands]``.
+                      n: int = 64, *, tol: float = 1e-11, max_pieces: int = 256,
+                      zero_floor: float = 1e-5) -> np.ndarray:
+    """``[∫ f_j(μ(x), x) dx over the bulks for f_j in integrands]``, adaptively.
 
     ``coeff_fn(x)`` returns the polynomial coefficients ``(len(x), deg+1)`` at real ``x``.
+    Each piece is integrated with the ``n``- and ``2n``-node angle rules; a piece whose two
+    estimates differ by more than ``tol`` (absolute, any integrand) is halved (near-cusps
+    inside a bulk, where the density almost vanishes, need this). The ``2n`` estimate is kept.
+
+    A support ``[0, b]`` contiguous with the origin (an even density, smooth at 0) is
+    evaluated at ``max(x, zero_floor·b)``: the polynomial degenerates as ``x → 0`` and the branch choice
+    becomes ill-conditioned there; the error is ``O((zero_floor·b)^3 μ'')``.
     """
-    t, w = angle_rule(n)
+    t1, w1 = angle_rule(n)
+    t2, w2 = angle_rule(2 * n)
     out = np.zeros(len(integrands))
-    for a, b in intervals:
-        x = a + (b - a) * t
+    iv = sorted((float(a), float(b)) for a, b in intervals if b > a)
+    reach = 0.0  # right end of the support that is contiguous with the origin
+    for a, b in iv:
+        if a <= reach * (1 + 1e-12) and (reach > 0 or a == 0):
+            reach = max(reach, b)
+    floor = zero_floor * reach if reach > 0 else -np.inf
+    pending = [(a, b, floor if a < reach else -np.inf) for a, b in iv]
+    done = 0
+    while pending:
+        a, b, floor = pending.pop()
+        x = np.concatenate([a + (b - a) * t1, a + (b - a) * t2])
+        x = np.maximum(x, floor)
         mu = physical_density(coeff_fn(x))
-        for j, f in enumerate(integrands):
-            out[j] += (b - a) * float(np.dot(w, f(mu, x)))
+        lo = np.array([(b - a) * float(np.dot(w1, f(mu[:n], x[:n]))) for f in integrands])
+        hi = np.array([(b - a) * float(np.dot(w2, f(mu[n:], x[n:]))) for f in integrands])
+        done += 1
+        if np.max(np.abs(hi - lo)) <= tol or done + len(pending) >= max_pieces:
+            out += hi
+        else:
+            mid = 0.5 * (a + b)
+            pending += [(a, mid, floor), (mid, b, floor)]
     return out

@@ -5,7 +5,7 @@ Checks (numbering of ARCHITECTURE.md):
 2. the derived β = ∞ noiseless closed form = the stated β → ∞ equation (50 digits); the
    quartic = the empirical Stieltjes transform of sampled matrices (trend in D);
    α_PR = lim mmse_RIE(δ)/δ computed from the density;
-4. the authors' Julia output (shared/reference) to 2e-6.
+4. the authors' Julia output (shared/reference) to 5e-7 (measured max 1.4e-7).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_reference_table(b, r, dl, a, ref, apr):
         pytest.skip("critical point (slow convergence at alpha_PR)")
     ds = derive.solve(NAME, alpha=a, beta=b, rho=r, delta=dl)
     assert bool(ds.converged)
-    assert float(ds.mmse) == pytest.approx(ref, abs=2e-6)
+    assert float(ds.mmse) == pytest.approx(ref, abs=5e-7)  # measured max 1.4e-7 over 157 points
 
 
 @pytest.mark.slow
@@ -60,7 +60,7 @@ def test_reference_table_full(b, r, dl, a, ref, apr):
     ds = derive.solve(NAME, alpha=a, beta=b, rho=r, delta=dl)
     assert bool(ds.converged)
     # above alpha_PR at Delta = 0 the authors impose 0; ours converges to it (not imposed)
-    assert float(ds.mmse) == pytest.approx(ref, abs=2e-6 if ref > 0 else 1e-7)
+    assert float(ds.mmse) == pytest.approx(ref, abs=5e-7 if ref > 0 else 1e-7)
 
 
 def test_ridge_baseline_matches_reference():
@@ -128,8 +128,8 @@ def test_rie_limits(model):
 
 def test_quadrature_converged(model):
     d, r, b = np.array([0.05, 0.4]), np.array([0.3, 0.5]), np.array([1.0, 3.0])
-    a = model.mmse_rie(d, r, b, n_nodes=256)
-    c = model.mmse_rie(d, r, b, n_nodes=512)
+    a = model.mmse_rie(d, r, b, n_nodes=64)
+    c = model.mmse_rie(d, r, b, n_nodes=128)
     assert a == pytest.approx(c, abs=1e-8)  # measured 3e-9
 
 

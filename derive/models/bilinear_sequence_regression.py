@@ -178,7 +178,7 @@ class BilinearSequenceRegression(Model):
 
     # ---- numerics -----------------------------------------------------------------------
     def mmse_rie(self, delta_eff: np.ndarray, rho_v: np.ndarray, beta_v: np.ndarray,
-                 n_nodes: int = 256) -> np.ndarray:
+                 n_nodes: int = 64) -> np.ndarray:
         """``mmse_RIE(Δ_eff)`` per point (NumPy; one support search per point)."""
         xp = np
         qk, ek = self.kernel("quartic"), self.kernel("edges")
@@ -201,8 +201,11 @@ class BilinearSequenceRegression(Model):
             ecs = ek(xp, None, r, b, d)
             iv = support_intervals([float(ecs[e.name]) for e in E],
                                    lambda xs: physical_density(coeffs(xs)))
-            i3, j2 = integrate_density(coeffs, iv, [lambda mu, xs: mu**3,
-                                                    lambda mu, xs: mu / xs**2], n_nodes)
+            if b > 1:
+                i3, j2 = integrate_density(coeffs, iv, [lambda mu, xs: mu**3,
+                                                        lambda mu, xs: mu / xs**2], n_nodes)
+            else:  # β = 1: the ∫μ/x² term has coefficient (β − 1)² = 0 (and diverges)
+                (i3,), j2 = integrate_density(coeffs, iv, [lambda mu, xs: mu**3], n_nodes), 0.0
             out[i] = mk(xp, None, b, d, 2 * i3, 2 * j2)["m_new"]
         return out
 

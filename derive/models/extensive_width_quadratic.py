@@ -138,7 +138,7 @@ class ExtensiveWidthQuadratic(Model):
         ]
 
     # ---- numerics -----------------------------------------------------------------------
-    def mmse_rie(self, delta_eff: np.ndarray, kappa_v: np.ndarray, n_nodes: int = 256) -> np.ndarray:
+    def mmse_rie(self, delta_eff: np.ndarray, kappa_v: np.ndarray, n_nodes: int = 64) -> np.ndarray:
         """Symmetric RIE error of MP(1/κ) at noise Δ_eff, per point."""
         ck, ek, mk = self.kernel("cubic"), self.kernel("edges"), self.kernel("mmse_rie")
         d_v, k_v = (np.asarray(v, float).reshape(-1) for v in (delta_eff, kappa_v))
