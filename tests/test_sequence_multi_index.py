@@ -104,3 +104,7 @@ def test_alpha2_large_c_limit(model, c):
     assert th["alpha2"] > 1 / 6
     if c == 4.0:
         assert th["alpha2"] == pytest.approx(1 / 6, abs=5e-3)
+
+
+def test_prior_free_entropy_stationarity(model):
+    assert model.prior_free_entropy_stationarity == sp.zeros(2, 2)

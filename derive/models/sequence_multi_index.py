@@ -132,6 +132,22 @@ class SequenceMultiIndex(Model):
         norm2 = (u**2 - 1) ** 2 + 2 * (u * v) ** 2 + (v**2 - 1) ** 2
         return sp.simplify(sp.integrate(norm2 * w, (u, -sp.oo, sp.oo), (v, -sp.oo, sp.oo)))
 
+    @cached_property
+    def prior_free_entropy_stationarity(self) -> sp.Matrix:
+        r"""$\partial_{\hat Q}\{-\frac12\operatorname{Tr}Q\hat Q+\frac12[\operatorname{Tr}\hat Q
+        -\log\det(I+\hat Q)]\}=0$ solved for $Q$ (symmetric $2\times2$, derived): returns
+        $Q-\hat Q(I+\hat Q)^{-1}$ at the stationary point, which simplifies to zero — the prior
+        half of the SE is the stationarity condition of the stated free entropy (spec §B1)."""
+        h11, h12, h22 = sp.symbols("hQ_11 hQ_12 hQ_22", positive=True)
+        Qh = sp.Matrix([[h11, h12], [h12, h22]])
+        Q = sp.Matrix([[Q11, Q12], [Q12, Q22]])
+        phi = (-sp.Rational(1, 2) * (Q * Qh).trace()
+               + sp.Rational(1, 2) * (Qh.trace() - sp.log((sp.eye(2) + Qh).det())))
+        eqs = [sp.diff(phi, v) for v in (h11, h12, h22)]
+        (sol,) = sp.solve(eqs, [Q11, Q12, Q22], dict=True)
+        Qs = Q.subs(sol)
+        return (Qs - Qh * (sp.eye(2) + Qh).inv()).applyfunc(sp.simplify)
+
     # ---- programs ----------------------------------------------------------------------
     def programs(self) -> dict[str, Program]:
         return {
@@ -152,6 +168,9 @@ class SequenceMultiIndex(Model):
             Equation("last-layer threshold", a2, 1 / lam2, "derived", "§B1",
                      "λ₂ = E‖E[z₂z₂ᵀ|y] − I‖²_F at Q = 0"),
             Equation("first-layer threshold from Q = 0", a1, 1 / lam1, "derived", "§B1"),
+            Equation("prior stationarity of the free entropy", sp.Symbol(r"Q-\hat Q(I+\hat Q)^{-1}"),
+                     self.prior_free_entropy_stationarity, "derived", "§B1",
+                     "∂Φ/∂Q̂ = 0 gives the prior half of the SE"),
             Equation("Jensen bound", sp.Symbol(r"\lambda_\ell"), self.jensen_bound, "derived",
                      "§B1", "λ_ℓ ≤ 6, hence α_ℓ ≥ 1/6, for any two-token channel"),
         ]
