@@ -87,7 +87,8 @@ def solve_fixed_point(F: Callable[[Any, Any], Any], x0: Any, *, damping: float =
         ``(len(idx), k)`` and ``idx`` indexes the batch (to select per-point parameters).
     x0: initial iterates, shape ``(n_points, k)``.
     project: optional ``project(x, idx)`` returning a boolean mask of rows that are
-        inside the domain; an accelerated step outside it is replaced by the damped step.
+        inside the domain; an accelerated step outside it is replaced by the damped step,
+        and a damped step outside it is shortened (halved) until it is inside.
     callback: ``callback(iteration, idx, residual)`` after each sweep (progress bars).
     """
     if not 0.0 < damping <= 1.0:
@@ -175,6 +176,17 @@ def solve_fixed_point(F: Callable[[Any, Any], Any], x0: Any, *, damping: float =
                 hist[restart] = 1
             prev_x[active] = xa
             prev_g[active] = g
+        if project is not None:
+            # a damped step may leave the domain too (the map's image can lie outside it):
+            # shorten it toward the current iterate, which is inside
+            out_ = ~xp.asarray(project(step, active), dtype=bool)
+            shrink = damping
+            for _ in range(40):
+                if not bool(xp.any(out_)):
+                    break
+                shrink *= 0.5
+                step[out_] = xa[out_] + shrink * g[out_]
+                out_ = out_ & ~xp.asarray(project(step, active), dtype=bool)
         best[active] = xp.minimum(best[active], ra)
         x[active] = step
 
