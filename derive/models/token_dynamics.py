@@ -639,6 +639,23 @@ class TokenDynamics(Model):
         dH = dH.replace(lambda e: getattr(e, "func", None) == f, canon)
         return H, sp.simplify(sp.expand(dH))
 
+    # ---- §2.3 linearisation around uniform on the circle ----------------------------------
+    @cached_property
+    def circle_mode_rate(self) -> dict[str, sp.Expr]:
+        r"""Growth rate of mode $k$ around the uniform measure on the circle (spec §2.3):
+        $\lambda_k^{\rm USA}=k^2I_k(\beta)/\beta$, $\lambda_k^{\rm SA}=k^2I_k(\beta)/(\beta I_0(\beta))$
+        [derived in the spec; evaluated with SymPy/mpmath, no generated kernel]."""
+        k = sp.Symbol("k", positive=True, integer=True)
+        return {"k": k, "USA": k**2 * sp.besseli(k, beta) / beta,
+                "SA": k**2 * sp.besseli(k, beta) / (beta * sp.besseli(0, beta))}
+
+    def fastest_circle_mode(self, beta_value: float) -> int:
+        """argmax_k λ_k(β) (the same for SA and USA), by mpmath evaluation of the SymPy form."""
+        k = self.circle_mode_rate["k"]
+        f = sp.lambdify((k, beta), self.circle_mode_rate["USA"], modules="mpmath")
+        vals = [float(f(kk, beta_value)) for kk in range(1, 200)]
+        return int(np.argmax(vals)) + 1
+
     # ---- §2.7 Burger et al., 4 particles ------------------------------------------------
     @cached_property
     def four_particle(self) -> dict[str, sp.Expr]:
