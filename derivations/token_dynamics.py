@@ -74,7 +74,7 @@ class Config:
     co_n: int = 200
     co_betas: tuple[float, ...] = (10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
     co_seeds: int = 4
-    co_T: float = 12.0
+    co_T: float = 20.0
 
 
 DEFAULT = Config()
@@ -126,8 +126,9 @@ def print_derivation(echo=print) -> None:
     echo(f"{m.title}\n{m.paper}")
     echo("Derivation steps (SymPy, derive.models.token_dynamics; spec section in brackets)")
     echo("=" * 100)
-    vp = {nm: ex for nm, _i, ex in __import__("derive.models.token_dynamics",
-                                                fromlist=["x"]).velocity_program("SA", "general").statements}
+    from derive.models.token_dynamics import velocity_program
+
+    vp = {nm: ex for nm, _i, ex in velocity_program("SA", "general").statements}
     for nm in ("S", "L", "W", "U", "v"):
         echo(f"  {nm:<6s} = {s(vp[nm])}")
     echo("Equiangular ansatz <x_i,x_j> = rho substituted into the velocity [§2.1]:")
@@ -223,7 +224,8 @@ def equiangular_overlay(out: Path, cfg: Config, echo=print) -> tuple[list[Path],
             rho_sim = np.array([float(particles.gram(Y)[0, 0, 1]) for Y in tr.states])
             t_closed = np.array([m.equiangular_hitting_time(b, n, dyn, 0.0, r) if 0 < r < 1 else
                                  (0.0 if r <= 0 else math.nan) for r in rho_sim])
-            err = np.nanmax(np.abs(t_closed - tr.times)[(rho_sim > 0) & (rho_sim < 1 - 1e-12)])
+            ok = (rho_sim > 0) & (rho_sim < 1 - 1e-6)  # t(rho) is ill-conditioned as rho -> 1
+            err = np.nanmax(np.abs(t_closed - tr.times)[ok])
             rows.append(dict(dynamics=dyn, beta=b, n=n, T=T, h=h, max_time_error=float(err)))
             line, = ax.plot(tr.times, rho_sim, "o", ms=3)
             ax.plot(t_closed, rho_sim, ls, color=line.get_color(), lw=1,
@@ -297,15 +299,18 @@ def metastability(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[P
     T1 = all within-group pairs above 1 - 1e-3, T2 = all pairs above 1 - 1e-3."""
     from numerics import particles
 
+    m = _model()
     n, B, Dl, w = cfg.ms_n, cfg.ms_batch, cfg.ms_delta, cfg.ms_width
     rows = []
     for b in cfg.ms_betas:
         rng = np.random.default_rng([seed, 4, int(b * 100)])
-        th = np.concatenate([rng.uniform(-w, w, (B, n // 2)),
-                             Dl + rng.uniform(-w, w, (B, n // 2))], 1)[..., None]
+        base = np.linspace(-w, w, n // 2)
+        th = np.concatenate([base + 1e-3 * rng.standard_normal((B, n // 2)),
+                             Dl + base + 1e-3 * rng.standard_normal((B, n // 2))], 1)[..., None]
         f0 = _kuramoto_field("SA", np.full(B, b))
         f = lambda Y: f0(Y[..., 0])[..., None]  # noqa: E731
         t, T1, T2 = 0.0, np.full(B, np.inf), np.full(B, np.inf)
+        gap1 = np.full(B, np.nan)
         grid = np.concatenate([np.linspace(0.05, 5, 100), np.geomspace(5, 1e5, 400)[1:]])
         steps = 0
         for tc in grid:
@@ -314,15 +319,27 @@ def metastability(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[P
             th, t, steps = tr.states[-1], tc, steps + tr.steps
             a = th[..., 0]
             within = np.maximum(np.ptp(a[:, : n // 2], 1), np.ptp(a[:, n // 2:], 1))
-            T1 = np.where(np.isinf(T1) & (1 - np.cos(within) < 1e-3), t, T1)
+            new1 = np.isinf(T1) & (1 - np.cos(within) < 1e-3)
+            # angle between the group centres when the groups have collapsed
+            c1 = np.angle(np.exp(1j * a[:, : n // 2]).mean(1))
+            c2 = np.angle(np.exp(1j * a[:, n // 2:]).mean(1))
+            gap1 = np.where(new1, np.abs(np.angle(np.exp(1j * (c2 - c1)))), gap1)
+            T1 = np.where(new1, t, T1)
             T2 = np.where(np.isinf(T2) & (1 - np.cos(np.ptp(a, 1)) < 1e-3), t, T2)
             if np.all(np.isfinite(T2)):
                 break
+        # two collapsed groups of equal mass = the n = 2 equiangular system (closed form)
+        pred = np.array([T1[i] + m.equiangular_hitting_time(b, 2, "SA", rho0=math.cos(gap1[i]),
+                                                             target=1 - 1e-3)
+                         for i in range(B)])
         rows.append(dict(beta=b, delta=Dl, T1_median=float(np.median(T1)),
+                         delta_at_T1=float(np.median(gap1)),
                          T2_median=float(np.median(T2)), log_T2=float(np.log(np.median(T2))),
-                         steps=steps))
+                         T2_predicted=float(np.median(pred)),
+                         T2_rel_gap=float(np.median((T2 - pred) / pred)), steps=steps))
         echo(f"  metastability beta={b:g}: T1={rows[-1]['T1_median']:.3g}, "
-             f"T2={rows[-1]['T2_median']:.4g} ({steps} steps)")
+             f"T2={rows[-1]['T2_median']:.4g} (two-cluster closed form "
+             f"{rows[-1]['T2_predicted']:.4g}; {steps} steps)")
     bs = np.array([r["beta"] for r in rows])
     lt = np.array([r["log_T2"] for r in rows])
     half = bs >= np.median(bs)
@@ -499,9 +516,12 @@ def _summary(out: Path, cfg: Config, seed: int, quick: bool, res: dict, seconds:
     ]
     for d in cfg.pd_dims:
         rr = [r for r in pd if r["d"] == d and r["t_equiangular"] < cfg.pd_T - 2]
-        gaps = [abs(r["gap"]) for r in rr]
-        lines.append(f"- d = {d}: max |t_half − t_equiangular| over β with t_eq < T−2: "
-                     f"**{max(gaps):.3g}** (mean {np.mean(gaps):.3g})")
+        gaps = [abs(r["gap"]) for r in rr if math.isfinite(r["gap"])]
+        miss = sum(not math.isfinite(r["gap"]) for r in rr)
+        lines.append(f"- d = {d}: over the {len(rr)} β with t_eq < T−2, max |t_half − t_equiangular| "
+                     f"= **{max(gaps) if gaps else math.nan:.3g}** (mean "
+                     f"{np.mean(gaps) if gaps else math.nan:.3g}); half-clustering not reached "
+                     f"by T for {miss} of them")
     lines += ["", *_md_table([r for r in pd if r["d"] == cfg.pd_dims[-1]],
                              ("d", "beta", "t_half_sim", "t_equiangular", "gap")), "",
               "## 2. Equiangular overlay (`equiangular_overlay.png`)", "",
@@ -516,7 +536,11 @@ def _summary(out: Path, cfg: Config, seed: int, quick: bool, res: dict, seconds:
     lines += ["", f"Two groups at Δ = {cfg.ms_delta:.4g}: fitted slope of log T2 vs β on the upper "
               f"half of β: **{ms[0]['fitted_slope_upper_half']:.3f}** (the two-cluster reduction "
               f"predicts log T2 ≈ β(1−cos Δ) − log 2β + c, slope → {1 - math.cos(cfg.ms_delta):.3f}).",
-              "", *_md_table(ms, ("beta", "T1_median", "T2_median", "log_T2")), "",
+              "T2_predicted = T1 + closed-form n = 2 equiangular hitting time from the measured "
+              "angle between the group centres at T1 to 1 − 1e-3 (two collapsed equal groups "
+              "are exactly the n = 2 system); T2 is measured on the checkpoint grid.",
+              "", *_md_table(ms, ("beta", "T1_median", "delta_at_T1", "T2_median",
+                                  "T2_predicted", "T2_rel_gap", "log_T2")), "",
               "## 4. Long context (`long_context.png`)", "",
               *_md_table(res["long"], ("gamma", "limit", "cos_n1e2", "cos_n1e6", "gap_n1e6",
                                        "gram_sim_n100")), "",
