@@ -234,7 +234,7 @@ def test_reference_table_few_points():
     for branch, (picks, tol) in cases.items():
         rows = [ref[branch][i] for i in picks]
         ds = derive.solve("positional-semantic", alpha=np.array([r["alpha"] for r in rows]), omega=0.3,
-                          sigma=0.5, lam=0.01, branch=branch, n_quad=2048)
+                          sigma=0.5, lam=0.01, branch=branch, n_quad=4096)
         assert bool(ds.converged.all())
         for i, r in enumerate(rows):
             for k, t in tol.items():
