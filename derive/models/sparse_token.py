@@ -98,7 +98,17 @@ m_cap = sp.Symbol("m_cap")
 wq, rho_s, nu_s, kap_s = sp.Symbol("w_q", real=True), sp.Symbol("rho", real=True), \
     sp.Symbol("nu", real=True), sp.Symbol("kappa", positive=True)
 
+# display-only symbols for the model's definition (§1)
+X_s, Z_s, vxi_s, yplus_s = sp.symbols("X Z vxi yplus")
+fq_s, attn_s, xbar_s, pool_s = sp.symbols("fqX attn xbar pooled_score")
+vec_s, vecr_s, att_score_s, att_r_s = sp.symbols("vec_score vec_rhs att_score att_rhs")
+
 SYMBOL_NAMES = {
+    X_s: "X", Z_s: "Z", vxi_s: r"v\xi^\top", yplus_s: "y^+", fq_s: "f_q(X)",
+    attn_s: r"X^\top\operatorname{softmax}(\beta Xq)", xbar_s: r"\bar x",
+    pool_s: r"\hat y_{\rm pool}", vec_s: r"\hat y_{\rm vec}",
+    vecr_s: r"\operatorname{sign}(\langle W,X\rangle_F+b)", att_score_s: r"\hat y_{\rm att}",
+    att_r_s: r"\operatorname{sign}(w^\top f_q(X)+b)",
     m1: r"m_1", u2: r"u^2", cos_w: r"\cos(w^{(1)},\xi)", sigma1: r"\sigma_1",
     mu_p: r"\mu_+", mu_m: r"\mu_-", c_p: r"c_+", c_m: r"c_-", hbar: r"\bar h",
     Eh_p: r"\mathbb E_+h", Eh_m: r"\mathbb E_-h", Eh2_p: r"\mathbb E_+h^2", Eh2_m: r"\mathbb E_-h^2",
@@ -355,12 +365,15 @@ class SparseToken(Model):
         }
 
     def equations(self) -> list[Equation]:
-        dm = self.model_definitions()
         E = self.max_detector_error_def()
         eqs = [
-            Equation("data, y = +1 (L=3, d=2 shown)", sp.Symbol("X_+"), dm["X_pos"], "paper", "§1.1"),
-            Equation("attention features", sp.Symbol("f_q(X)"), sp.Symbol("X^T softmax(beta X q)"),
-                     "paper", "§1.2"),
+            Equation("data", X_s, theta * yplus_s * vxi_s + Z_s, "paper", "§1.1",
+                     "v: uniformly random R-subset of the L positions; P(y = +1) = pi"),
+            Equation("attention features", fq_s, attn_s, "paper", "§1.2"),
+            Equation("attention classifier", att_score_s, att_r_s, "paper", "§1.2"),
+            Equation("pooled baseline", pool_s, sp.sign(sp.Symbol("w^T") * xbar_s + bb), "paper",
+                     "§1.3", "x_bar = X^T 1 / L"),
+            Equation("vectorised baseline", vec_s, vecr_s, "paper", "§1.3"),
             Equation("pooled mean signal", mu, self.mu_def, "derived", "§2.2",
                      "pooled/vectorised score ~ N(mu y+, 1)"),
             Equation("Bayes threshold", t0, self.t0_def, "derived", "§2.2"),
