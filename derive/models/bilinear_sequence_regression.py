@@ -60,7 +60,7 @@ x = sp.Symbol("x", real=True)
 C = sp.symbols("c0:5")
 E = sp.symbols("e0:11")
 
-SYMBOL_NAMES = {m: r"\mathrm{mmse}", qhat: r"\hat q", de: r"\Delta_{\rm eff}",
+SYMBOL_NAMES = {delta: r"\Delta", m: r"\mathrm{mmse}", qhat: r"\hat q", de: r"\Delta_{\rm eff}",
                 I3: r"\int\mu_Y^3", J2: r"\int\mu_Y/x^2", m_new: r"\mathrm{mmse}_{\rm RIE}",
                 alpha_pr: r"\alpha_{\rm PR}", mse_ridge: r"\mathrm{mse}_{\rm ridge}"}
 

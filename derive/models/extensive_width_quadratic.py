@@ -53,7 +53,7 @@ x = sp.Symbol("x", real=True)
 C = sp.symbols("c0:4")
 E = sp.symbols("e0:5")
 
-SYMBOL_NAMES = {m: r"\mathrm{mmse}", qhat: r"\hat q", de: r"\Delta_{\rm eff}", I3: r"\int\mu^3",
+SYMBOL_NAMES = {delta: r"\Delta", m: r"\mathrm{mmse}", qhat: r"\hat q", de: r"\Delta_{\rm eff}", I3: r"\int\mu^3",
                 m_new: r"\mathrm{mmse}_{\rm RIE}", gen_error: r"e_{\rm gen}",
                 alpha_pr: r"\alpha_{\rm PR}"}
 
