@@ -46,8 +46,8 @@ __all__ = ["Config", "DEFAULT", "QUICK", "main", "print_derivation", "solve_pair
 class Config:
     n_quad: int = 4096  # QMC points per Gaussian expectation
     omega_curve: float = 0.3
-    alphas: tuple[float, ...] = tuple(np.round(np.linspace(0.1, 2.0, 14), 4))
-    pd_alphas: tuple[float, ...] = tuple(np.round(np.linspace(0.1, 2.5, 13), 4))
+    alphas: tuple[float, ...] = tuple(float(a) for a in np.round(np.linspace(0.1, 2.0, 20), 4))
+    pd_alphas: tuple[float, ...] = tuple(float(a) for a in np.round(np.linspace(0.1, 2.5, 13), 4))
     pd_omegas: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
     sim_alphas: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
     sim_dims: tuple[int, ...] = (100, 200, 400)
@@ -56,8 +56,8 @@ class Config:
 
 
 DEFAULT = Config()
-QUICK = Config(n_quad=1024, alphas=tuple(np.round(np.linspace(0.2, 2.0, 7), 4)),
-               pd_alphas=tuple(np.round(np.linspace(0.2, 2.4, 7), 4)), pd_omegas=(0.2, 0.3, 0.5),
+QUICK = Config(n_quad=1024, alphas=tuple(float(a) for a in np.round(np.linspace(0.2, 2.0, 7), 4)),
+               pd_alphas=tuple(float(a) for a in np.round(np.linspace(0.2, 2.4, 7), 4)), pd_omegas=(0.2, 0.3, 0.5),
                sim_alphas=(0.5, 1.5), sim_dims=(100, 200), sim_seeds=2, replicas=2)
 
 
@@ -208,7 +208,8 @@ def phase_diagram(out: Path, cfg: Config, echo=print) -> tuple[list[Path], dict[
     plt.close(fig)
     nconv = int(ds.converged.sum())
     echo(f"phase diagram: {nconv}/{ds.converged.size} grid points converged; alpha_c(omega) = "
-         + ", ".join(f"{w}: {a:.3f}" for w, a in zip(cfg.pd_omegas, ac.root)))
+         + ", ".join(f"{w}: {a:.3f}" if np.isfinite(a) else f"{w}: no crossing in the α range"
+                     for w, a in zip(cfg.pd_omegas, ac.root)))
     return [p, out / "phase_diagram_alpha_c.csv", out / "phase_diagram_grid.csv"], {"alpha_c": rows,
                                                                                     "converged": nconv}
 
