@@ -260,3 +260,17 @@ def test_theory_vs_simulation_trend():
             gaps.append(max(abs(sim[k] - t[k]) / abs(t[k]) for k in t))
         assert gaps[-1] < 0.08, (branch, gaps)  # d = 400 within 8 % on every observable
         assert gaps[-1] < gaps[0] + 0.02, (branch, gaps)  # and not further than at d = 100
+
+
+@pytest.mark.slow
+def test_derivation_script_end_to_end(tmp_path):
+    """The reproduction script writes its figures, tables and summary (tiny configuration)."""
+    from derivations.positional_semantic import Config, main
+
+    cfg = Config(n_quad=512, alphas=(0.6, 1.6), pd_alphas=(0.6, 2.0), pd_omegas=(0.3,), sim_alphas=(1.5,),
+                 sim_dims=(60,), sim_seeds=2, replicas=2)
+    files = main(tmp_path, config=cfg, echo=lambda *a: None)
+    names = {f.name for f in files}
+    assert {"branches_omega0.3.png", "phase_diagram.png", "simulations.png", "summary.md"} <= names
+    assert all(f.exists() and f.stat().st_size > 0 for f in files)
+    assert "α_c(ω=0.3)" in (tmp_path / "summary.md").read_text()
