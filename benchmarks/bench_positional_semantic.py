@@ -93,7 +93,16 @@ def main(argv=None) -> None:
     ap.add_argument("--grid", default="30x20")
     ap.add_argument("--n-quad", type=int, default=2048)
     ap.add_argument("--ref-points", type=int, default=2)
+    ap.add_argument("--backend", default="numpy")
+    ap.add_argument("--out", default=None, help="also write the report (Markdown) here")
     a = ap.parse_args(argv)
+    lines: list[str] = []
+
+    def emit(*args) -> None:
+        """The report goes to stdout and to ``--out``."""
+        text = " ".join(str(x) for x in args)
+        lines.append(text)
+        print(text, flush=True)
     import derive
     from derivations.positional_semantic import solve_pairs
     from derive.models.positional_semantic import AUTHORS_INIT
@@ -101,15 +110,15 @@ def main(argv=None) -> None:
     na, nw = (int(v) for v in a.grid.split("x"))
     alphas = np.linspace(0.2, 2.5, na)
     omegas = np.linspace(0.05, 0.6, nw)
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}; "
+    emit(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}; "
           f"numpy {np.__version__}; date {time.strftime('%Y-%m-%d')}")
     timings = {}
     for branch in ("positional", "semantic"):
         t = time.perf_counter()
         ds = derive.solve("positional-semantic", alpha=alphas, omega=omegas, sigma=SIGMA, lam=LAM,
-                          branch=branch, n_quad=a.n_quad)
+                          branch=branch, n_quad=a.n_quad, backend=a.backend)
         timings[branch] = time.perf_counter() - t
-        print(f"ours [{branch}]: {na}x{nw} grid in {timings[branch]:.1f} s; "
+        emit(f"ours [{branch}]: {na}x{nw} grid in {timings[branch]:.1f} s; "
               f"{int(ds.converged.sum())}/{ds.converged.size} converged (undamped residual <= 1e-10)")
     ours_total = sum(timings.values())
 
@@ -134,14 +143,18 @@ def main(argv=None) -> None:
         rows.append((al, om, sec, rel(new), rel(ours)))
     per_point_ref = float(np.mean(ref_secs)) * REFERENCE_ITERATIONS
     grid_ref = per_point_ref * na * nw * 2
-    print("\n| point (α, ω) | one reference-style update (s) | its map error at x* | our map error at x* |")
-    print("|---|---|---|---|")
+    emit("\n| point (α, ω) | one reference-style update (s) | its map error at x* | our map error at x* |")
+    emit("|---|---|---|---|")
     for al, om, sec, er, eo in rows:
-        print(f"| ({al}, {om}) | {sec:.1f} | {er:.2e} | {eo:.2e} |")
-    print(f"\nreference style: {per_point_ref:.0f} s per point ({REFERENCE_ITERATIONS} updates) -> "
+        emit(f"| ({al}, {om}) | {sec:.1f} | {er:.2e} | {eo:.2e} |")
+    emit(f"\nreference style: {per_point_ref:.0f} s per point ({REFERENCE_ITERATIONS} updates) -> "
           f"{grid_ref / 3600:.1f} h for the {na}x{nw} grid, both branches (extrapolated)")
-    print(f"ours: {ours_total:.1f} s for the whole grid, both branches -> ratio {grid_ref / ours_total:.0f}x "
+    emit(f"ours: {ours_total:.1f} s for the whole grid, both branches -> ratio {grid_ref / ours_total:.0f}x "
           f"(target >= 30x)")
+    if a.out:
+        from pathlib import Path
+
+        Path(a.out).write_text("## positional-semantic: 30x20 phase diagram, both branches\n\n" + "\n".join(lines) + "\n")
 
 if __name__ == "__main__":
     main()
