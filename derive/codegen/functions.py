@@ -45,7 +45,7 @@ class LogAddExp(sp.Function):
 
 
 class Sigmoid(sp.Function):
-    r"""$\sigma(x)=1/(1+e^{-x})$, printed as ``special.expit``; a two-token softmax row."""
+    r"""$\operatorname{sig}(x)=1/(1+e^{-x})$, printed as ``special.expit``; a two-token softmax row."""
 
     nargs = 1
 
@@ -57,5 +57,5 @@ class Sigmoid(sp.Function):
         return 1 / (1 + sp.exp(-x))
 
     def _latex(self, printer, exp=None) -> str:
-        base = r"\sigma\left(%s\right)" % printer._print(self.args[0])
+        base = r"\operatorname{sig}\left(%s\right)" % printer._print(self.args[0])
         return base if exp is None else r"%s^{%s}" % (base, exp)

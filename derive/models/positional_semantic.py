@@ -240,7 +240,7 @@ class PositionalSemantic(Model):
             Equation("teacher attention", self.T_matrix, sp.Matrix([[ch[T11], ch[T12]], [ch[T21], ch[T22]]]),
                      "paper", "§1"),
             Equation("proximal objective", M_, self.moreau, "paper", "§3",
-                     note="σ(u) = 1/(1+e^{-u}): a two-token softmax row; minimised per (ξ, w) by batched Newton"),
+                     note="sig(u) = 1/(1+e^{-u}): a two-token softmax row; minimised per (ξ, w) by batched Newton"),
             Equation("free energy", phi, self.free_energy_expr, "paper", "§5",
                      note="E_M* = E min_x M; Φ = −(min regularised risk): the larger Φ is the global minimum"),
         ]
