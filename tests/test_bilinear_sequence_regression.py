@@ -197,3 +197,20 @@ def test_grid_shape_and_flags():
     assert bool(ds.converged.all())
     # β = ∞, Δ = 0 below α_PR: the derived closed form
     assert ds.mmse.values[:, 0] == pytest.approx([(1 - a) * (1 - a / 0.5) for a in (0.2, 0.4)], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_informed_start_reaches_same_branch(model):
+    """β = 2, ρ = 0.5, Δ = 0: iterating from m = 1e-4 (informed) gives the same fixed point as
+    the authors' start below α_PR = 0.625 (no coexisting branch there; m = 0 is a fixed point but
+    unstable, and the strict-positivity projection keeps Anderson steps off it)."""
+    from numerics.backend import get_backend
+
+    al = np.array([0.5, 0.6, 0.7])
+    p = dict(alpha=al, beta=np.full(3, 2.0), rho=np.full(3, 0.5), delta=np.zeros(3))
+    be = get_backend("numpy")
+    inf = model.evaluate(p, be, m0=1e-4)
+    uni = model.evaluate(p, be, m0=0.999)
+    assert np.all(inf["converged"]) and np.all(uni["converged"])
+    assert inf["mmse"][:2] == pytest.approx(uni["mmse"][:2], abs=1e-7)
+    assert inf["mmse"][0] > 0.2 and inf["mmse"][2] < 1e-9

@@ -226,9 +226,11 @@ class BilinearSequenceRegression(Model):
             return self.se_map(np.clip(xv[:, 0], 0.0, None), a[idx], b[idx], r[idx],
                                dl[idx])[:, None]
 
+        # strict positivity: at Δ = 0, m = 0 is an exact (unstable below α_PR) fixed point that
+        # an Anderson step could land on; it is reached only asymptotically, never by a jump
         with np.errstate(all="ignore"):
             res = solve_fixed_point(F, np.full((n, 1), m0), damping=0.5, anderson=3, tol=tol,
-                                    maxiter=maxiter, project=lambda xv, idx: xv[:, 0] >= 0)
+                                    maxiter=maxiter, project=lambda xv, idx: xv[:, 0] > 0)
         mm = np.where(res.converged, np.clip(res.x[:, 0], 0.0, None), np.nan)
         ex = self.kernel("extras")(np, None, a, b, r, dl)
         with np.errstate(all="ignore"):

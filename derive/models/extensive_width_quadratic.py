@@ -172,9 +172,11 @@ class ExtensiveWidthQuadratic(Model):
         def F(xv: np.ndarray, idx: np.ndarray) -> np.ndarray:
             return self.se_map(np.clip(xv[:, 0], 0.0, None), a[idx], k[idx], dl[idx])[:, None]
 
+        # strict positivity: at Δ = 0, m = 0 is an exact (unstable below α_PR) fixed point that
+        # an Anderson step could land on; it is reached only asymptotically, never by a jump
         with np.errstate(all="ignore"):
             res = solve_fixed_point(F, (1 / k)[:, None], damping=0.5, anderson=3, tol=tol,
-                                    maxiter=maxiter, project=lambda xv, idx: xv[:, 0] >= 0)
+                                    maxiter=maxiter, project=lambda xv, idx: xv[:, 0] > 0)
             mm = np.where(res.converged, np.clip(res.x[:, 0], 0.0, None), np.nan)
             qh = self.kernel("channel")(np, None, a, dl, mm)["qhat"]
             obs = self.kernel("observables")(np, None, a, k, dl, qh)
