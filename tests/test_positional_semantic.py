@@ -72,26 +72,11 @@ def test_conjugates_stated_equal_envelope_forms_numerically():
 
 
 # -- kernels vs mpmath at 50 digits ------------------------------------------------------------------
-@pytest.mark.parametrize("program", ["channel", "prox_fgh", "hat_integrands", "update", "free_energy",
-                                     "mse_integrand", "baseline", "envelope_integrands"])
-def test_kernels_vs_mpmath(program):
-    kx, km = MODEL.kernel(program), MODEL.kernel(program, "mpmath")
-    prog = MODEL.programs()[program]
-    rng = np.random.default_rng(7)
-    ranges = {"q": (0.02, 1.0), "V": (1.0, 30.0), "Vstar": (0.1, 0.5), "rho": (0.25, 0.25),
-              "sigma": (0.3, 1.0), "lam": (0.0, 0.1), "alpha": (0.1, 3.0), "omega": (0.0, 1.0),
-              "theta": (-0.1, 0.1), "a11": (0.6, 0.6), "a12": (0.4, 0.4), "a21": (0.4, 0.4),
-              "a22": (0.6, 0.6)}
-    n = 40
-    args = [rng.uniform(*ranges.get(s.name, (-2.0, 2.0)), size=n) for s in prog.inputs]
-    out = kx(np, BE.special, *args)
-    worst = 17.0
-    with mpmath.workdps(50):
-        for i in range(n):
-            ref = km(mpmath, *(mpmath.mpf(float(a[i])) for a in args))
-            for k, v in ref.items():
-                worst = min(worst, float(agreeing_digits(out[k][i], v)) if abs(v) > 1e-12 else 17.0)
-    assert worst >= 11.5, (program, worst)
+def test_kernels_vs_mpmath():
+    """Every generated kernel = its mpmath print at 50 digits (random inputs in the model's ranges)."""
+    digits = MODEL.verify_kernels(n=40, seed=7, dps=50)
+    assert set(digits) == set(MODEL.programs())
+    assert min(digits.values()) >= 11.5, digits
 
 
 # -- prox and the inner quadrature vs mpmath --------------------------------------------------------

@@ -109,6 +109,11 @@ class PositionalSemantic(Model):
     symbol_names = SYMBOL_NAMES
     observables = ("q", "m", "v", "theta", "qhat", "mhat", "vhat", "thetahat", "mse", "phi",
                    "free_energy", "train_loss", "mse_linear", "branch", "stability")
+    kernel_input_ranges = {
+        "q": (0.02, 1.0), "V": (1.0, 30.0), "Vstar": (0.1, 0.5), "rho": (0.25, 0.25),
+        "sigma": (0.3, 1.0), "lam": (0.0, 0.1), "alpha": (0.1, 3.0), "omega": (0.0, 1.0),
+        "theta": (-0.07, 0.07), "a11": (0.6, 0.6), "a12": (0.4, 0.4), "a21": (0.4, 0.4), "a22": (0.6, 0.6),
+    }
     options = {
         "branch": "global",  # positional | semantic | agnostic | global
         "A": DEFAULT_A,  # the teacher's positional matrix (row-stochastic 2x2)
