@@ -56,6 +56,8 @@ class Sigmoid(sp.Function):
     def _eval_rewrite_as_exp(self, x: sp.Expr, **kwargs) -> sp.Expr:
         return 1 / (1 + sp.exp(-x))
 
+    _eval_rewrite_as_log = _eval_rewrite_as_exp  # "elementary form", as for Softplus
+
     def _latex(self, printer, exp=None) -> str:
         base = r"\operatorname{sig}\left(%s\right)" % printer._print(self.args[0])
         return base if exp is None else r"%s^{%s}" % (base, exp)
