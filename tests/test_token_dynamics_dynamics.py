@@ -157,3 +157,19 @@ def test_w2_empirical_is_exact():
     x, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 3))
     best = min(((x - y[list(p)]) ** 2).sum(-1).mean() for p in itertools.permutations(range(6)))
     assert particles.w2_empirical(x, y) == pytest.approx(np.sqrt(best), rel=1e-14)
+
+
+def test_causal_mask_single_cluster_for_identity_v():
+    """Karagodin–Polyanskiy–Rigollet (spec §1.1): with the causal mask and V = I the tokens
+    converge to one cluster for arbitrary Q, K (here random Gaussian, 4 systems)."""
+    rng = np.random.default_rng(8)
+    d, n = 3, 10
+    Q, K = rng.standard_normal((d, d)), rng.standard_normal((d, d))
+    k = M.velocity_kernel("SA", "general", "sphere", causal=True)
+    mask = np.tril(np.ones((n, n)))
+    X = particles.uniform_sphere(rng, (4, n, d))
+    tr = particles.integrate(lambda Y: k(np, S, Y, np.full(4, 1.0), Q, K, np.eye(d), mask)["v"],
+                             X, T=60.0, h=0.1, method="rk4")
+    np.testing.assert_array_equal(particles.cluster_count(tr.states[-1], 1 - 1e-6), 1)
+    # token 1 attends only to itself: it never moves
+    np.testing.assert_allclose(tr.states[-1][:, 0], X[:, 0], atol=1e-14)

@@ -188,3 +188,13 @@ def test_long_context_limits():
     for nn, g in ((50, 1.0), (200, crit), (300, 3.5)):
         assert k(np, scipy.special, rh, g, float(nn))["cos_out"] == pytest.approx(
             sim.long_context_gram(nn, rh, g), rel=1e-12)
+
+
+def test_verify_float64_vs_mpmath_random_domain():
+    """Check 1 (architecture): the float64 pipeline vs the same generated expressions in
+    mpmath at 50 digits over random points of the domain (measured: ≥ 13.7 digits on 200)."""
+    from derive.verify import verify
+
+    rep = verify(M, M.random_points(np.random.default_rng(1), 60))
+    for name in ("t_sa", "t_usa"):
+        assert rep.min_digits(name) > 12.5, rep.table()

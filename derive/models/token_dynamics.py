@@ -37,7 +37,7 @@ model needs it.)
 from __future__ import annotations
 
 import hashlib
-import itertools
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Mapping
@@ -818,6 +818,18 @@ class TokenDynamics(Model):
         be = get_backend("numpy")
         out = self.evaluate({k: be.asarray(np.atleast_1d(v)) for k, v in vals.items()}, be)
         return float(out["t_sa" if dynamics == "SA" else "t_usa"][0])
+
+    def random_points(self, rng: np.random.Generator, n: int) -> list[dict[str, float]]:
+        """Random points of the domain (for ``attn-theory verify``): β ∈ {0} ∪ [1e-3, 60]
+        (log scale), n ∈ [2, 1e5] (log scale, integer), ρ0 ∈ {0} ∪ [0, 0.9], target ∈ (ρ0, 1 - 1e-6)."""
+        pts = []
+        for _ in range(n):
+            b = 0.0 if rng.random() < 0.1 else 10 ** rng.uniform(-3, math.log10(60))
+            nn = float(max(2, round(10 ** rng.uniform(math.log10(2), 5))))
+            r0 = 0.0 if rng.random() < 0.3 else rng.uniform(0, 0.9)
+            tg = r0 + (1 - 1e-6 - r0) * rng.uniform(0.05, 1.0)
+            pts.append(dict(beta=b, n=nn, rho0=r0, target=tg))
+        return pts
 
     def simulate(self, **kwargs: Any) -> Any:
         """Independent particle simulation: :func:`numerics.simulate.token_dynamics.simulate`."""
