@@ -173,3 +173,22 @@ def test_causal_mask_single_cluster_for_identity_v():
     np.testing.assert_array_equal(particles.cluster_count(tr.states[-1], 1 - 1e-6), 1)
     # token 1 attends only to itself: it never moves
     np.testing.assert_allclose(tr.states[-1][:, 0], X[:, 0], atol=1e-14)
+
+
+def test_hemisphere_start_min_projection_is_nondecreasing():
+    """Cone collapse (spec §2.2): if every <x_i(0), w> > 0 then min_i <x_i(t), w> is
+    non-decreasing and all tokens end in one cluster (V = I, arbitrary Q, K)."""
+    rng = np.random.default_rng(12)
+    d, n = 4, 12
+    w = np.array([1.0, 0, 0, 0])
+    X = particles.uniform_sphere(rng, (3, n, d))
+    X[..., 0] = np.abs(X[..., 0]) + 0.05
+    X = particles.normalize(X)
+    Q, K = rng.standard_normal((d, d)), rng.standard_normal((d, d))
+    k = M.velocity_kernel("SA", "general")
+    tr = particles.integrate(lambda Y: k(np, S, Y, np.full(3, 2.0), Q, K, np.eye(d))["v"], X,
+                             T=40.0, h=0.05, method="rk4", checkpoints=np.arange(0, 40.01, 0.5),
+                             callback=lambda t, Y: ((Y @ w).min(-1), Y))
+    mins = np.array([s[0] for s in tr.states])
+    assert np.diff(mins, axis=0).min() > -1e-12
+    np.testing.assert_array_equal(particles.cluster_count(tr.states[-1][1], 1 - 1e-6), 1)
