@@ -293,8 +293,13 @@ def capacity_vs_L(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[P
             rows.append(dict(L=L, model=name, d=cfg.cap_d, trials=cfg.cap_trials, theory=a_star,
                              crossing_50=c, **{f"p_sep_{f:g}": v for f, v in zip(fr, p)}))
             ax.plot([L], [c], "o", color=COLORS[name], mfc="none")
+    from matplotlib.ticker import NullFormatter
+
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(Ls)
+    ax.set_xticklabels([str(int(L)) for L in Ls])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("L")
     ax.set_ylabel("capacity alpha*")
     ax.set_title(f"R=1, pi=1/2, theta=3; markers: LP, d={cfg.cap_d}")
