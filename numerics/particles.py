@@ -37,13 +37,12 @@ METHODS = tuple(_TABLEAUX)
 
 
 def _xp(a: Any) -> Any:
-    try:
+    """The array module of ``a`` (CuPy for a CuPy array, NumPy otherwise); no import attempt
+    unless ``a`` comes from CuPy."""
+    if type(a).__module__.split(".")[0] == "cupy":
         import cupy  # type: ignore[import-not-found]
 
-        if isinstance(a, cupy.ndarray):
-            return cupy
-    except ImportError:
-        pass
+        return cupy
     return np
 
 
