@@ -101,6 +101,7 @@ def test_hamiltonian_case_first_integral_and_volume():
     (Liouville); SA with the same V is not."""
     H, dH = M.hamiltonian_n3
     assert dH == 0
+    assert M.first_integral_n3(even=False)[1] != 0  # evenness (V = ωJ) is what makes it vanish
     beta, om = 1.0, 1.0
     f = field("USA", beta, 0.0, om)
     th = np.array([[0.3, 1.4, 2.9]])

@@ -618,10 +618,15 @@ class TokenDynamics(Model):
 
     @cached_property
     def hamiltonian_n3(self) -> tuple[sp.Expr, sp.Expr]:
+        """:meth:`first_integral_n3` for an even coupling (the case V = ωJ)."""
+        return self.first_integral_n3(even=True)
+
+    def first_integral_n3(self, even: bool = True) -> tuple[sp.Expr, sp.Expr]:
         r"""For $\dot\theta_i=\frac1n\sum_jf(\theta_j-\theta_i)$ with $f$ even (USA with
         $V=\omega J$: $f(\phi)=\omega e^{\beta\cos\phi}\cos\phi$), $n=3$: the first integral
         $H=\frac13[F(\theta_2-\theta_1)+F(\theta_3-\theta_2)+F(\theta_1-\theta_3)]$, $F'=f$,
-        $F$ odd. Returns $(H, dH/dt)$ with $dH/dt$ simplified using evenness (derived; 0)."""
+        $F$ odd. Returns $(H, dH/dt)$, simplified using evenness when ``even`` (derived: 0;
+        without evenness it does not vanish)."""
         th = sp.symbols("theta1:4", real=True)
         f, Fp = sp.Function("f"), sp.Function("F")
         m = 3
@@ -636,7 +641,8 @@ class TokenDynamics(Model):
             a = e.args[0]
             return f(min(a, sp.expand(-a), key=sp.default_sort_key))
 
-        dH = dH.replace(lambda e: getattr(e, "func", None) == f, canon)
+        if even:
+            dH = dH.replace(lambda e: getattr(e, "func", None) == f, canon)
         return H, sp.simplify(sp.expand(dH))
 
     # ---- §2.3 linearisation around uniform on the circle ----------------------------------
