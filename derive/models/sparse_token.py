@@ -668,6 +668,14 @@ class SparseToken(Model):
                     alpha_attn_sem=float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan"),
                     m=float(math.tanh(xm[0])), w_q=float(xm[1]), b=float(xm[2]), converged=conv)
 
+    def trained_readout(self, **kwargs: Any) -> dict[str, dict]:
+        """Test error / training loss of the trained readout (§3.3, Thm 4/5): attention (given
+        ``beta_q = beta |q2|`` and ``s_q``), pooled and vectorised, along ``alpha1``; see
+        :func:`derive.models._sparse_token_readout.readout_errors`."""
+        from ._sparse_token_readout import readout_errors
+
+        return readout_errors(**kwargs)
+
     def random_points(self, rng: np.random.Generator, n: int) -> list[dict[str, float]]:
         """Random points over a practical domain: L in [2, 1e4], R in [1, min(L, 10)],
         pi in [0.05, 0.95], theta in [0.1, 10], alpha0 in [0.1, 20], both losses and biases."""
