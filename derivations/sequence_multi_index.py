@@ -80,7 +80,8 @@ def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
     files = []
     if STAIRCASE.exists():
         st = json.loads(STAIRCASE.read_text())
-        pts = sorted(st["points"], key=lambda p: p["q22"])
+        finest = {p["q22"]: p for p in st["points"]}  # later rows are on finer boxes
+        pts = sorted(finest.values(), key=lambda p: p["q22"])
         ax2.plot([p["alpha"] for p in pts], [p["stab1"] for p in pts], "o-", label="α Λ₁(q₂₂(α)), c = 1")
         ax2.axhline(1, color="k", lw=0.8)
         ax2.axvline(ref.get("figure_values_c1", {}).get("alpha1", np.nan), color="k", ls=":",

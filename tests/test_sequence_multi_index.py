@@ -108,3 +108,27 @@ def test_alpha2_large_c_limit(model, c):
 
 def test_prior_free_entropy_stationarity(model):
     assert model.prior_free_entropy_stationarity == sp.zeros(2, 2)
+
+
+def test_stored_staircase_consistent():
+    """The stored slow run (tests/data/bayes_smi_staircase.json): boxes normalised, α(q₂₂)
+    increasing from α₂ and α Λ₁ crossing 1 between q₂₂ = 0.95 and 0.98."""
+    import json
+    from pathlib import Path
+
+    d = json.loads((Path(__file__).parent / "data" / "bayes_smi_staircase.json").read_text())
+    pts = sorted({p["q22"]: p for p in d["points"]}.values(), key=lambda p: p["q22"])
+    good = [p for p in pts if abs(p["norm"] - 1) < 1e-5]
+    a = [p["alpha"] for p in good]
+    assert all(x < y for x, y in zip(a, a[1:]))
+    assert good[0]["alpha"] > 0.1854778
+    s = {p["q22"]: p["stab1"] for p in good}
+    assert s[0.95] < 1 < s[0.98]
+
+
+@pytest.mark.slow
+def test_staircase_point_reproduces_stored(model):
+    p = model.staircase_point(1.0, 0.6)
+    assert p["norm"] == pytest.approx(1, abs=1e-6)
+    assert p["alpha"] == pytest.approx(0.4258, rel=0.03)  # stored: 6.5/91 boxes, 8x8 GH
+    assert p["lam1"] == pytest.approx(0.2682, rel=0.01)

@@ -189,19 +189,26 @@ class SequenceMultiIndex(Model):
         m = channel_moments(float(skip), 0.0, z_grid=zg, h_grid=hg)
         return {"lam1": m["lam1"], "lam2": m["lam2"], "norm": m["norm"]}
 
-    def staircase_point(self, skip: float, q22: float, quick: bool = True,
-                        n_omega: int = 8) -> dict[str, float]:
+    def staircase_point(self, skip: float, q22: float, quick: bool = False,
+                        n_omega: int = 6) -> dict[str, float]:
         """At overlap q₂₂ of the last layer (Q₁₁ = 0): the α of the layer-2 fixed point,
-        α = q/((1−q) f₂(q)), and the layer-1 stability α Λ₁(q)."""
-        zg, hg = self.grids(skip, True) if quick else (Grid(6.5, 91), Grid(5.5 * (1 + skip), 73))
+        α = q/((1−q) f₂(q)), and the layer-1 stability α Λ₁(q).
+
+        The z₁ box spacing shrinks like √V (V = 1 − q₂₂), the width of the posterior peaks:
+        ``n = max(91, 13/(0.45 √V))`` per side (capped at 201); ``quick`` uses 71."""
+        V = 1.0 - q22
+        nz = 71 if quick else int(min(201, max(91, np.ceil(13.0 / (0.45 * np.sqrt(V))))))
+        zg, hg = Grid(6.5, nz), Grid(5.5 * (1 + skip), 61 if quick else 81)
         mo = channel_moments(float(skip), float(q22), z_grid=zg, h_grid=hg, n_omega=n_omega)
         a = q22 / ((1 - q22) * mo["f2"])
         return {"q22": q22, "alpha": a, "lam1": mo["lam1"], "stability1": a * mo["lam1"],
-                "f2": mo["f2"], "norm": mo["norm"]}
+                "f2": mo["f2"], "norm": mo["norm"], "z_grid_n": nz}
 
-    def alpha1_staircase(self, skip: float, *, lo: float = 0.02, hi: float = 0.95,
-                         iters: int = 9, quick: bool = True) -> dict[str, Any]:
-        """Bisection in q₂₂ for α Λ₁ = 1 along the layer-2 branch (α(q₂₂) increasing)."""
+    def alpha1_staircase(self, skip: float, *, lo: float = 0.5, hi: float = 0.99,
+                         iters: int = 5, quick: bool = False) -> dict[str, Any]:
+        """Bisection in q₂₂ for α Λ₁ = 1 along the layer-2 branch (α(q₂₂) increasing), then
+        interpolation of log(α Λ₁) and α between the last bracket. Tens of minutes on one
+        core (at c = 1 the crossing is near q₂₂ ≈ 0.97, where the boxes must be fine)."""
         plo, phi = self.staircase_point(skip, lo, quick), self.staircase_point(skip, hi, quick)
         trail = [plo, phi]
         if not (plo["stability1"] < 1 < phi["stability1"]):
@@ -214,23 +221,24 @@ class SequenceMultiIndex(Model):
                 lo, plo = mid, pm
             else:
                 hi, phi = mid, pm
-        # linear interpolation of log(stability) in q between the last bracket
         t = -np.log(plo["stability1"]) / (np.log(phi["stability1"]) - np.log(plo["stability1"]))
         a = plo["alpha"] + t * (phi["alpha"] - plo["alpha"])
-        return {"alpha1": float(a), "q22": lo + t * (hi - lo), "status": int(Status.OK),
+        ok = all(abs(p["norm"] - 1) < 1e-4 for p in (plo, phi))
+        return {"alpha1": float(a), "q22": lo + t * (hi - lo),
+                "status": int(Status.OK if ok else Status.NONFINITE),
                 "bracket": (plo["alpha"], phi["alpha"]), "trail": trail}
 
     def thresholds(self, skip: float = 1.0, *, staircase: bool = True,
                    quick: bool = False) -> dict[str, float]:
         """``{'alpha1': …, 'alpha2': …}`` at skip strength ``c``: α₂ from the stability of
-        Q = 0; α₁ from the stability of Q₁₁ = 0 on the layer-2 branch (``staircase``; minutes
+        Q = 0; α₁ from the stability of Q₁₁ = 0 on the layer-2 branch (``staircase``; tens of minutes
         on one core) — ``alpha1_from_zero`` is the (much larger) threshold from Q = 0."""
         SKIP.validate(skip)
         lz = self.lambdas_at_zero(skip, quick)
         th = self.kernel("thresholds")(np, None, lz["lam1"], lz["lam2"])
         out = {"alpha2": float(th["alpha_2"]), "alpha1_from_zero": float(th["alpha_1"]),
                "norm": lz["norm"]}
-        out["alpha1"] = (self.alpha1_staircase(skip, quick=True)["alpha1"] if staircase
+        out["alpha1"] = (self.alpha1_staircase(skip, quick=quick)["alpha1"] if staircase
                          else float("nan"))
         return out
 
