@@ -121,6 +121,14 @@ def _solve(**p: Any):
     return derive.solve(MODEL, **base)
 
 
+def _logx(ax: Any) -> None:
+    """Log x axis with labels on the decades only (no overlapping minor labels)."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 # ----------------------------------------------------------------------------- figure 1
 def long_sequence(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[Path], list[dict]]:
     import matplotlib.pyplot as plt
@@ -157,7 +165,7 @@ def long_sequence(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[P
             ax.errorbar([L], [mc["pooled"]], yerr=[mc["pooled_se"]], fmt="s", mfc="none",
                         color=COLORS["pooled"], ms=5,
                         label="pooled, MC" if L == cfg.ls_sim_L[0] else None)
-        ax.set_xscale("log")
+        _logx(ax)
         ax.set_xlabel("L")
         ax.set_title(label + " (R = 1, pi = 1/2)")
     axes[0].set_ylabel("oracle test error")
@@ -195,7 +203,7 @@ def alignment(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[Path]
                              theory_q_norm=float(th.q_norm)))
             ax.errorbar([a], [sq], yerr=[sqe], fmt="o", color="#1f77b4")
             ax.errorbar([a], [cw], yerr=[cwe], fmt="s", color="#d62728")
-        ax.set_xscale("log")
+        _logx(ax)
         ax.set_xlabel("alpha0 = n0 / d")
         ax.set_title(f"{label}; L=10, R=3, pi=0.2, theta=6, eta=0.5")
     axes[0].set_ylabel("cosine with xi")
@@ -244,7 +252,7 @@ def test_error(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[Path
             axes[0].errorbar([a], [te], yerr=[tee], fmt="o", color=COLORS[name])
             axes[1].errorbar([a], [tl], yerr=[tle], fmt="o", color=COLORS[name])
     for ax, lab in zip(axes, ("test error", "training loss (square, no penalty)")):
-        ax.set_xscale("log")
+        _logx(ax)
         ax.set_xlabel("alpha1 = n1 / d")
         ax.set_ylabel(lab)
     axes[0].set_title(f"L=10, R=1, pi=1/2, theta=5; square loss, lam={FIG1_LAM:g}")
