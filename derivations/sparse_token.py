@@ -244,11 +244,13 @@ def test_error(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[Path
                                       n_test=10000, **FIG1) for k in range(cfg.te_trials)]
             te, tee = _mean_se([x.test_error for x in r])
             tl, tle = _mean_se([x.train_loss for x in r])
+            ok = bool(t1["converged"][i])  # a non-converged theory point is reported as NaN
             rows.append(dict(model=name, alpha1=a, d=d, trials=cfg.te_trials, test_error=te,
-                             test_error_se=tee, theory_test_error=float(t1["test_error"][i]),
+                             test_error_se=tee,
+                             theory_test_error=float(t1["test_error"][i]) if ok else math.nan,
                              train_loss=tl, train_loss_se=tle,
-                             theory_train_loss=float(t1["train_loss"][i]),
-                             converged=bool(t1["converged"][i])))
+                             theory_train_loss=float(t1["train_loss"][i]) if ok else math.nan,
+                             converged=ok))
             axes[0].errorbar([a], [te], yerr=[tee], fmt="o", color=COLORS[name])
             axes[1].errorbar([a], [tl], yerr=[tle], fmt="o", color=COLORS[name])
     for ax, lab in zip(axes, ("test error", "training loss (square, no penalty)")):

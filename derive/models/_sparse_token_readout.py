@@ -183,6 +183,16 @@ def solve_readout(samples: ReadoutSamples, alpha1: np.ndarray, lam: np.ndarray, 
 
     res = solve_fixed_point(F, x0, damping=damping, anderson=5, tol=tol, maxiter=maxiter,
                             project=inside, names=("m", "Q", "V", "w_q", "b"))
+    bad = np.flatnonzero(~np.asarray(res.converged))
+    if bad.size:  # retry without Anderson, more damping, from the start (never hidden: flagged)
+        sub_a, sub_l = alpha1[bad], lam[bad]
+        full_a, full_l = alpha1, lam
+        alpha1, lam = sub_a, sub_l
+        r2 = solve_fixed_point(F, np.asarray(x0)[bad], damping=0.3, anderson=0, tol=tol,
+                               maxiter=4 * maxiter, project=inside)
+        alpha1, lam = full_a, full_l
+        for name in ("x", "converged", "residual", "iterations", "status"):
+            getattr(res, name)[bad] = getattr(r2, name)
     x = res.x
     o = local(x)
     m, Q, wq, b = x[:, 0], x[:, 1], x[:, 3], x[:, 4]
