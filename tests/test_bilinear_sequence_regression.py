@@ -214,3 +214,15 @@ def test_informed_start_reaches_same_branch(model):
     assert np.all(inf["converged"]) and np.all(uni["converged"])
     assert inf["mmse"][:2] == pytest.approx(uni["mmse"][:2], abs=1e-7)
     assert inf["mmse"][0] > 0.2 and inf["mmse"][2] < 1e-9
+
+
+@pytest.mark.slow
+def test_derivation_script_quick(tmp_path):
+    from derivations import bilinear_sequence_regression as script
+
+    files = script.main(tmp_path, quick=True, echo=lambda *a: None)
+    assert {f.name for f in files} == {"bsr_mmse.png", "bsr_mmse.csv", "summary.md"}
+    text = (tmp_path / "summary.md").read_text()
+    assert "non-converged points: 0" in text
+    gap = float(text.split("reference points: ")[1].split()[0])
+    assert gap < 5e-7

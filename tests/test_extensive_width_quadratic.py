@@ -148,3 +148,12 @@ def test_bad_input():
         derive.solve(NAME, alpha=0.1, kappa=0.0, delta=0.0)
     with pytest.raises(ValueError, match="delta"):
         derive.solve(NAME, alpha=0.1, kappa=1.0, delta=-0.1)
+
+
+@pytest.mark.slow
+def test_derivation_script_quick(tmp_path):
+    from derivations import extensive_width_quadratic as script
+
+    files = script.main(tmp_path, quick=True, echo=lambda *a: None)
+    assert {f.name for f in files} == {"ewq_gen_error.png", "ewq_gen_error.csv", "summary.md"}
+    assert "non-converged points: 0" in (tmp_path / "summary.md").read_text()

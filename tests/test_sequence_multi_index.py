@@ -132,3 +132,11 @@ def test_staircase_point_reproduces_stored(model):
     assert p["norm"] == pytest.approx(1, abs=1e-6)
     assert p["alpha"] == pytest.approx(0.4258, rel=0.03)  # stored: 6.5/91 boxes, 8x8 GH
     assert p["lam1"] == pytest.approx(0.2682, rel=0.01)
+
+
+@pytest.mark.slow
+def test_derivation_script_quick(tmp_path):
+    from derivations import sequence_multi_index as script
+
+    files = script.main(tmp_path, quick=True, echo=lambda *a: None)
+    assert {f.name for f in files} == {"smi_thresholds.png", "smi_thresholds.csv", "summary.md"}
