@@ -75,7 +75,7 @@ def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
         y = ds1.mmse.values[:, j]
         n_bad += int((~ds1.converged.values[:, j]).sum())
         ax1.plot(alphas, y, label=f"ρ = {r}")
-        ax1.axvline(min(1.0, r * (1 + 1 - r)), color=ax1.lines[-1].get_color(), ls=":", lw=0.8)
+        ax1.axvline(r * (2 - r) if r < 1 else 1.0, color=ax1.lines[-1].get_color(), ls=":", lw=0.8)
         rows += [dict(figure=1, beta=1.0, rho=r, delta=0.0, alpha=a, mmse=v,
                       converged=bool(c)) for a, v, c in zip(alphas, y, ds1.converged.values[:, j])]
         for s in ref:
