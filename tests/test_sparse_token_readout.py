@@ -13,7 +13,6 @@ import math
 import mpmath
 import numpy as np
 import pytest
-import sympy as sp
 
 from derive.codegen import generate
 from derive.models import _sparse_token_readout as ro
