@@ -32,7 +32,8 @@ def _model(name: str):
 
 
 def _parse_extra(model, args: list[str]) -> dict[str, object]:
-    """``--name value`` pairs for the model's parameters, parsed by :func:`parse_grid`."""
+    """``--name value`` pairs for the model's parameters (parsed by :func:`parse_grid`) and
+    options (``--branch semantic``, converted to the type of the option's default)."""
     out: dict[str, object] = {}
     it = iter(args)
     for tok in it:
@@ -47,6 +48,17 @@ def _parse_extra(model, args: list[str]) -> dict[str, object]:
             except StopIteration:
                 raise typer.BadParameter(f"--{key} needs a value") from None
         key = key.replace("-", "_")
+        if key in getattr(model, "options", {}):  # a model option (branch=..., n_quad=...)
+            default = model.options[key]
+            if isinstance(default, bool):
+                out[key] = val.lower() in ("1", "true", "yes")
+            elif isinstance(default, int):
+                out[key] = int(val)
+            elif isinstance(default, float):
+                out[key] = float(val)
+            else:
+                out[key] = val
+            continue
         try:
             model.parameter(key)
         except KeyError as exc:
@@ -89,8 +101,8 @@ def solve(ctx: typer.Context, model: str,
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if rows:
-        df = ds.to_dataframe()
-        cols = [c for c in ("e_icl", "e_idg", "e_train", "eps", "converged", "status") if c in df]
+        df = (ds if ds.sizes else ds.expand_dims("point")).to_dataframe()
+        cols = [c for c in (*m.observables[:6], "converged", "status") if c in df]
         typer.echo(df[cols].head(rows).to_string())
         if len(df) > rows:
             typer.echo(f"... ({len(df)} points)")

@@ -259,3 +259,18 @@ def test_derivation_script_end_to_end(tmp_path):
     assert {"branches_omega0.3.png", "phase_diagram.png", "simulations.png", "summary.md"} <= names
     assert all(f.exists() and f.stat().st_size > 0 for f in files)
     assert "α_c(ω=0.3)" in (tmp_path / "summary.md").read_text()
+
+
+def test_cli_solve_with_branch_option(tmp_path):
+    from typer.testing import CliRunner
+
+    from derive.cli import app
+
+    out = tmp_path / "ps.nc"
+    res = CliRunner().invoke(app, ["solve", "positional-semantic", "--alpha", "2", "--omega", "0.3", "--sigma",
+                                   "0.5", "--lam", "0.01", "--branch", "semantic", "--n-quad", "512", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.exists() and "1/1 points converged" in res.output
+    bad = CliRunner().invoke(app, ["solve", "positional-semantic", "--alpha", "2", "--omega", "1.5", "--sigma",
+                                   "0.5", "--lam", "0.01"])
+    assert bad.exit_code != 0 and "omega" in bad.output
