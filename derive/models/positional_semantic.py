@@ -525,7 +525,8 @@ class _Solver:
             out[k] = fin[k]
         # Q -> -Q is a symmetry: (m, θ) -> (-m, -θ). Report the representative with θ >= 0
         # (and m >= 0 where θ = 0), as the authors' tables do.
-        flip = (out["theta"] < 0) | ((out["theta"] == 0) & (out["m"] < 0))
+        tiny = 1e-12  # θ below this is zero up to round-off (GH rules are symmetric, not exact)
+        flip = (out["theta"] < -tiny) | ((xp.abs(out["theta"]) <= tiny) & (out["m"] < 0))
         for k in ("m", "theta", "mhat", "thetahat"):
             out[k] = xp.where(flip, -out[k], out[k])
         out["free_energy"] = -fin["phi"]
