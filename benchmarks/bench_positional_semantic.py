@@ -118,7 +118,7 @@ def main(argv=None) -> None:
         print(text, flush=True)
     import derive
     from derivations.positional_semantic import solve_pairs
-    from derive.models.positional_semantic import AUTHORS_INIT
+    from derive.models.positional_semantic import BRANCH_INIT
 
     na, nw = (int(v) for v in a.grid.split("x"))
     alphas = np.linspace(0.2, 2.5, na)
@@ -144,7 +144,7 @@ def main(argv=None) -> None:
         xs = [np.mean([float(r[k][0]) for r in accs]) for k in ("q", "m", "v", "theta")]
         spread = max(np.std([float(r[k][0]) for r in accs], ddof=1) / abs(xs[i]) / 2
                      for i, k in enumerate(("q", "m", "v")))
-        xr, it, sec = reference_style_point(al, om, AUTHORS_INIT["positional"])
+        xr, it, sec = reference_style_point(al, om, BRANCH_INIT["positional"])
         ref_secs.append(sec)
         ours = solve_pairs([al], om, "positional", n_quad=a.n_quad, quadrature=a.quadrature)
         xo = [float(ours[k][0]) for k in ("q", "m", "v")]

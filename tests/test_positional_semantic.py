@@ -13,7 +13,6 @@ import sympy as sp
 import derive
 from derive.models import positional_semantic as PS
 from numerics.backend import get_backend
-from numerics.highprec import agreeing_digits
 from tests.conftest import load_reference
 
 MODEL = derive.models.get("positional-semantic")

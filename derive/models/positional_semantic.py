@@ -39,7 +39,7 @@ from ..codegen import Program, Sigmoid
 from ..model import Equation, Model
 from ..params import Parameter, nonnegative, positive, unit_interval
 
-__all__ = ["PositionalSemantic", "BRANCHES", "AUTHORS_INIT"]
+__all__ = ["PositionalSemantic", "BRANCHES", "BRANCH_INIT"]
 
 # ----------------------------------------------------------------------------- parameters
 ALPHA = Parameter("alpha", positive, r"\alpha", "samples per dimension, n/d")
@@ -81,7 +81,7 @@ SYMBOL_NAMES = {
 #: (0.907, 14.575, 0.347), which lies far from every solution: both reach the same fixed points
 #: (checked at α = 0.57, 1.02, 2), ours in 15–30 iterations instead of 170–340 without
 #: Anderson, and without excursions out of the domain. Agnostic: m = θ = 0.
-AUTHORS_INIT = {
+BRANCH_INIT = {
     "positional": (0.0206838209589, 0.2, 14.575, 0.0),
     "semantic": (0.1, 0.0, 15.0, 0.14),
     "agnostic": (0.05, 0.0, 14.575, 0.0),
@@ -487,7 +487,7 @@ class _Solver:
 
     def solve(self, branch: str) -> dict[str, Any]:
         xp, o = self.xp, self.o
-        init = o["init"] if o["init"] is not None else AUTHORS_INIT[branch]
+        init = o["init"] if o["init"] is not None else BRANCH_INIT[branch]
         x0 = xp.tile(xp.asarray(init, dtype=float)[None, :], (self.n, 1))
         sig2 = self.p["sigma"] ** 2
 
