@@ -78,6 +78,21 @@ class Model:
         """The same pipeline in mpmath at one point."""
         raise NotImplementedError
 
+    # -- fixed-point models (saddle-point / state-evolution equations) --------------------
+    #: observables that make up the state ``x`` of the model's fixed-point map, in order.
+    #: Empty for models without a fixed point (closed forms, dynamics). A model with a state
+    #: must also (i) accept the option ``init``: ``None`` (its default start), a length-k
+    #: sequence (one start for every point) or an ``(n, k)`` array (per-point starts, rows with
+    #: NaN use the default) - this is how sweeps warm-start and continue; (ii) accept the
+    #: option ``stability`` (bool) and always return the observable ``stability``: the real
+    #: part of the leading eigenvalue of the Jacobian of the *undamped* map at the fixed point
+    #: (NaN where not computed or not converged); (iii) implement :meth:`random_states`.
+    state: tuple[str, ...] = ()
+
+    def random_states(self, n: int, rng: Any) -> Any:  # pragma: no cover - abstract
+        """``(n, k)`` random starting states inside the domain of the map (multi-start)."""
+        raise NotImplementedError(f"model {self.name!r} has no random_states (not a fixed-point model?)")
+
     #: for :meth:`verify_kernels`: input symbol name -> (low, high) of its random values
     kernel_input_ranges: Mapping[str, tuple[float, float]] = {}
 
