@@ -157,3 +157,47 @@ def test_derivation_script_quick(tmp_path):
     files = script.main(tmp_path, quick=True, echo=lambda *a: None)
     assert {f.name for f in files} == {"ewq_gen_error.png", "ewq_gen_error.csv", "summary.md"}
     assert "non-converged points: 0" in (tmp_path / "summary.md").read_text()
+
+
+# ---- fixed-point protocol (derive.model: state, init, stability, random_states) -------------
+def test_protocol_init_and_stability(model):
+    """(a) a per-point ``init`` at the converged solution converges at once to the same point;
+    (b) ``stability`` < 1 at a stable fixed point and equals the contraction ratio of the
+    undamped map measured here by iterating it from a perturbed point; (c) random starts lie in
+    the domain and converge to the same (unique) fixed point."""
+    a, k, dl = np.array([0.1, 0.3]), np.array([1.0, 0.5]), np.array([0.1, 0.0])
+    ds = derive.solve(NAME, alpha=a, kappa=1.0, delta=0.1, stability=True)
+    assert model.state == ("mmse",) and "stability" in model.observables
+    m_star = ds.mmse.values
+    warm = derive.solve(NAME, alpha=a, kappa=1.0, delta=0.1, init=m_star[:, None])
+    assert np.all(warm.iterations.values <= 2)
+    assert warm.mmse.values == pytest.approx(m_star, abs=1e-10)
+    assert np.all(np.isnan(warm.stability.values))  # not requested: NaN, never omitted
+    lead = ds.stability.values
+    assert np.all((lead > 0) & (lead < 1))
+    # independent: three undamped steps from m* + 1e-3; geometric contraction ratio
+    for i in range(2):
+        args = (np.array([a[i]]), np.array([1.0]), np.array([0.1]))
+        e0 = 1e-3
+        m = np.array([m_star[i] + e0])
+        errs = [e0]
+        for _ in range(3):
+            m = model.se_map(m, *args)
+            errs.append(float(m[0] - m_star[i]))
+        ratio = (errs[-1] / errs[0]) ** (1 / 3)
+        assert lead[i] == pytest.approx(ratio, rel=5e-3)
+    # (c) random starts inside the domain (m > 0) all reach the same fixed point
+    starts = model.random_states(4, np.random.default_rng(0))
+    assert starts.shape == (4, 1) and np.all(starts > 0)
+    for s in starts:
+        r = derive.solve(NAME, alpha=0.3, kappa=1.0, delta=0.1, init=s)
+        assert float(r.mmse) == pytest.approx(m_star[1], abs=1e-9)
+
+
+def test_protocol_bad_init(model):
+    with pytest.raises(ValueError, match="init"):
+        derive.solve(NAME, alpha=np.array([0.1, 0.2]), kappa=1.0, delta=0.1, init=np.ones((3, 1)))
+    with pytest.raises(ValueError, match="init"):
+        derive.solve(NAME, alpha=0.1, kappa=1.0, delta=0.1, init=[-1.0])
+    with pytest.raises(ValueError, match="stability"):
+        derive.solve(NAME, alpha=0.1, kappa=1.0, delta=0.1, stability="yes")

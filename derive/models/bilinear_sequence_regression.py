@@ -38,6 +38,7 @@ from ..codegen import Program
 from ..model import Equation, Model
 from ..params import Domain, Parameter, nonnegative, positive
 from . import _rie
+from ._bayes_fp import check_stability_option, leading_eigenvalue, parse_init
 
 __all__ = ["BilinearSequenceRegression", "MODEL"]
 
@@ -73,7 +74,10 @@ class BilinearSequenceRegression(Model):
     paper = "arXiv:2410.18858 (PRX 2025)"
     parameters = (ALPHA, BETA, RHO, DELTA)
     symbol_names = SYMBOL_NAMES
-    observables = ("mmse", "q", "qhat", "alpha_pr", "mse_ridge")
+    observables = ("mmse", "q", "qhat", "alpha_pr", "mse_ridge", "stability")
+    #: fixed-point protocol (derive.model): the state is m = 1 − q (the MMSE)
+    state = ("mmse",)
+    options = {"init": None, "stability": False}
 
     # ---- stated forms -------------------------------------------------------------------
     qhat_def = alpha / (delta + m)                                  # q̂ = α/(Δ + 1 − q)
@@ -215,12 +219,20 @@ class BilinearSequenceRegression(Model):
         ch = self.kernel("channel")(np, None, a, dl, m_v)
         return self.mmse_rie(ch["Delta_eff"], r, b)
 
-    def evaluate(self, params: Mapping[str, Any], backend: Backend, *, m0: float = 0.5,
-                 tol: float = 1e-11, maxiter: int = 3000) -> dict[str, Any]:
-        """Damped/Anderson iteration of the SE from q = 0.5 (the authors' start), all points."""
+    def random_states(self, n: int, rng: Any) -> np.ndarray:
+        """``(n, 1)`` starts m ~ U(0.001, 1): the MMSE lies in [0, 1] (q ∈ [0, 1])."""
+        return np.random.default_rng(rng).uniform(1e-3, 1.0, size=(int(n), 1))
+
+    def evaluate(self, params: Mapping[str, Any], backend: Backend, *, init: Any = None,
+                 stability: bool = False, m0: float = 0.5, tol: float = 1e-11,
+                 maxiter: int = 3000) -> dict[str, Any]:
+        """Damped/Anderson iteration of the SE from q = 0.5 (the authors' start; ``m0``) or from
+        ``init`` (per point), all points; ``stability``: dF/dm of the undamped map."""
         be = backend
+        stab = check_stability_option(stability)
         a, b, r, dl = (be.to_numpy(params[k]).astype(float) for k in ("alpha", "beta", "rho", "delta"))
         n = a.size
+        x0 = parse_init(init, np.full((n, 1), m0), domain=lambda rows: rows[:, 0] >= 0)
 
         def F(xv: np.ndarray, idx: np.ndarray) -> np.ndarray:
             return self.se_map(np.clip(xv[:, 0], 0.0, None), a[idx], b[idx], r[idx],
@@ -229,15 +241,18 @@ class BilinearSequenceRegression(Model):
         # strict positivity: at Δ = 0, m = 0 is an exact (unstable below α_PR) fixed point that
         # an Anderson step could land on; it is reached only asymptotically, never by a jump
         with np.errstate(all="ignore"):
-            res = solve_fixed_point(F, np.full((n, 1), m0), damping=0.5, anderson=3, tol=tol,
+            res = solve_fixed_point(F, x0, damping=0.5, anderson=3, tol=tol,
                                     maxiter=maxiter, project=lambda xv, idx: xv[:, 0] > 0)
         mm = np.where(res.converged, np.clip(res.x[:, 0], 0.0, None), np.nan)
         ex = self.kernel("extras")(np, None, a, b, r, dl)
         with np.errstate(all="ignore"):
             qh = np.where(res.converged, a / (dl + mm), np.nan)
+        lead = (leading_eigenvalue(F, np.clip(res.x, 0.0, None), res.converged) if stab
+                else np.full(n, np.nan))
         out = {"mmse": mm, "q": 1 - mm, "qhat": qh,
                "alpha_pr": np.asarray(ex["alpha_PR"], float) * np.ones(n),
                "mse_ridge": np.asarray(ex["mse_ridge"], float) * np.ones(n),
+               "stability": lead,
                "converged": res.converged, "residual": res.residual,
                "iterations": res.iterations, "status": res.status}
         return {k: be.asarray(v) for k, v in out.items()}

@@ -35,6 +35,7 @@ from ..codegen import Program
 from ..model import Equation, Model
 from ..params import Parameter, nonnegative, positive
 from . import _rie
+from ._bayes_fp import check_stability_option, leading_eigenvalue, parse_init
 
 __all__ = ["ExtensiveWidthQuadratic", "MODEL"]
 
@@ -67,7 +68,10 @@ class ExtensiveWidthQuadratic(Model):
     paper = "arXiv:2408.03733; AIM: arXiv:2506.01582"
     parameters = (ALPHA, KAPPA, DELTA)
     symbol_names = SYMBOL_NAMES
-    observables = ("gen_error", "mmse", "qhat", "alpha_pr")
+    observables = ("gen_error", "mmse", "qhat", "alpha_pr", "stability")
+    #: fixed-point protocol (derive.model): the state is m = mmse (Q0 − q)
+    state = ("mmse",)
+    options = {"init": None, "stability": False}
 
     Q0_def = 1 + 1 / kappa
     mmse_rie_def = de - 4 * sp.pi**2 / 3 * de**2 * I3          # symmetric RIE error
@@ -162,12 +166,19 @@ class ExtensiveWidthQuadratic(Model):
         ch = self.kernel("channel")(np, None, a, dl, m_v)
         return self.mmse_rie(ch["Delta_eff"], k)
 
-    def evaluate(self, params: Mapping[str, Any], backend: Backend, *, tol: float = 1e-11,
-                 maxiter: int = 3000) -> dict[str, Any]:
-        """Iterate m ← mmse_RIE((Δ + 2m)/(4α)) from the uninformed m = 1/κ, all points."""
+    def random_states(self, n: int, rng: Any) -> np.ndarray:
+        """``(n, 1)`` starts m ~ U(0.01, 4): the map m ↦ mmse_RIE((Δ + 2m)/(4α)) is defined for m ≥ 0."""
+        return np.random.default_rng(rng).uniform(0.01, 4.0, size=(int(n), 1))
+
+    def evaluate(self, params: Mapping[str, Any], backend: Backend, *, init: Any = None,
+                 stability: bool = False, tol: float = 1e-11, maxiter: int = 3000) -> dict[str, Any]:
+        """Iterate m ← mmse_RIE((Δ + 2m)/(4α)) from the uninformed m = 1/κ (or ``init``), all
+        points; ``stability``: dF/dm of the undamped map at the fixed point."""
         be = backend
+        stab = check_stability_option(stability)
         a, k, dl = (be.to_numpy(params[n]).astype(float) for n in ("alpha", "kappa", "delta"))
         n = a.size
+        x0 = parse_init(init, (1 / k)[:, None], domain=lambda r: r[:, 0] >= 0)
 
         def F(xv: np.ndarray, idx: np.ndarray) -> np.ndarray:
             return self.se_map(np.clip(xv[:, 0], 0.0, None), a[idx], k[idx], dl[idx])[:, None]
@@ -175,13 +186,16 @@ class ExtensiveWidthQuadratic(Model):
         # strict positivity: at Δ = 0, m = 0 is an exact (unstable below α_PR) fixed point that
         # an Anderson step could land on; it is reached only asymptotically, never by a jump
         with np.errstate(all="ignore"):
-            res = solve_fixed_point(F, (1 / k)[:, None], damping=0.5, anderson=3, tol=tol,
+            res = solve_fixed_point(F, x0, damping=0.5, anderson=3, tol=tol,
                                     maxiter=maxiter, project=lambda xv, idx: xv[:, 0] > 0)
             mm = np.where(res.converged, np.clip(res.x[:, 0], 0.0, None), np.nan)
             qh = self.kernel("channel")(np, None, a, dl, mm)["qhat"]
             obs = self.kernel("observables")(np, None, a, k, dl, qh)
+        lead = (leading_eigenvalue(F, np.clip(res.x, 0.0, None), res.converged) if stab
+                else np.full(n, np.nan))
         out = {"gen_error": np.where(res.converged, obs["gen_error"], np.nan), "mmse": mm,
                "qhat": qh, "alpha_pr": np.asarray(obs["alpha_PR"], float) * np.ones(n),
+               "stability": lead,
                "converged": res.converged, "residual": res.residual,
                "iterations": res.iterations, "status": res.status}
         return {kk: be.asarray(v) for kk, v in out.items()}

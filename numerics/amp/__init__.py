@@ -1,0 +1,1 @@
+"""Approximate message passing (AMP) at finite size, written independently of the symbolic layer."""
