@@ -84,6 +84,41 @@ def test_cover_separability_small_d():
     assert p[0] >= 0.9 and p[1] <= 0.1, p
 
 
+@pytest.mark.parametrize("features", ["pooled", "attention", "vectorised"])
+def test_nnls_separability_agrees_with_lp(features):
+    """The NNLS test (certificate either way) gives the max-margin LP's answer on random
+    instances on both sides of the transition, and verifies its own certificates."""
+    q = np.zeros(30)
+    q[0], q[1] = 0.9, math.sqrt(1 - 0.81)
+    for t in range(12):
+        rng = np.random.default_rng([9, t])
+        alpha = (1.5 + 0.25 * t) * (4 if features == "vectorised" else 1)
+        d = 30 if features != "vectorised" else 12
+        X, y = sim.sample(int(alpha * d), d, 4, 1, 0.5, 3.0 * (t % 2), rng)
+        F = sim._features(X, features, q[:d] if features == "attention" else None)
+        sep, info = sim.separable_nnls(F, y, lp_fallback=False)
+        assert sep == sim.separable(F, y), (features, t)
+        if sep:
+            assert np.all(y * (F @ info["w"] + info["b"]) > 0)
+        else:
+            lam = info["lam"]
+            assert lam.min() >= 0 and lam.sum() > 0.5
+            G = y[:, None] * np.hstack([F, np.ones((len(y), 1))])
+            assert np.linalg.norm(G.T @ lam) < 1e-9 * lam.sum()
+
+
+def test_critical_alpha_bracket_is_exact():
+    """The bracket [lo, hi) of the nested bisection: first lo rows separable, first hi rows
+    not (checked by the LP), hi - lo within the tolerance."""
+    X, y = sim.sample(400, 100, 4, 1, 0.5, 3.0, np.random.default_rng(4))
+    F = sim.pooled_features(X)
+    r = sim.critical_alpha(F, y, 100, n0=200, rel_tol=0.005)
+    assert not r["censored"] and r["hi"] - 1 - r["lo"] <= 1
+    assert sim.separable(F[:r["lo"]], y[:r["lo"]])
+    assert not sim.separable(F[:r["hi"]], y[:r["hi"]])
+    assert 2.0 < r["alpha_c"] < 4.0  # alpha* = 2.84; sd of alpha_c at d = 100 is ~10%
+
+
 # ------------------------------------------------------------------------ slow: trends in d
 ALIGN_GRID = ((400, 10), (1000, 6), (2000, 4))
 

@@ -20,7 +20,8 @@ from scipy.optimize import linprog
 from scipy.special import expit
 
 __all__ = ["simulate_readout", "ReadoutResult", "fit_readout", "sample", "loss_derivative", "simulate_alignment", "AlignmentResult",
-           "oracle_errors_mc", "separable", "separability_scan", "pooled_features",
+           "oracle_errors_mc", "separable", "separability_scan", "separable_nnls",
+           "critical_alpha", "critical_alpha_scan", "pooled_features",
            "attention_features", "vectorised_features"]
 
 
@@ -204,6 +205,115 @@ def separable(F: np.ndarray, y: np.ndarray, tol: float = 1e-8) -> bool:
     if res.status != 0:
         raise RuntimeError(f"linprog failed: {res.message}")
     return bool(-res.fun > tol)
+
+
+def separable_nnls(F: np.ndarray, y: np.ndarray, *, rtol: float = 1e-9,
+                   lp_fallback: bool = True) -> tuple[bool, dict[str, Any]]:
+    """Exact separability test with a certificate either way (Lawson–Hanson NNLS).
+
+    With ``g_i = y_i (F_i, 1)`` the data are strictly separable iff ``0`` is not in the convex
+    hull of the ``g_i`` (Gordan). Solve ``min_{lam >= 0} |G lam|^2 + (1^T lam - 1)^2`` by NNLS
+    (``scipy.optimize.nnls``, an active-set method that terminates at the exact optimum). With
+    the residual ``r = (G lam, 1^T lam - 1)``, the KKT conditions give ``g_i . r_G >= -r_1 > 0``
+    whenever the residual is nonzero, so ``w = r_G`` is a separator (checked directly: every
+    margin ``g_i . w`` must be positive); when it is zero, ``lam >= 0`` with ``G lam = 0`` and
+    ``1^T lam = 1`` is a certificate of non-separability (checked: ``|G lam|`` at round-off).
+    Either certificate is verified on the data; if neither verifies (margin within round-off)
+    the max-margin LP :func:`separable` decides (``info['method'] = 'lp'``).
+
+    Returns ``(separable, info)``: ``info['w'], info['b']`` (separator) or ``info['lam']``
+    (certificate), and ``info['method']``.
+    """
+    from scipy.optimize import nnls
+
+    n, p = F.shape
+    G = y[:, None] * np.hstack([F, np.ones((n, 1))])  # (n, p + 1)
+    M = np.vstack([G.T, np.ones((1, n))])
+    rhs = np.zeros(p + 2)
+    rhs[-1] = 1.0
+    lam, _ = nnls(M, rhs, maxiter=max(50 * n, 1000))
+    r = M @ lam - rhs
+    w = r[:-1]
+    marg = G @ w
+    scale = float(np.max(np.linalg.norm(G, axis=1)))
+    if np.all(marg > rtol * scale * max(np.linalg.norm(w), 1e-300)) and np.linalg.norm(w) > 0:
+        return True, dict(w=w[:-1], b=float(w[-1]), method="nnls")
+    if lam.sum() > 0.5 and np.linalg.norm(G.T @ lam) <= rtol * scale * lam.sum():
+        return False, dict(lam=lam, method="nnls")
+    if not lp_fallback:
+        raise RuntimeError("NNLS separability certificate not verified")
+    return separable(F, y), dict(method="lp")
+
+
+def critical_alpha(F: np.ndarray, y: np.ndarray, d: int, *, n0: int, rel_tol: float = 0.005,
+                   step: float = 0.03) -> dict[str, Any]:
+    """Critical sample count of one nested data set: the largest ``n`` such that the first
+    ``n`` rows of ``(F, y)`` are linearly separable (separability is monotone in ``n``).
+
+    Galloping from ``n0`` (steps ``step * n0``, doubling) then bisection until the bracket is
+    below ``rel_tol * n0``; every test is :func:`separable_nnls`, and its certificates tighten
+    the bracket beyond the tested ``n`` (a separator often separates more rows; a
+    non-separability certificate is supported on the first ``max(supp) + 1`` rows).
+    Returns ``lo`` (largest count known separable), ``hi`` (smallest known non-separable;
+    ``N + 1`` if all ``N`` rows are separable), ``alpha_c = (lo + hi - 1) / (2 d)``, ``solves``.
+    """
+    N = F.shape[0]
+    lo = min(F.shape[1] + 1, N)  # n <= p + 1 points in general position: separable
+    hi = N + 1
+    tol = max(1, int(round(rel_tol * n0)))
+    n, s = min(max(n0, lo + 1), N), max(1, int(round(step * n0)))
+    solves, methods, tested_sep = 0, [], False
+    while hi - 1 - lo > tol:
+        sep, info = separable_nnls(F[:n], y[:n])
+        solves += 1
+        methods.append(info["method"])
+        if sep:
+            tested_sep = True
+            lo = max(lo, n)
+            if "w" in info:
+                ok = y * (F @ info["w"] + info["b"]) > 0
+                lo = max(lo, int(np.argmin(ok)) if not ok.all() else N)
+        else:
+            hi = min(hi, n)
+            if "lam" in info:
+                hi = min(hi, int(np.flatnonzero(info["lam"] > 0).max()) + 1)
+        if hi == N + 1:  # no non-separable count found yet: gallop up
+            if lo >= N:
+                break
+            n = min(lo + s, N)
+            s *= 2
+        elif not tested_sep:  # gallop down
+            n = max(hi - s, lo + 1)
+            s *= 2
+        else:
+            n = (lo + hi) // 2
+    return dict(lo=lo, hi=hi, alpha_c=(lo + hi - 1) / (2 * d), solves=solves,
+                lp_fallbacks=methods.count("lp"), censored=hi == N + 1)
+
+
+def critical_alpha_scan(*, d: int, trials: int, L: int, R: int, pi: float, theta: float,
+                        alpha_star: float, features: str = "pooled", q_overlap: float = 1.0,
+                        q_norm_beta: float = 1.0, span: float = 1.3, seed: int = 0,
+                        rel_tol: float = 0.005, progress: bool = False) -> list[dict[str, Any]]:
+    """:func:`critical_alpha` on ``trials`` independent nested data sets of
+    ``round(span * alpha_star * d)`` samples (``alpha_star`` only sets the start and the size).
+    P(separable at alpha) is then the fraction of data sets with ``alpha_c > alpha``."""
+    from tqdm.auto import tqdm
+
+    q = np.zeros(d)
+    q[0] = q_overlap
+    if d > 1:
+        q[1] = math.sqrt(max(0.0, 1 - q_overlap**2))
+    q *= q_norm_beta
+    N = int(round(span * alpha_star * d))
+    out = []
+    for t in tqdm(range(trials), disable=not progress, desc=f"alpha_c {features} d={d}"):
+        rng = np.random.default_rng([seed, d, t])
+        X, y = sample(N, d, L, R, pi, theta, rng)
+        F = _features(X, features, q)
+        del X
+        out.append(critical_alpha(F, y, d, n0=int(round(alpha_star * d)), rel_tol=rel_tol))
+    return out
 
 
 def separability_scan(*, d: int, alphas: np.ndarray, trials: int, L: int, R: int, pi: float,
