@@ -23,6 +23,7 @@ class Status(IntEnum):
     NONFINITE = 3  #: a non-finite value appeared (overflow, division by zero)
     POLE = 4  #: the quantity is infinite here by theory (e.g. tau = 1 at lam = 0)
     NOT_COMPUTED = 5  #: outside the branch this routine handles
+    FAILED = 6  #: the computation of this point raised an error (sweeps record it and go on)
 
 
 STATUS_MEANINGS = {int(s): s.name.lower() for s in Status}

@@ -1,0 +1,74 @@
+"""Shipping a model's kernels to Dask workers as generated source plus hash.
+
+Workers never receive pickled functions: a :class:`KernelBundle` carries, per program, the
+generated source text, its SHA-256, and the equation key it was generated from. A worker
+rebuilds each :class:`~derive.codegen.Kernel` from the text (``exec`` of our own source),
+checks both hashes, and installs it in its model's kernel cache, so it neither re-derives the
+equations in SymPy nor can silently run different ones.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .codegen import Kernel
+from .model import Model
+
+__all__ = ["KernelBundle", "kernel_bundle", "install_kernels", "KernelMismatchError"]
+
+
+class KernelMismatchError(RuntimeError):
+    """A worker received kernels whose text or equations do not match what was sent."""
+
+
+@dataclass(frozen=True)
+class KernelBundle:
+    """Generated array-target kernels of one model: ``programs[program] = (function name,
+    inputs, outputs, key, source, source_sha256)``; ``equations_sha256`` is the model's :attr:`Model.equations_hash`."""
+
+    model: str
+    equations_sha256: str
+    package_version: str
+    programs: Mapping[str, tuple[str, tuple[str, ...], tuple[str, ...], str, str, str]]
+
+    def equations_hash(self) -> str:
+        """The equations hash recomputed from the shipped keys (as :attr:`Model.equations_hash`)."""
+        h = hashlib.sha256()
+        for name in sorted(self.programs):
+            h.update(self.programs[name][3].encode())
+        return h.hexdigest()
+
+
+def kernel_bundle(model: Model, package_version: str) -> KernelBundle:
+    """Every array-target kernel of ``model`` as text + hashes (generated here, on the client)."""
+    progs = {}
+    for name, k in model.kernels("xp").items():
+        progs[name] = (k.name, tuple(k.inputs), tuple(k.outputs), k.key, k.source,
+                       hashlib.sha256(k.source.encode()).hexdigest())
+    return KernelBundle(model.name, model.equations_hash, package_version, progs)
+
+
+def install_kernels(model: Model, bundle: KernelBundle, package_version: str) -> None:
+    """Install ``bundle`` into ``model``'s kernel cache after checking it (on a worker).
+
+    Raises :class:`KernelMismatchError` if the model name, the package version, a source
+    hash or the equations hash differs from what the bundle declares."""
+    if bundle.model != model.name:
+        raise KernelMismatchError(f"bundle is for model {bundle.model!r}, worker model is {model.name!r}")
+    if bundle.package_version != package_version:
+        raise KernelMismatchError(
+            f"client runs attention-theory {bundle.package_version}, this worker "
+            f"{package_version}: install the same version on every worker")
+    if bundle.equations_hash() != bundle.equations_sha256:
+        raise KernelMismatchError("the shipped kernel keys do not hash to the declared equations hash")
+    cache: dict[Any, Kernel] = model.__dict__.setdefault("_kernels", {})
+    for name, (fname, inputs, outputs, key, source, sha) in bundle.programs.items():
+        if hashlib.sha256(source.encode()).hexdigest() != sha:
+            raise KernelMismatchError(f"kernel {name!r}: source does not match its SHA-256")
+        old = cache.get((name, "xp"))
+        if old is not None and old.key != key:
+            raise KernelMismatchError(f"kernel {name!r}: this worker already holds other equations")
+        if old is None:
+            cache[(name, "xp")] = Kernel(name=fname, target="xp", inputs=tuple(inputs),
+                                         outputs=tuple(outputs), key=key, source=source)
