@@ -38,6 +38,7 @@ from numerics.results import Status
 from ..codegen import Program, Sigmoid
 from ..model import Equation, Model
 from ..params import Parameter, nonnegative, positive, unit_interval
+from ._positional_semantic_general import GeneralLR, GeneralSolver, default_A
 
 __all__ = ["PositionalSemantic", "BRANCHES", "BRANCH_INIT"]
 
@@ -115,10 +116,10 @@ class PositionalSemantic(Model):
         "theta": (-0.07, 0.07), "a11": (0.6, 0.6), "a12": (0.4, 0.4), "a21": (0.4, 0.4), "a22": (0.6, 0.6),
     }
     options = {
-        "branch": "global",  # positional | semantic | agnostic | global
+        "branch": "global",  # positional | semantic | agnostic | mixed (r >= 2) | global
         "A": DEFAULT_A,  # the teacher's positional matrix (row-stochastic 2x2)
-        "L": 2,  # tokens (the solved setting)
-        "r": 1,  # rank of the tied query/key
+        "L": 2,  # tokens (L = 2: the paper's toy model; L > 2: general construction)
+        "r": 1,  # rank of the tied query/key (r = 2: general construction, matrix order parameters)
         "quadrature": "qmc",  # "qmc" (scrambled Sobol') or "gauss-hermite"
         "n_quad": 4096,  # QMC points (rounded up to a power of 2), or GH nodes per variable
         "seed": 0,  # scrambling seed of the QMC rule (replicas with other seeds give the error)
@@ -126,7 +127,7 @@ class PositionalSemantic(Model):
         "maxiter": 400,
         "damping": 0.2,  # the undamped map has eigenvalues below -1 (it oscillates): the authors' 0.2
         "anderson": 5,
-        "init": None,  # override (q, m, V, theta) of the initialisation
+        "init": None,  # start: None (branch default), a state vector, or an (n_points, k) array
         "stability": False,  # compute the leading Jacobian eigenvalue of the undamped map
         "progress": False,
     }
@@ -319,21 +320,33 @@ class PositionalSemantic(Model):
     # ---- options ------------------------------------------------------------------------------
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         o = super().validate_options(options)
-        if o["branch"] not in BRANCHES + ("global",):
-            raise ValueError(f"option 'branch' must be one of {BRANCHES + ('global',)}, got {o['branch']!r}")
+        if o["branch"] not in BRANCHES + ("mixed", "global"):
+            raise ValueError(f"option 'branch' must be one of {BRANCHES + ('mixed', 'global')}, "
+                             f"got {o['branch']!r}")
         L, r = o["L"], o["r"]
         if not (isinstance(L, (int, np.integer)) and L >= 2):
             raise ValueError(f"option 'L' (number of tokens) must be an integer >= 2, got {L!r}")
         if not (isinstance(r, (int, np.integer)) and r >= 1):
             raise ValueError(f"option 'r' (rank of the query/key) must be an integer >= 1, got {r!r}")
-        if L != 2 or r != 1:
+        if r > 2:
             raise NotImplementedError(
-                f"the replica equations are implemented for L = 2 tokens and rank r = 1 (the setting "
-                f"the paper solves and the authors tabulate); got L = {L}, r = {r}")
-        A = np.asarray(o["A"], dtype=float)
-        if A.shape != (2, 2) or np.any(A < 0) or not np.allclose(A.sum(axis=1), 1.0):
-            raise ValueError(f"option 'A' must be a row-stochastic 2x2 matrix, got {o['A']!r}")
+                f"the saddle point is solved for rank r <= 2 (the gauge fixing of the rotation "
+                f"symmetry Q -> QO is implemented for r <= 2); got r = {r}. The SymPy model "
+                f"(derive.models._positional_semantic_general.GeneralLR) is built for any r.")
+        if o["branch"] == "mixed" and r < 2:
+            raise ValueError("option 'branch' = 'mixed' (theta along e1, m along e2) needs r >= 2")
+        use_default = L != 2 and isinstance(o["A"], tuple) and o["A"] == DEFAULT_A
+        A = np.asarray(default_A(L) if use_default else o["A"], dtype=float)
+        if A.shape != (L, L) or np.any(A < 0) or not np.allclose(A.sum(axis=1), 1.0):
+            raise ValueError(f"option 'A' must be a row-stochastic {L}x{L} matrix, got {o['A']!r}")
         o["A"] = tuple(map(tuple, A.tolist()))
+        if o["init"] is not None:
+            init = np.asarray(o["init"], dtype=float)
+            k = len(self.state_names(L, r))
+            if init.ndim not in (1, 2) or init.shape[-1] != k:
+                raise ValueError(f"option 'init' must be a length-{k} sequence or an (n_points, {k}) array "
+                                 f"(state {self.state_names(L, r)}), got shape {init.shape}")
+            o["init"] = init
         if o["quadrature"] not in ("qmc", "gauss-hermite"):
             raise ValueError(f"option 'quadrature' must be 'qmc' or 'gauss-hermite', got {o['quadrature']!r}")
         if int(o["n_quad"]) < 2:
@@ -342,21 +355,79 @@ class PositionalSemantic(Model):
 
     # ---- numeric pipeline -----------------------------------------------------------------------
     def evaluate(self, params: Mapping[str, Any], backend: Backend, **options: Any) -> dict[str, Any]:
-        """Solve the saddle point on a flat batch of points (see :class:`_Solver`)."""
+        """Solve the saddle point on a flat batch of points: :class:`_Solver` for the paper's
+        (L, r) = (2, 1); the general construction (:mod:`._positional_semantic_general`) otherwise."""
         o = self.validate_options(options)
         xp = backend.xp
-        branches = BRANCHES[:2] if o["branch"] == "global" else (o["branch"],)
-        results = {b: _Solver(self, params, backend, o).solve(b) for b in branches}
+        L, r = int(o["L"]), int(o["r"])
+        if (L, r) == (2, 1):
+            solver: Any = _Solver(self, params, backend, o)
+            all_branches = BRANCHES[:2]
+        else:
+            solver = GeneralSolver(GeneralLR(L, r), params, backend, o)
+            all_branches = BRANCHES[:2] + ("mixed",)
+        branches = all_branches if o["branch"] == "global" else (o["branch"],)
+        results = {b: solver.solve(b) for b in branches}
         if len(branches) == 1:
             return results[branches[0]]
         # global: the larger Φ among converged branches (= lower minimal risk)
-        pos, sem = results["positional"], results["semantic"]
-        pphi = xp.where(pos["converged"], pos["phi"], -xp.inf)
-        sphi = xp.where(sem["converged"], sem["phi"], -xp.inf)
-        take_sem = sphi > pphi
-        out = {k: xp.where(take_sem, sem[k], pos[k]) for k in pos}
-        out["converged"] = pos["converged"] | sem["converged"]
-        out["status"] = xp.where(out["converged"], int(Status.OK), pos["status"]).astype(np.int8)
+        best = results[branches[0]]
+        for b in branches[1:]:
+            other = results[b]
+            bphi = xp.where(best["converged"], best["phi"], -xp.inf)
+            ophi = xp.where(other["converged"], other["phi"], -xp.inf)
+            take = ophi > bphi
+            conv = best["converged"] | other["converged"]
+            best = {k: xp.where(take, other[k], best[k]) for k in best}
+            best["converged"] = conv
+        best["status"] = xp.where(best["converged"], int(Status.OK), best["status"]).astype(np.int8)
+        return best
+
+    # ---- fixed-point protocol -------------------------------------------------------------------
+    #: the state of the (L, r) = (2, 1) map, in order (general (L, r): :meth:`state_names`)
+    state = ("q", "m", "v", "theta")
+
+    @staticmethod
+    def state_names(L: int = 2, r: int = 1) -> tuple[str, ...]:
+        """Names of the state entries: ``state`` for (2, 1); otherwise the flattened matrices,
+        upper triangle of q (row-major: q_11, q_12, q_22), m (k×r row-major: m_j_a), upper
+        triangle of V (v_11, ...), θ (r×r* row-major: theta_a_e) — the observables of those names."""
+        if (L, r) == (2, 1):
+            return PositionalSemantic.state
+        return GeneralLR(L, r).state_names
+
+    def random_states(self, n: int, rng: Any, L: int = 2, r: int = 1) -> np.ndarray:
+        """``(n, k)`` random starts inside the map's domain: q ∈ [0.005, 0.2] (positive definite,
+        off-diagonals within ±0.3 of the geometric mean of the diagonal), m ∈ [−0.3, 0.3],
+        V ∈ [5, 35] (positive definite), θ with θᵀq⁻¹θ ≤ 0.8 ρ at σ = 0.5."""
+        names = self.state_names(L, r)
+        rho = 0.25
+        out = np.empty((n, len(names)))
+        for i in range(n):
+            qd = rng.uniform(0.005, 0.2, r)
+            vd = rng.uniform(5.0, 35.0, r)
+            q = np.diag(qd)
+            V = np.diag(vd)
+            for a in range(r):
+                for b in range(a + 1, r):
+                    q[a, b] = q[b, a] = rng.uniform(-0.3, 0.3) * np.sqrt(qd[a] * qd[b])
+                    V[a, b] = V[b, a] = rng.uniform(-0.3, 0.3) * np.sqrt(vd[a] * vd[b])
+            th = rng.standard_normal(r)
+            th *= np.sqrt(rng.uniform(0.0, 0.8) * rho / (th @ np.linalg.solve(q, th)))
+            vals = {}
+            for a in range(r):
+                for b in range(a, r):
+                    vals[f"q_{a + 1}{b + 1}"], vals[f"v_{a + 1}{b + 1}"] = q[a, b], V[a, b]
+                vals[f"theta_{a + 1}_1"] = th[a]
+            row = []
+            for nm in names:
+                if nm in ("q", "v", "theta"):
+                    row.append({"q": q[0, 0], "v": V[0, 0], "theta": th[0]}[nm])
+                elif nm == "m" or nm.startswith("m_"):
+                    row.append(rng.uniform(-0.3, 0.3))
+                else:
+                    row.append(vals[nm])
+            out[i] = row
         return out
 
 
@@ -487,8 +558,15 @@ class _Solver:
 
     def solve(self, branch: str) -> dict[str, Any]:
         xp, o = self.xp, self.o
-        init = o["init"] if o["init"] is not None else BRANCH_INIT[branch]
-        x0 = xp.tile(xp.asarray(init, dtype=float)[None, :], (self.n, 1))
+        x0 = xp.tile(xp.asarray(BRANCH_INIT[branch], dtype=float)[None, :], (self.n, 1))
+        if o["init"] is not None:  # one start for all points, or per-point rows (NaN rows: default)
+            init = np.asarray(o["init"], dtype=float)
+            init = np.tile(init[None, :], (self.n, 1)) if init.ndim == 1 else init
+            if init.shape != (self.n, 4):
+                raise ValueError(f"option 'init' must have shape (4,) or (n_points, 4) = ({self.n}, 4) "
+                                 f"with the state {PositionalSemantic.state}; got {init.shape}")
+            good = np.all(np.isfinite(init), axis=1)
+            x0[xp.asarray(good)] = xp.asarray(init[good])
         sig2 = self.p["sigma"] ** 2
 
         def F(x: Any, idx: Any) -> Any:
