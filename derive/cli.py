@@ -56,6 +56,8 @@ def _parse_extra(model, args: list[str]) -> dict[str, object]:
                 out[key] = int(val)
             elif isinstance(default, float):
                 out[key] = float(val)
+            elif "," in val:  # a list of string values: a dimension of the sweep
+                out[key] = [v for v in val.split(",") if v]
             else:
                 out[key] = val
             continue
@@ -86,33 +88,59 @@ def show(model: str, latex: bool = typer.Option(False, "--latex", help="LaTeX in
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def solve(ctx: typer.Context, model: str,
-          output: Optional[Path] = typer.Option(None, "-o", "--output",
-                                                help="write the dataset (.nc netCDF)"),
+          output: Optional[Path] = typer.Option(
+              None, "-o", "--output",
+              help="write the dataset: PATH.zarr is a resumable store (rerun the same command to "
+                   "resume a killed sweep), PATH.nc a netCDF file"),
           backend: str = typer.Option("numpy", help="numpy or cupy"),
+          scheduler: Optional[str] = typer.Option(
+              None, help="Dask scheduler address (tcp://host:8786): units run on its workers"),
+          continuation: Optional[str] = typer.Option(
+              None, help="warm-start each point from the previous one along this swept parameter"),
+          starts: int = typer.Option(1, help="multi-start: the default start plus STARTS-1 random ones"),
+          chunk: Optional[int] = typer.Option(None, help="points per work unit"),
+          sweep_seed: int = typer.Option(0, help="seed of the random starts"),
           rows: int = typer.Option(20, help="table rows to print (0: none)")) -> None:
-    """Solve MODEL on a grid: --tau 0.1:10:200 --alpha 1,10 --kappa inf --lam 0 ..."""
-    from .solve import solve as _solve
+    """Solve MODEL on a grid: --tau 0.1:10:200 --alpha 1,10 --kappa inf --lam 0 ...
+
+    Options of the model are given the same way (--branch semantic); a comma list of option
+    values (--branch positional,semantic) becomes a dimension. Prints a table and a summary line
+    (points converged / not / failed, time)."""
+    from .store import StoreMismatchError
+    from .sweep import sweep
 
     m = _model(model)
     params = _parse_extra(m, ctx.args)
+    store = output if output is not None and output.suffix == ".zarr" else None
+    client = None
+    if scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            typer.echo("error: --scheduler needs dask.distributed: pip install "
+                       "'attention-theory[sweep]'", err=True)
+            raise typer.Exit(2) from None
+        client = Client(scheduler)
     try:
-        ds = _solve(model, backend=backend, **params)
-    except ValueError as exc:
+        ds = sweep(model, store=store, backend=backend, chunk=chunk, client=client,
+                   continuation=continuation, starts=starts, seed=sweep_seed, progress=True, **params)
+    except (ValueError, StoreMismatchError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    finally:
+        if client is not None:
+            client.close()
     if rows:
         df = (ds if ds.sizes else ds.expand_dims("point")).to_dataframe()
-        cols = [c for c in (*m.observables[:6], "converged", "status") if c in df]
+        cols = [c for c in (*m.observables[:6], "n_solutions", "converged", "status") if c in df]
         typer.echo(df[cols].head(rows).to_string())
         if len(df) > rows:
-            typer.echo(f"... ({len(df)} points)")
-    n, ok = ds.attrs["n_points"], ds.attrs["n_converged"]
-    typer.echo(f"{ok}/{n} points converged ({n - ok} flagged, see 'status'); "
-               f"{ds.attrs['seconds']:.3g} s on {ds.attrs['backend']}")
-    if output is not None:
+            typer.echo(f"... ({len(df)} rows)")
+    if output is not None and store is None:
         from .store import write_dataset
 
-        write_dataset(ds, output)
+        write_dataset(ds.drop_vars(["finished", "sweep_run"]), output)
+    if output is not None:
         typer.echo(f"wrote {output}")
 
 

@@ -280,7 +280,7 @@ def run_unit(task: UnitTask, model: Model | None = None) -> UnitResult:
 
 
 def summary_line(ds: xr.Dataset) -> str:
-    """``name: N points: a converged, b not converged (reasons), c failed; ... s on backend``."""
+    """``name: a/N points converged, b not converged (reasons), c failed; ... s on backend``."""
     st = np.asarray(ds["status"].values)
     conv = np.asarray(ds["converged"].values, dtype=bool)
     if "solution" in ds.dims:  # count a point as converged if any fixed point converged
@@ -296,7 +296,7 @@ def summary_line(ds: xr.Dataset) -> str:
     if a.get("n_resumed"):
         extra = f"; {a['n_resumed']} resumed from the store, {a['n_computed']} computed"
     where = a.get("backend", "?") + (f", {a['workers']} Dask workers" if a.get("workers") else "")
-    return (f"{a.get('model', '?')}: {conv.size} points: {int(conv.sum())} converged, {notconv} not "
+    return (f"{a.get('model', '?')}: {int(conv.sum())}/{conv.size} points converged, {notconv} not "
             f"converged{why}, {failed} failed{extra}; {a.get('seconds', float('nan')):.3g} s on {where}")
 
 
@@ -384,7 +384,7 @@ def sweep(name: str | Model, *, store: str | Path | None = None, backend: str = 
     t0 = time.perf_counter()
     show = progress if progress is not None else (len(todo) > 1)
     bar = tqdm(total=sum(int(np.prod([s.stop - s.start for s in units[i]])) for i in todo),
-               disable=not show, desc=f"sweep {model.name}", unit="pt")
+               disable=not show or not todo, desc=f"sweep {model.name}", unit="pt")
 
     def accept(res: UnitResult) -> None:
         nonlocal mem

@@ -105,7 +105,7 @@ def test_cli_end_to_end(tmp_path):
     out = r.invoke(app, ["solve", "icl-linear-attention", "--tau", "0.5:2:4", "--alpha", "10",
                          "--kappa", "0.5,inf", "--rho", "0.01", "--lam", "0", "-o", str(f)])
     assert out.exit_code == 0, out.output
-    assert "6/8 points converged (2 flagged" in out.output  # tau = 1 is the pole
+    assert "6/8 points converged, 2 not converged (pole 2)" in out.output  # tau = 1 is the pole
     assert read_dataset(f).e_icl.shape == (4, 2)
     out = r.invoke(app, ["solve", "icl-linear-attention", "--tau", "0.5", "--alpha", "-2",
                          "--kappa", "1", "--rho", "0", "--lam", "0"])

@@ -76,7 +76,7 @@ def test_sweep_equals_one_shot_solve():
     for k in ("e_icl", "e_idg", "e_train"):
         np.testing.assert_array_equal(ds[k].values, ref[k].values)
     assert ds["finished"].values.all() and ds.attrs["summary"].startswith(
-        "icl-linear-attention: 63 points: 63 converged, 0 not converged, 0 failed")
+        "icl-linear-attention: 63/63 points converged, 0 not converged, 0 failed")
 
 
 # -- fixed-point machinery on the Curie–Weiss toy -----------------------------------------------------
