@@ -28,7 +28,8 @@ def package_version() -> str:
 
 
 def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None = None,
-          chunk: int = CHUNK, **params: Any) -> xr.Dataset:
+          chunk: int = CHUNK, store: Any = None, client: Any = None, continuation: str | None = None,
+          starts: int = 1, **params: Any) -> xr.Dataset:
     """Solve model ``name`` on the outer-product grid of its parameters.
 
     Every array-valued parameter (anything with ``ndim >= 1``) becomes a dimension, in
@@ -38,7 +39,17 @@ def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None 
     Points that did not converge hold NaN and ``converged = False``; they are never
     silently filled. Keyword arguments that are model *options* (``model.options``,
     e.g. ``branch=``) are passed to the pipeline, not gridded, and recorded in ``attrs``.
+
+    With ``store=`` (a resumable ``.zarr`` path), ``client=`` (a Dask client),
+    ``continuation=`` or ``starts=`` the grid is solved by :func:`derive.sweep.sweep` (work
+    units, resume, workers, warm starts, multi-start); see there.
     """
+    if store is not None or client is not None or continuation is not None or starts != 1:
+        from .sweep import sweep
+
+        return sweep(name, store=store, backend=backend if isinstance(backend, str) else backend.name,
+                     chunk=None if chunk == CHUNK else chunk, client=client,
+                     continuation=continuation, starts=starts, progress=progress, **params)
     model = models.get(name)
     be = get_backend(backend)
     opts = model.validate_options({k: params.pop(k) for k in list(params) if k in model.options})

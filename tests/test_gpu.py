@@ -49,3 +49,91 @@ def test_piecewise_kernel_on_cupy():
     got = k(CUPY.xp, CUPY.special, *[CUPY.xp.asarray(a) for a in args])
     for v in ("M", "Mp", "e_icl"):
         np.testing.assert_allclose(CUPY.to_numpy(got[v]), ref[v], rtol=1e-13)
+
+
+# -- every generated kernel of every model, and the generic solvers -------------------------------
+
+def _kernel_cases():
+    out = []
+    for name in derive.models.names():
+        m = derive.models.get(name)
+        for prog in m._programs:
+            out.append((name, prog))
+    return out
+
+
+@pytest.mark.parametrize("model,program", _kernel_cases())
+def test_every_generated_kernel_cupy_equals_numpy(model, program):
+    m = derive.models.get(model)
+    k = m.kernel(program)
+    rng = np.random.default_rng(0)
+    prog = m._programs[program]
+    args = [rng.uniform(*m.kernel_input_ranges.get(s.name, (-2.0, 2.0)), size=64) for s in prog.inputs]
+    npb = get_backend("numpy")
+    with np.errstate(all="ignore"):
+        ref = k(np, npb.special, *args)
+        got = k(CUPY.xp, CUPY.special, *[CUPY.xp.asarray(a) for a in args])
+    for v in ref:
+        r = np.broadcast_to(np.asarray(ref[v], dtype=float), (64,))
+        g = np.broadcast_to(CUPY.to_numpy(CUPY.xp.asarray(got[v])).astype(float), (64,))
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(r), err_msg=f"{program}.{v}: NaN pattern")
+        ok = np.isfinite(r)
+        np.testing.assert_allclose(g[ok], r[ok], rtol=1e-11, atol=1e-300, err_msg=f"{program}.{v}")
+
+
+GRIDS = {
+    "bilinear-sequence-regression": dict(alpha=np.array([0.3, 0.8, 1.5]), beta=2.0, rho=0.5, delta=0.1),
+    "extensive-width-quadratic": dict(alpha=np.array([0.1, 0.3, 0.6]), kappa=0.5, delta=0.1),
+    "positional-semantic": dict(alpha=np.array([1.0, 2.0]), omega=0.3, sigma=0.5, lam=0.01,
+                                branch="positional", n_quad=512),
+}
+
+
+@pytest.mark.parametrize("model", sorted(GRIDS))
+def test_fixed_point_models_cupy_equal_numpy(model):
+    a = derive.solve(model, backend="numpy", **GRIDS[model])
+    b = derive.solve(model, backend="cupy", **GRIDS[model])
+    np.testing.assert_array_equal(a.converged.values, b.converged.values)
+    for v in derive.models.get(model).state:
+        np.testing.assert_allclose(b[v].values, a[v].values, rtol=1e-8, atol=1e-12, equal_nan=True)
+
+
+def test_sweep_with_continuation_on_cupy(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _curie_weiss import CurieWeiss
+
+    from derive.sweep import sweep
+
+    h = np.linspace(-0.6, 0.7, 14)
+    a = sweep(CurieWeiss(), beta=2.0, h=h, init=[-0.9], continuation="h", progress=False)
+    b = sweep(CurieWeiss(), beta=2.0, h=h, init=[-0.9], continuation="h", progress=False,
+              backend="cupy", store=tmp_path / "gpu.zarr")
+    np.testing.assert_allclose(b.m.values, a.m.values, rtol=1e-10)
+    np.testing.assert_allclose(b.stability.values, a.stability.values, rtol=1e-6)
+
+
+def test_generic_solvers_on_cupy():
+    from numerics.fixed_point import solve_fixed_point
+    from numerics.prox import newton_minimize
+    from numerics.quadrature import gauss_hermite
+
+    xp = CUPY.xp
+    c = xp.asarray(np.linspace(0.1, 2.0, 50))
+    fp = solve_fixed_point(lambda x, i: xp.cos(c[i])[:, None] * 0 + xp.cos(x), xp.full((50, 1), 0.3),
+                           damping=0.7, anderson=3, tol=1e-13, xp=xp)
+    assert bool(fp.converged.all())
+    np.testing.assert_allclose(CUPY.to_numpy(fp.x[:, 0]), 0.7390851332151607, rtol=1e-12)
+
+    def fgh(x, rows):  # (x - c)^4 + x^2 per row
+        d = x[:, 0] - c[rows]
+        return d**4 + x[:, 0] ** 2, (4 * d**3 + 2 * x[:, 0])[:, None], (12 * d**2 + 2)[:, None, None]
+
+    r = newton_minimize(fgh, xp.zeros((50, 1)), xp=xp)
+    g = CUPY.to_numpy(4 * (r.x[:, 0] - c) ** 3 + 2 * r.x[:, 0])
+    assert np.abs(g).max() < 1e-10
+    rule = gauss_hermite(20, 2).to(xp)
+    m4 = float((rule.weights * rule.nodes[:, 0] ** 4).sum())
+    assert m4 == pytest.approx(3.0, rel=1e-13)
