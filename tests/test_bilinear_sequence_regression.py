@@ -257,3 +257,41 @@ def test_protocol_init_and_stability(model):
     assert starts.shape == (5, 1) and np.all((starts > 0) & (starts <= 1))
     with pytest.raises(ValueError, match="init"):
         derive.solve(NAME, alpha=a, init=np.ones((3, 1)), **kw)
+
+
+# ---- free entropy (item 4) -----------------------------------------------------------------
+def test_free_entropy_stationarity_is_the_state_evolution(model):
+    """SymPy: ∂Φ/∂q = 0 ⇔ q̂ = α/(Δ + 1 − q) (the stated channel) and ∂Φ/∂q̂ = 0 with the
+    I-MMSE relation ⇔ q = 1 − mmse_RIE(1/q̂) (the stated SE)."""
+    from derive.models.bilinear_sequence_regression import m, mmse_at, q
+
+    st = model.stationarity
+    assert sp.simplify(st["qhat"] - model.qhat_def.subs(m, 1 - q)) == 0
+    assert sp.simplify(st["q"] - (1 - mmse_at)) == 0
+    # the Gaussian-channel Ψ_out is E log N(y; √q ξ, Δ+1−q) with y = √q ξ + √(1−q) u + √Δ ε:
+    # check the Gaussian integral numerically (mpmath) at one point
+    qq, dl = mpmath.mpf("0.3"), mpmath.mpf("0.2")
+    var = dl + 1 - qq
+    ref = -mpmath.log(2 * mpmath.pi * var) / 2 - mpmath.quad(
+        lambda r: r**2 * mpmath.npdf(r, 0, mpmath.sqrt(var)), [-mpmath.inf, mpmath.inf]) / (2 * var)
+    got = model.psi_out_def.subs({sp.Symbol("q"): 0.3, delta: 0.2})
+    assert float(got) == pytest.approx(float(ref), abs=1e-12)
+
+
+@pytest.mark.slow
+def test_free_entropy_is_stationary_at_the_fixed_point(model):
+    """Φ along the channel-stationary line (q = 1 − m, q̂ = α/(Δ + m)), with Ψ_den from the
+    I-MMSE integral of the RIE error, is flat at the SE fixed point (central difference) and
+    not flat away from it."""
+    a, b, r, dl = 0.3, 2.0, 0.5, 0.1
+    ds = derive.solve(NAME, alpha=a, beta=b, rho=r, delta=dl)
+    ms = float(ds.mmse)
+    h = 2e-3
+
+    def phi(mv):
+        return model.free_entropy_numeric(a, b, r, dl, mv)
+
+    slope_at = (phi(ms + h) - phi(ms - h)) / (2 * h)
+    slope_off = (phi(ms + 0.1 + h) - phi(ms + 0.1 - h)) / (2 * h)
+    assert abs(slope_at) < 2e-3 * abs(slope_off)
+    assert abs(slope_off) > 1e-2

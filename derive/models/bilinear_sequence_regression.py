@@ -57,6 +57,9 @@ de = sp.Symbol("Delta_eff", positive=True)    # 1/qhat
 I3 = sp.Symbol("I_3", nonnegative=True)       # ∫ μ_Y^3 over R
 J2 = sp.Symbol("J_2", nonnegative=True)       # ∫ μ_Y / x^2 over R
 m_new, mse_ridge, alpha_pr, dd = sp.symbols("m_new mse_ridge alpha_PR d")
+Psi_den = sp.Function("Psi_den")               # free entropy of the denoising channel at SNR q̂
+Psi_val, mmse_at = sp.symbols("Psi_d mmse_at")  # numeric Ψ_den(q̂), mmse_RIE(1/q̂)
+phi = sp.Symbol("Phi")
 x = sp.Symbol("x", real=True)
 C = sp.symbols("c0:5")
 E = sp.symbols("e0:11")
@@ -121,6 +124,52 @@ class BilinearSequenceRegression(Model):
             raise ArithmeticError(f"β=∞ noiseless: expected one admissible root, got {good}")
         return sp.factor(1 - good[0]).subs({a: alpha, r: rho})
 
+    # ---- free entropy ---------------------------------------------------------------------
+    #: output part for the Gaussian channel: E log N(y; √q ξ, Δ + 1 − q) (Gaussian integral)
+    psi_out_def = -sp.log(2 * sp.pi * (delta + 1 - q)) / 2 - sp.Rational(1, 2)
+    #: I-MMSE relation (Guo–Shamai–Verdú; stated): 2 dΨ_den/dq̂ = 1 − mmse_RIE(1/q̂)
+    psi_den_derivative = (1 - mmse_at) / 2
+
+    @cached_property
+    def free_entropy(self) -> sp.Expr:
+        r"""Replica-symmetric free entropy of the GLM with the RIE prior channel:
+        $\Phi(q,\hat q)=-q\hat q/2+\Psi_{m den}(\hat q)+lpha\Psi_{m out}(q)$."""
+        return -q * qhat / 2 + Psi_den(qhat) + alpha * self.psi_out_def
+
+    @cached_property
+    def stationarity(self) -> dict[str, sp.Expr]:
+        """Solve ∂Φ/∂q = 0 for q̂ and ∂Φ/∂q̂ = 0 (with the I-MMSE relation) for q (derived);
+        the state evolution is q̂ = α/(Δ + 1 − q), q = 1 − mmse_RIE(1/q̂)."""
+        dq = sp.diff(self.free_entropy, q)
+        dqh = sp.diff(self.free_entropy, qhat).subs(sp.Derivative(Psi_den(qhat), qhat),
+                                                     self.psi_den_derivative)
+        (qh_sol,) = sp.solve(sp.Eq(dq, 0), qhat)
+        (q_sol,) = sp.solve(sp.Eq(dqh, 0), q)
+        return {"qhat": sp.simplify(qh_sol), "q": sp.simplify(q_sol)}
+
+    @cached_property
+    def free_entropy_on_shell(self) -> sp.Expr:
+        """Φ at q̂ = α/(Δ + 1 − q) as a function of (q, Ψ_den value) (for branch comparison)."""
+        return sp.simplify(self.free_entropy.subs(qhat, self.stationarity["qhat"])
+                           .subs(Psi_den(self.stationarity["qhat"]), Psi_val))
+
+    def psi_den_numeric(self, qhat_v: float, rho_v: float, beta_v: float, n: int = 24) -> float:
+        """Ψ_den(q̂) − Ψ_den(0) = ½∫₀^q̂ (1 − mmse_RIE(1/t)) dt (I-MMSE), Gauss–Legendre in t."""
+        u, w = np.polynomial.legendre.leggauss(n)
+        t = qhat_v * (u + 1) / 2
+        mm = self.mmse_rie(1 / t, np.full(n, rho_v), np.full(n, beta_v))
+        return float(qhat_v / 2 * np.dot(w, (1 - mm) / 2))
+
+    def free_entropy_numeric(self, alpha_v: float, beta_v: float, rho_v: float, delta_v: float,
+                             m_v: float) -> float:
+        """Φ at the fixed point with mmse ``m_v`` (up to a parameter-dependent constant common to
+        all branches at the same (α, β, ρ, Δ))."""
+        k = self.kernel("free_entropy")
+        qv = 1 - m_v
+        qh = alpha_v / (delta_v + m_v)
+        return float(k(np, None, alpha_v, delta_v, qv,
+                       self.psi_den_numeric(qh, rho_v, beta_v))["Phi"])
+
     @cached_property
     def quartic(self) -> sp.Poly:
         return _rie.rectangular_quartic(rho, beta, de)
@@ -154,6 +203,10 @@ class BilinearSequenceRegression(Model):
             "mmse_beta_inf": Program(
                 "bsr_mmse_beta_inf", (rho, de), ((m_new, self.mmse_beta_inf),), (m_new,),
                 doc="β = ∞ RIE error, read off the stated β → ∞ equation."),
+            "free_entropy": Program(
+                "bsr_free_entropy", (alpha, delta, q, Psi_val),
+                ((phi, self.free_entropy_on_shell),), (phi,),
+                doc="Φ at q̂ = α/(Δ + 1 − q), given Ψ_den(q̂) (derived)."),
             "extras": Program(
                 "bsr_extras", (alpha, beta, rho, delta),
                 ((alpha_pr, self.alpha_pr_def), (mse_ridge, self.ridge_def)),
@@ -177,6 +230,10 @@ class BilinearSequenceRegression(Model):
                      "derived", "§B2"),
             Equation("perfect recovery", alpha_pr, self.alpha_pr_def, "paper", "§B2",
                      "degrees of freedom r(D + L − r)/(DL)"),
+            Equation("free entropy (RS, Gaussian channel)", phi, self.free_entropy, "derived", "§B2",
+                     "Ψ_out = E log N(y; √q ξ, Δ+1−q); I-MMSE: 2Ψ_den'(q̂) = 1 − mmse_RIE(1/q̂)"),
+            Equation("stationarity ∂Φ/∂q = 0", qhat, self.stationarity["qhat"], "derived", "§B2"),
+            Equation("stationarity ∂Φ/∂q̂ = 0", q, self.stationarity["q"], "derived", "§B2"),
             Equation("optimal ridge baseline", mse_ridge, self.ridge_def, "code+mp", "§B2"),
         ]
 
