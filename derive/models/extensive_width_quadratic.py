@@ -51,6 +51,9 @@ de = sp.Symbol("Delta_eff", positive=True)   # 1/qhat
 I3 = sp.Symbol("I_3", nonnegative=True)      # ∫ μ^3
 m_new, gen_error, alpha_pr, Q0 = sp.symbols("m_new gen_error alpha_PR Q_0")
 x = sp.Symbol("x", real=True)
+q = sp.Symbol("q")                              # overlap Q0 − m
+Psi_den = sp.Function("Psi_den")               # free entropy of the GOE denoising channel at q̂
+Psi_val, mmse_at, phi = sp.symbols("Psi_d mmse_at Phi")
 C = sp.symbols("c0:4")
 E = sp.symbols("e0:5")
 
@@ -79,6 +82,55 @@ class ExtensiveWidthQuadratic(Model):
     qhat_equation = 4 * sp.pi**2 / 3 * I3 / qhat - delta * qhat / 2 - (1 - 2 * alpha)
     gen_error_def = (4 * alpha - qhat * delta) / (2 * qhat)
     alpha_pr_def = sp.Piecewise((kappa - kappa**2 / 2, kappa < 1), (sp.Rational(1, 2), True))
+
+    # ---- free entropy (derived; not stated in the spec) -------------------------------------
+    #: Gaussian output channel: ω = Tr(Z Ŝ) has variance 2q, the rest 2(Q0 − q) + Δ:
+    #: Ψ_out = E log N(y; ω, Δ + 2(Q0 − q))
+    @cached_property
+    def psi_out_def(self) -> sp.Expr:
+        return -sp.log(2 * sp.pi * (delta + 2 * (self.Q0_def - q))) / 2 - sp.Rational(1, 2)
+
+    #: I-MMSE for Y = S + GOE/√q̂ in the Frobenius-isometric coordinates (per-component SNR
+    #: d q̂/2, total error d·mmse, free entropy per d²): dΨ_den/dq̂ = (Q0 − mmse_RIE(1/q̂))/4
+    @cached_property
+    def psi_den_derivative(self) -> sp.Expr:
+        return (self.Q0_def - mmse_at) / 4
+
+    @cached_property
+    def free_entropy(self) -> sp.Expr:
+        r"""$\Phi(q,\hat q)=-q\hat q/4+\Psi_{m den}(\hat q)+lpha\Psi_{m out}(q)$ (per $d^2$)."""
+        return -q * qhat / 4 + Psi_den(qhat) + alpha * self.psi_out_def
+
+    @cached_property
+    def stationarity(self) -> dict[str, sp.Expr]:
+        """∂Φ/∂q = 0 solved for q̂, ∂Φ/∂q̂ = 0 (I-MMSE) solved for q (derived)."""
+        dq = sp.diff(self.free_entropy, q)
+        dqh = sp.diff(self.free_entropy, qhat).subs(sp.Derivative(Psi_den(qhat), qhat),
+                                                     self.psi_den_derivative)
+        (qh_sol,) = sp.solve(sp.Eq(dq, 0), qhat)
+        (q_sol,) = sp.solve(sp.Eq(dqh, 0), q)
+        return {"qhat": sp.simplify(qh_sol), "q": sp.simplify(q_sol)}
+
+    @cached_property
+    def free_entropy_on_shell(self) -> sp.Expr:
+        """Φ at the q-stationary q̂, as a function of (q, Ψ_den value)."""
+        qh = self.stationarity["qhat"]
+        return sp.simplify(self.free_entropy.subs(qhat, qh).subs(Psi_den(qh), Psi_val))
+
+    def psi_den_numeric(self, qhat_v: float, kappa_v: float, n: int = 24) -> float:
+        """Ψ_den(q̂) − Ψ_den(0) = ¼∫₀^q̂ (Q0 − mmse_RIE(1/t)) dt, Gauss–Legendre in t."""
+        u, w = np.polynomial.legendre.leggauss(n)
+        t = qhat_v * (u + 1) / 2
+        mm = self.mmse_rie(1 / t, np.full(n, kappa_v))
+        q0 = 1 + 1 / kappa_v
+        return float(qhat_v / 2 * np.dot(w, (q0 - mm) / 4))
+
+    def free_entropy_numeric(self, alpha_v: float, kappa_v: float, delta_v: float, m_v: float) -> float:
+        """Φ on the line q = Q0 − m, q̂ = 4α/(Δ + 2m) (up to a constant common to all branches)."""
+        qv = 1 + 1 / kappa_v - m_v
+        qh = 4 * alpha_v / (delta_v + 2 * m_v)
+        k = self.kernel("free_entropy")
+        return float(k(np, None, alpha_v, kappa_v, delta_v, qv, self.psi_den_numeric(qh, kappa_v))["Phi"])
 
     @cached_property
     def qhat_map(self) -> sp.Expr:
@@ -118,6 +170,9 @@ class ExtensiveWidthQuadratic(Model):
                                doc="q̂ = 4α/(Δ + 2m) (derived from the stated equation)."),
             "mmse_rie": Program("ewq_mmse_rie", (de, I3), ((m_new, self.mmse_rie_def),), (m_new,),
                                 doc="Symmetric RIE error from ∫μ³ (stated)."),
+            "free_entropy": Program("ewq_free_entropy", (alpha, kappa, delta, q, Psi_val),
+                                    ((phi, self.free_entropy_on_shell),), (phi,),
+                                    doc="Φ at q̂ = 4α/(Δ + 2(Q0 − q)), given Ψ_den(q̂) (derived)."),
             "observables": Program("ewq_observables", (alpha, kappa, delta, qhat),
                                    ((gen_error, self.gen_error_def), (alpha_pr, self.alpha_pr_def),
                                     (Q0, self.Q0_def)), (gen_error, alpha_pr, Q0),
@@ -137,6 +192,10 @@ class ExtensiveWidthQuadratic(Model):
             Equation("generalisation error", gen_error, self.gen_error_def, "code+mp", "§B3"),
             Equation("generalisation error at the fixed point", gen_error,
                      self.gen_error_at_fixed_point, "derived", "§B3"),
+            Equation("free entropy (RS, derived)", phi, self.free_entropy, "derived", "§B3",
+                     "I-MMSE: 4Ψ_den'(q̂) = Q₀ − mmse_RIE(1/q̂); not stated in the spec"),
+            Equation("stationarity ∂Φ/∂q = 0", qhat, self.stationarity["qhat"], "derived", "§B3"),
+            Equation("stationarity ∂Φ/∂q̂ = 0", q, self.stationarity["q"], "derived", "§B3"),
             Equation("Q₀", Q0, self.Q0_def, "paper", "§B3"),
             Equation("perfect recovery (Δ = 0)", alpha_pr, self.alpha_pr_def, "paper", "§B3"),
         ]
