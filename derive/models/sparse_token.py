@@ -239,14 +239,19 @@ class SparseToken(Model):
     # ---- §3.1–3.2: two gradient steps ----------------------------------------------
     @cached_property
     def step1(self) -> list[tuple[sp.Symbol, sp.Expr]]:
-        r"""Readout after one step from zero, and the law of the step-3 pre-activation (§3.2).
-
-        $w^{(1)}=-\frac{\eta_w}{n_0}\sum_i c_{y_i}\bar x_i$ with $c_\pm=\ell'(\pm1,b^{(1)})$;
-        $\bar x_i=\theta\frac RL y_i^+\xi+z_i/\sqrt L$ gives $m_1$, $u^2$; the pre-activation
-        $w^{(1)\top}\bar x_i+b^{(1)}$ of a *training* sample is
-        $\mu_{y}+\sigma_1\zeta$ with the self-interaction $-\eta_wc_y/(\alpha_0L)$ (from
-        $\|z_i\|^2/L\to d/L$) kept.
+        r"""Readout after one step from zero, and the law of the step-3 pre-activation (§3.2),
+        **derived by SymPy** (:func:`derive.models._sparse_token_twostep.step1_derived`):
+        $w^{(1)}=-\frac{\eta_w}{n_0}\sum_i c_{y_i}\bar x_i$, $c_\pm=\ell'(\pm1,b^{(1)})$; the
+        pre-activation of a *training* sample is $\mu_y+\sigma_1\zeta$ with its own term
+        $-\eta_wc_y/(\alpha_0L)$ kept. :attr:`step1_hand` is the earlier hand form (tests: equal).
         """
+        from ._sparse_token_twostep import step1_derived
+
+        return list(step1_derived())
+
+    @cached_property
+    def step1_hand(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        """The hand-derived step 1 (kept as the reference the SymPy derivation must equal)."""
         return [
             (c_p, loss_prime(sp.Integer(1), b1)),
             (c_m, loss_prime(sp.Integer(-1), b1)),
@@ -271,7 +276,28 @@ class SparseToken(Model):
 
     @cached_property
     def step2(self) -> list[tuple[sp.Symbol, sp.Expr]]:
-        r"""The query after its step (§3.2, derived here; [RECON ✓sim] in the spec).
+        r"""The query after its step (§3.2, Thm 3), **derived by SymPy**
+        (:func:`derive.models._sparse_token_twostep.step2_general`): $A=\mathbb E[G_\xi]$,
+        $B^2=\mathbb E[G_u]^2$, $C=\mathbb E[h^2\|PXw^{(1)}\|^2]/\alpha_0$ with
+        $G=h\,X^\top PXw^{(1)}$; $\langle q^{(2)},\xi\rangle=-\eta_q\beta A/L$,
+        $\|q^{(2)}\|=\frac{\eta_q\beta}L\sqrt{A^2+B^2+C}$, $s_q=-A/\sqrt{A^2+B^2+C}$."""
+        from ._sparse_token_twostep import step2_general
+
+        g = step2_general()
+        col = lambda e: sp.collect(sp.expand(e), [Eh_p, Eh_m, Eh2_p, Eh2_m])
+        return [
+            (A, col(g["A"])),
+            (B2, g["B2"]),
+            (C, col(g["C"])),
+            (q_xi, -eta_q * beta * A / L),
+            (q_norm, eta_q * beta / L * sp.sqrt(A**2 + B2 + C)),
+            (s_q, -A / sp.sqrt(A**2 + B2 + C)),
+        ]
+
+    @cached_property
+    def step2_hand(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        r"""The query after its step, by hand (§3.2; [RECON ✓sim] in the spec); the reference the
+        SymPy derivation :attr:`step2` must equal.
 
         $q^{(2)}=-\frac{\eta_q\beta}{n_0L}\sum_ih_iX_i^\top PX_iw^{(1)}$, $P=I-\frac1L\mathbf 1\mathbf 1^\top$.
         Writing $g_i=Z_iw^{(1)}$: $h_i$ depends on $g_i$ only through $\mathbf 1^\top g_i$, and
