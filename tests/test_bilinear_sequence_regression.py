@@ -295,3 +295,13 @@ def test_free_entropy_is_stationary_at_the_fixed_point(model):
     slope_off = (phi(ms + 0.1 + h) - phi(ms + 0.1 - h)) / (2 * h)
     assert abs(slope_at) < 2e-3 * abs(slope_off)
     assert abs(slope_off) > 1e-2
+
+
+def test_unique_fixed_point_no_first_order_transition(model):
+    """mmse_RIE(Δ_eff) increasing and concave (β = 5, ρ = 0.5, Δ_eff ∈ [1e-3, 50]) ⇒ the SE map
+    m ↦ mmse_RIE((Δ + m)/α) has at most one fixed point m > 0 for every (α, Δ): no coexisting
+    branches, no first-order transition (measured for β ∈ {1, 5}, ρ ∈ {0.2, 0.5, 2}, see the docs)."""
+    de = np.geomspace(1e-3, 50, 30)
+    mm = model.mmse_rie(de, np.full(de.size, 0.5), np.full(de.size, 5.0))
+    sl = np.diff(mm) / np.diff(de)
+    assert np.all(sl > 0) and np.all(np.diff(sl) < 0)

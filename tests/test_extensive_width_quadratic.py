@@ -229,3 +229,19 @@ def test_free_entropy_is_maximal_at_the_fixed_point(model):
 
     s0, s_lo, s_hi = slope(ms), slope(ms - 0.1), slope(ms + 0.1)
     assert abs(s0) < 1e-4 and s_lo > 1e-2 and s_hi < -1e-2
+
+
+@pytest.mark.parametrize("k_", [0.25, 2.0])
+def test_unique_fixed_point_no_first_order_transition(model, k_):
+    """mmse_RIE(Δ_eff) is increasing and concave on [1e-3, 50] (measured: slopes decrease), so
+    F(m) = mmse_RIE((Δ + 2m)/(4α)) − m is concave with F(0) ≥ 0: at most one fixed point m > 0
+    for every (α, Δ). Informed and uninformed starts therefore meet and there is no first-order
+    transition to locate (free-entropy comparison has a single branch)."""
+    de = np.geomspace(1e-3, 50, 40)
+    mm = model.mmse_rie(de, np.full(de.size, k_))
+    sl = np.diff(mm) / np.diff(de)
+    assert np.all(sl > 0) and np.all(np.diff(sl) < 0)
+    a = np.array([0.1, 0.3])
+    inf = derive.solve(NAME, alpha=a, kappa=k_, delta=0.25, init=[1e-4])
+    uni = derive.solve(NAME, alpha=a, kappa=k_, delta=0.25, init=[1 / k_])
+    assert inf.mmse.values == pytest.approx(uni.mmse.values, abs=1e-9)
