@@ -365,7 +365,7 @@ class PositionalSemantic(Model):
             all_branches = BRANCHES[:2]
         else:
             solver = GeneralSolver(GeneralLR(L, r), params, backend, o)
-            all_branches = BRANCHES[:2] + ("mixed",)
+            all_branches = BRANCHES[:2] + (("mixed",) if r >= 2 else ())
         branches = all_branches if o["branch"] == "global" else (o["branch"],)
         results = {b: solver.solve(b) for b in branches}
         if len(branches) == 1:
