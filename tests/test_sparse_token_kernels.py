@@ -187,3 +187,21 @@ def test_attention_capacity_reduces_to_pooled_at_q_zero():
     pool = float(solve(L=4, R=1, pi=0.5, theta=3.0).alpha_pool)
     assert r["converged"]
     assert abs(r["alpha_attn"] - pool) < 4 * r["alpha_attn_sem"] + 0.01 * pool
+
+
+def test_attention_features_kernels_vs_direct_softmax():
+    """rho, nu, kappa from the generated kernels vs a direct NumPy softmax on the same draws."""
+    L, R, theta, bq, sq = 7, 2, 2.5, 1.7, 0.6
+    f = MODEL.attention_features(L=L, R=R, pi=0.3, theta=theta, beta_q=bq, s_q=sq, n=500,
+                                 rng=np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    v = (np.arange(L) < R).astype(float)
+    for lab in (1, -1):
+        t = rng.standard_normal((500, L))
+        x = theta * (lab == 1) * sq * v + t
+        a = np.exp(bq * x - (bq * x).max(axis=1, keepdims=True))
+        a /= a.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(f[lab]["rho"], (a * x).sum(axis=1), rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(f[lab]["nu"], theta * (lab == 1) * math.sqrt(1 - sq**2) * a @ v,
+                                   rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(f[lab]["kappa"], np.sqrt((a * a).sum(axis=1)), rtol=1e-13)

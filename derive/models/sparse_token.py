@@ -98,6 +98,11 @@ m_cap = sp.Symbol("m_cap")
 wq, rho_s, nu_s, kap_s = sp.Symbol("w_q", real=True), sp.Symbol("rho", real=True), \
     sp.Symbol("nu", real=True), sp.Symbol("kappa", positive=True)
 
+# attention features of one latent sample (token score t, signal indicator v, shift)
+t_tok, v_tok, yp_s, bq_s, shift_s = sp.symbols("t_tok v_tok yplus beta_q shift", real=True)
+sc_s, e_s, ex_s, ev_s, e2_s = sp.symbols("score e ex ev e2", real=True)
+S0_s, S1_s, Sv_s, S2_s = sp.symbols("S0 S1 Sv S2", real=True)
+
 # display-only symbols for the model's definition (§1)
 X_s, Z_s, vxi_s, yplus_s = sp.symbols("X Z vxi yplus")
 fq_s, attn_s, xbar_s, pool_s = sp.symbols("fqX attn xbar pooled_score")
@@ -336,6 +341,22 @@ class SparseToken(Model):
         arg = y * (wq * rho_s + bb + m * nu_s) / kap_s
         return {sp.Symbol("F"): gardner_F(arg)}
 
+    @cached_property
+    def attention_feature_terms(self) -> dict[str, list[tuple[sp.Symbol, sp.Expr]]]:
+        r"""Attention features of a latent sample $\omega=(y,t)$ for the query $q=Q_q\hat q$,
+        $s_q=\cos(q,\xi)$, $\beta_q=\beta Q_q$ (§3.3, definition): token projections on $\hat q$
+        are $x_\ell=\theta y^+s_qv_\ell+t_\ell$, $a=\operatorname{softmax}(\beta_q x)$,
+        $\rho=\langle a,x\rangle$, $\nu=\theta y^+\sqrt{1-s_q^2}\langle a,v\rangle$,
+        $\kappa=\|a\|$. Per token: $e_\ell=e^{\beta_qx_\ell-\text{shift}}$ and $e_\ell x_\ell$,
+        $e_\ell v_\ell$, $e_\ell^2$ (``token``); the sums over tokens are generic reductions;
+        ``features`` maps the sums $S_0,S_1,S_v,S_2$ to $(\rho,\nu,\kappa)$."""
+        x = theta * yp_s * s_q * v_tok + t_tok
+        token = [(sc_s, bq_s * x), (e_s, sp.exp(sc_s - shift_s)), (ex_s, e_s * x),
+                 (ev_s, e_s * v_tok), (e2_s, e_s**2)]
+        feats = [(rho_s, S1_s / S0_s), (nu_s, theta * yp_s * sp.sqrt(1 - s_q**2) * Sv_s / S0_s),
+                 (kap_s, sp.sqrt(S2_s) / S0_s)]
+        return {"token": token, "features": feats}
+
     # ---- programs ---------------------------------------------------------------------
     def programs(self) -> dict[str, Program]:
         P = (L, R, pi, theta, beta, eta_w, eta_q, alpha0, b1, loss)
@@ -383,6 +404,14 @@ class SparseToken(Model):
                                       (Jtt, hess[0][0]), (Jtb, hess[0][1]), (Jbb, hess[1][1])),
                                      (J, Jt, Jb, Jtt, Jtb, Jbb),
                                      doc="Pooled capacity objective, gradient, Hessian (§3.4)."),
+            "attention_token": Program(
+                "sparse_attention_token", (t_tok, v_tok, yp_s, theta, s_q, bq_s, shift_s),
+                tuple(self.attention_feature_terms["token"]), (sc_s, e_s, ex_s, ev_s, e2_s),
+                doc="Per-token softmax terms of the attention features (§3.3)."),
+            "attention_features": Program(
+                "sparse_attention_features", (S0_s, S1_s, Sv_s, S2_s, yp_s, theta, s_q),
+                tuple(self.attention_feature_terms["features"]), (rho_s, nu_s, kap_s),
+                doc="rho, nu, kappa from the token sums (§3.3)."),
             "capacity_attention": Program("sparse_capacity_attention",
                                           (t_m, wq, bb, y, rho_s, nu_s, kap_s),
                                           tuple(zip(Fs, [Fatt] + g3 + h3)), Fs,
@@ -592,89 +621,75 @@ class SparseToken(Model):
 
     # ---- attention capacity (Monte Carlo over the token scores) ------------------------
     def attention_features(self, *, L: int, R: int, pi: float, theta: float, beta_q: float,
-                           s_q: float, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        r"""Latent samples $\omega=(y,t)$ and the attention features (§3.3):
-        $a=\operatorname{softmax}(\beta Q_q(\theta y^+s_qv+t))$, $\rho=\theta y^+s_q\langle a,v\rangle+
-        \langle a,t\rangle$, $\nu=\theta y^+\sqrt{1-s_q^2}\langle a,v\rangle$, $\kappa=\|a\|$.
-        Stratified: ``n`` positives and ``n`` negatives (weights ``pi``, ``1 - pi``)."""
+                           s_q: float, n: int, rng: np.random.Generator,
+                           backend: Backend | None = None) -> dict[int, dict[str, Any]]:
+        r"""Latent samples $\omega=(y,t)$, $t\sim\mathcal N(0,I_L)$, and their attention features
+        $(\rho,\nu,\kappa)$ (§3.3) from the generated kernels ``attention_token`` /
+        ``attention_features`` (:attr:`attention_feature_terms`); sums and the max-shift over
+        tokens are generic reductions. Stratified: ``n`` positives and ``n`` negatives (weights
+        ``pi``, ``1 - pi``); the signal sits on the first ``R`` tokens (exchangeable)."""
+        be = backend or get_backend("numpy")
+        xp, sp_ = be.xp, be.special
+        kt, kf = self.kernel("attention_token"), self.kernel("attention_features")
+        v = xp.asarray((np.arange(L) < R).astype(float))[None, :]
         out = {}
         for lab in (1, -1):
-            t = rng.standard_normal((n, L))
-            v = np.zeros(L)
-            v[:R] = 1.0
+            t = be.asarray(rng.standard_normal((n, L)))
             yp = 1.0 if lab == 1 else 0.0
-            sc = beta_q * (theta * yp * s_q * v[None, :] + t)
-            sc -= sc.max(axis=1, keepdims=True)
-            a = np.exp(sc)
-            a /= a.sum(axis=1, keepdims=True)
-            av = a @ v
-            out[lab] = dict(rho=theta * yp * s_q * av + (a * t).sum(axis=1),
-                            nu=theta * yp * math.sqrt(max(0.0, 1 - s_q**2)) * av,
-                            kappa=np.sqrt((a * a).sum(axis=1)))
+            sc = kt(xp, sp_, t, v, yp, theta, s_q, beta_q, 0.0)["score"]
+            o = kt(xp, sp_, t, v, yp, theta, s_q, beta_q, xp.max(sc, axis=1, keepdims=True))
+            sums = [xp.sum(xp.broadcast_to(o[nm], t.shape), axis=1) for nm in ("e", "ex", "ev", "e2")]
+            f = kf(xp, sp_, *sums, yp, theta, s_q)
+            out[lab] = {nm: xp.broadcast_to(f[nm], (n,)) for nm in ("rho", "nu", "kappa")}
         return out
 
     def attention_capacity(self, *, L: int, R: int, pi: float, theta: float, beta_q: float,
                            s_q: float, n_mc: int = 20000, n_rep: int = 4, seed: int = 0,
                            maxiter: int = 60) -> dict[str, float]:
         r"""$\alpha^\star_A=\max_{t,w_q,b}(1-\tanh^2t)/\mathbb E_\omega F(y(w_q\rho+b+\tanh(t)\nu)/\kappa)$
-        (§3.4) by Newton on ``n_rep`` independent Monte-Carlo samples of ``n_mc`` per class;
-        returns the mean and its standard error, and the maximiser."""
-        xp, sp_ = np, get_backend("numpy").special
+        (§3.4), on ``n_rep`` independent Monte-Carlo samples of ``n_mc`` per class, all
+        minimised at once by ``numerics.prox.newton_minimize`` (one row per replica) on
+        $J=\log\mathbb E_\omega F-\log(1-\tanh^2t)$, whose value, gradient and Hessian come from
+        the generated per-sample kernel ``capacity_attention`` (chain rule for the log of the
+        average). Returns the mean over replicas, its standard error, and the maximiser."""
+        from numerics.prox import newton_minimize
+
+        be = get_backend("numpy")
+        xp, sp_ = be.xp, be.special
         k = self.kernel("capacity_attention")
         rng = np.random.default_rng(seed)
-        vals = []
-        xs = []
-        conv = True
-        for _ in range(n_rep):
-            feats = self.attention_features(L=L, R=R, pi=pi, theta=theta, beta_q=beta_q,
-                                            s_q=s_q, n=n_mc, rng=rng)
+        feats = [self.attention_features(L=L, R=R, pi=pi, theta=theta, beta_q=beta_q, s_q=s_q,
+                                         n=n_mc, rng=rng, backend=be) for _ in range(n_rep)]
+        gnames, hnames = ("F_t", "F_wq", "F_b"), ("F_tt", "F_twq", "F_tb", "F_wqwq", "F_wqb", "F_bb")
+        iu = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
 
-            def moments(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-                D = 0.0
-                g = np.zeros(3)
-                H = np.zeros((3, 3))
+        def fgh(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            m = len(rows)
+            D, g, H = np.zeros(m), np.zeros((m, 3)), np.zeros((m, 3, 3))
+            for j, r in enumerate(rows):
                 for lab, w in ((1, pi), (-1, 1 - pi)):
-                    f = feats[lab]
-                    o = k(xp, sp_, x[0], x[1], x[2], float(lab), f["rho"], f["nu"], f["kappa"])
-                    D += w * np.mean(o["F"])
-                    g += w * np.array([np.mean(o[nm]) for nm in ("F_t", "F_wq", "F_b")])
-                    hv = [w * np.mean(o[nm]) for nm in ("F_tt", "F_twq", "F_tb", "F_wqwq",
-                                                        "F_wqb", "F_bb")]
-                    H += np.array([[hv[0], hv[1], hv[2]], [hv[1], hv[3], hv[4]],
-                                   [hv[2], hv[4], hv[5]]])
-                return D, g, H
+                    f = feats[int(r)][lab]
+                    with np.errstate(all="ignore"):
+                        o = k(xp, sp_, x[j, 0], x[j, 1], x[j, 2], float(lab), f["rho"], f["nu"],
+                              f["kappa"])
+                    D[j] += w * xp.mean(o["F"])
+                    g[j] += w * np.array([xp.mean(o[nm]) for nm in gnames])
+                    for (a, b), nm in zip(iu, hnames):
+                        H[j, a, b] += w * xp.mean(o[nm])
+            H = H + np.triu(H, 1).transpose(0, 2, 1)
+            th = np.tanh(x[:, 0])
+            J_ = np.log(D) + 2 * (np.logaddexp(x[:, 0], -x[:, 0]) - math.log(2))
+            gJ = g / D[:, None]
+            gJ[:, 0] += 2 * th
+            HJ = H / D[:, None, None] - np.einsum("ni,nj->nij", g, g) / D[:, None, None]**2
+            HJ[:, 0, 0] += 2 * (1 - th**2)
+            return J_, gJ, HJ
 
-            def obj(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-                # J = log D - log(1 - tanh^2 t) = log D + 2 log cosh t
-                D, g, H = moments(x)
-                th = math.tanh(x[0])
-                J_ = math.log(D) + 2 * (np.logaddexp(x[0], -x[0]) - math.log(2))
-                gJ = g / D
-                gJ[0] += 2 * th
-                HJ = H / D - np.outer(g, g) / D**2
-                HJ[0, 0] += 2 * (1 - th**2)
-                return J_, gJ, HJ
-
-            x = np.array([0.3, 0.5, 0.0]) if not xs else xs[-1].copy()
-            for _it in range(maxiter):
-                J_, gJ, HJ = obj(x)
-                if np.max(np.abs(gJ)) < 1e-10:
-                    break
-                try:
-                    w_, V = np.linalg.eigh(HJ)
-                    dx = -V @ ((V.T @ gJ) / np.maximum(np.abs(w_), 1e-8))
-                except np.linalg.LinAlgError:
-                    dx = -gJ
-                s = 1.0
-                while s > 1e-8 and obj(x + s * dx)[0] > J_ + 1e-4 * s * gJ @ dx:
-                    s /= 2
-                x = x + s * dx
-            J_, gJ, _ = obj(x)
-            conv &= bool(np.max(np.abs(gJ)) < 1e-7)
-            vals.append(math.exp(-J_))
-            xs.append(x)
-        v = np.array(vals)
-        xm = np.mean(xs, axis=0)
+        x0 = np.tile([0.3, 0.5, 0.0], (n_rep, 1))
+        res = newton_minimize(fgh, x0, gtol=1e-10, maxiter=maxiter, xp=np)
+        conv = bool(np.all(res.grad_norm < 1e-7))
+        v = np.exp(-res.fun)
+        xm = res.x.mean(axis=0)
         return dict(alpha_attn=float(v.mean()),
                     alpha_attn_sem=float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan"),
                     m=float(math.tanh(xm[0])), w_q=float(xm[1]), b=float(xm[2]), converged=conv)
