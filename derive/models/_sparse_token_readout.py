@@ -46,6 +46,8 @@ __all__ = ["ReadoutSamples", "readout_programs", "solve_readout", "gm_samples", 
 eta, om, s_, yy, kap, nu, rho, lossc = sp.symbols("eta omega s y kappa nu rho loss", real=True)
 Mval, Mg, Mh = sp.symbols("M M_eta M_etaeta")
 f_s, deta, ell = sp.symbols("f deta ell")
+al1, lam_s, V_s, E1_s, EQ_s, Em_s = sp.symbols("alpha1 lam V E_1mdeta E_k2f2 E_nuf", real=True)
+Vh_s, Qh_s, mh_s, Vn_s, mn_s, Qn_s = sp.symbols("Vhat Qhat mhat V_new m_new Q_new")
 
 
 def readout_programs() -> dict[str, Program]:
@@ -63,6 +65,11 @@ def readout_programs() -> dict[str, Program]:
         "prox_fgh": Program("sparse_readout_prox_fgh", (eta, yy, om, s_, lossc),
                             ((Mval, moreau), (Mg, g), (Mh, h)), (Mval, Mg, Mh),
                             doc="Moreau objective l(y, eta) + (eta - omega)^2/(2 s), s = kappa^2 V."),
+        "update": Program("sparse_readout_update", (al1, lam_s, V_s, E1_s, EQ_s, Em_s),
+                          ((Vh_s, al1 / V_s * E1_s), (Qh_s, al1 * EQ_s), (mh_s, al1 * Em_s),
+                           (Vn_s, 1 / (lam_s + Vh_s)), (mn_s, mh_s * Vn_s),
+                           (Qn_s, (mh_s**2 + Qh_s) * Vn_s**2)), (Vn_s, mn_s, Qn_s),
+                          doc="RS update: hat variables from the averages, then V, m, Q."),
         "at_prox": Program("sparse_readout_at_prox", (eta, yy, s_, lossc),
                            ((f_s, -lp), (deta, 1 / (1 + s_ * lpp)), (ell, lo)), (f_s, deta, ell),
                            doc="f = -l'(y, eta*), d eta*/d omega = 1/(1 + s l''), l(y, eta*)."),
@@ -108,15 +115,19 @@ def _phi_cdf(x: np.ndarray) -> np.ndarray:
     return ndtr(x)
 
 
-def solve_readout(samples: ReadoutSamples, alpha1: np.ndarray, lam: np.ndarray, loss: int, *,
-                  gh: int = 24, tol: float = 1e-9, maxiter: int = 3000, damping: float = 0.5,
-                  x0: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Solve the fixed point for every ``(alpha1[i], lam[i])`` on the same samples."""
+DEFAULT_START = np.array([0.1, 0.1, 1.0, 0.0, 0.0])
+STATE = ("m", "Q", "V", "w_q", "b")
+
+
+def readout_map(samples: ReadoutSamples, alpha1: np.ndarray, lam: np.ndarray, loss: float, *,
+                gh: int = 24) -> tuple[Any, Any]:
+    """The undamped RS map ``F(x, idx)`` on the state ``(m, Q, V, w_q, b)`` (module docstring)
+    at the points ``alpha1[idx], lam[idx]``, and ``local(x)`` (prox quantities per sample and
+    node). The RS update is the generated ``update`` kernel; ``(w_q, b)`` take one Newton step
+    on their stationarity equations."""
     be = get_backend("numpy")
     xp, spc = be.xp, be.special
     ks = _kernels()
-    alpha1 = np.atleast_1d(np.asarray(alpha1, float))
-    lam = np.broadcast_to(np.atleast_1d(np.asarray(lam, float)), alpha1.shape).copy()
     rule = gauss_hermite(gh, 1)
     zk, gk = rule.nodes[:, 0], rule.weights
     W = samples.weight[:, None] * gk[None, :]  # (N, K)
@@ -150,15 +161,10 @@ def solve_readout(samples: ReadoutSamples, alpha1: np.ndarray, lam: np.ndarray, 
 
     def F(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
         al, lm = alpha1[idx], lam[idx]
-        V = x[:, 2]
         o = local(x)
         f, one_m = o["f"], 1 - o["deta"]
-        Vh = al / V * E(one_m)
-        Qh = al * E(kap_**2 * f**2)
-        mh = al * E(nu_ * f)
-        Vn = 1 / (lm + Vh)
-        mn = mh * Vn
-        Qn = (mh**2 + Qh) * Vn**2
+        with np.errstate(all="ignore"):
+            up = ks["update"](xp, spc, al, lm, x[:, 2], E(one_m), E(kap_**2 * f**2), E(nu_ * f))
         D = one_m / o["s"]  # (1 - d eta)/(kappa^2 V) = -d f/d omega
         r2 = -E(f)
         j22 = E(D)
@@ -174,23 +180,43 @@ def solve_readout(samples: ReadoutSamples, alpha1: np.ndarray, lam: np.ndarray, 
         else:
             wqn = np.zeros_like(wq)
             bn = b - r2 / j22
-        return np.stack([mn, Qn, Vn, wqn, bn], axis=1)
+        return np.stack([up["m_new"], up["Q_new"], up["V_new"], wqn, bn], axis=1)
 
-    if x0 is None:
-        x0 = np.tile(np.array([0.1, 0.1, 1.0, 0.0, 0.0]), (alpha1.size, 1))
+    return F, local
+
+
+def solve_readout(samples: ReadoutSamples, alpha1: np.ndarray, lam: np.ndarray, loss: int, *,
+                  gh: int = 24, tol: float = 1e-9, maxiter: int = 3000, damping: float = 0.5,
+                  x0: np.ndarray | None = None, stability: bool = False) -> dict[str, np.ndarray]:
+    """Solve the fixed point for every ``(alpha1[i], lam[i])`` on the same samples.
+
+    ``x0``: ``None`` (:data:`DEFAULT_START`), a length-5 start, or per-point ``(n, 5)`` starts
+    (rows with NaN use the default). ``stability``: real part of the leading eigenvalue of
+    the Jacobian of the undamped map at converged points (``numerics.phases``), else NaN.
+    """
+    alpha1 = np.atleast_1d(np.asarray(alpha1, float))
+    lam = np.broadcast_to(np.atleast_1d(np.asarray(lam, float)), alpha1.shape).copy()
+    n = alpha1.size
+    start = np.tile(DEFAULT_START, (n, 1))
+    if x0 is not None:
+        x0 = np.asarray(x0, float)
+        x0 = np.broadcast_to(x0, (n, 5)) if x0.ndim == 1 else x0
+        if x0.shape != (n, 5):
+            raise ValueError(f"init must have length 5 or shape ({n}, 5), got {x0.shape}")
+        good = np.all(np.isfinite(x0), axis=1)
+        start[good] = x0[good]
+    F, local = readout_map(samples, alpha1, lam, loss, gh=gh)
+
     def inside(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
         return (x[:, 1] > 0) & (x[:, 2] > 0) & np.all(np.isfinite(x), axis=1)
 
-    res = solve_fixed_point(F, x0, damping=damping, anderson=5, tol=tol, maxiter=maxiter,
-                            project=inside, names=("m", "Q", "V", "w_q", "b"))
+    res = solve_fixed_point(F, start, damping=damping, anderson=5, tol=tol, maxiter=maxiter,
+                            project=inside, names=STATE)
     bad = np.flatnonzero(~np.asarray(res.converged))
     if bad.size:  # retry without Anderson, more damping, from the start (never hidden: flagged)
-        sub_a, sub_l = alpha1[bad], lam[bad]
-        full_a, full_l = alpha1, lam
-        alpha1, lam = sub_a, sub_l
-        r2 = solve_fixed_point(F, np.asarray(x0)[bad], damping=0.3, anderson=0, tol=tol,
+        F2, _ = readout_map(samples, alpha1[bad], lam[bad], loss, gh=gh)
+        r2 = solve_fixed_point(F2, start[bad], damping=0.3, anderson=0, tol=tol,
                                maxiter=4 * maxiter, project=inside)
-        alpha1, lam = full_a, full_l
         for name in ("x", "converged", "residual", "iterations", "status"):
             getattr(res, name)[bad] = getattr(r2, name)
     x = res.x
@@ -200,12 +226,22 @@ def solve_readout(samples: ReadoutSamples, alpha1: np.ndarray, lam: np.ndarray, 
     with np.errstate(all="ignore"):
         z = -samples.y[None] * c / (samples.kappa[None] * np.sqrt(Q)[:, None])
     test = (samples.weight[None] * _phi_cdf(z)).sum(axis=1)
+    rule = gauss_hermite(gh, 1)
+    W = samples.weight[:, None] * rule.weights[None, :]
+    E = lambda a: np.einsum("pnk,nk->p", a, W)
     train_loss = E(o["ell"])
-    train_err = E((y * o["eta"] < 0).astype(float))
-    out = dict(m=m, Q=Q, V=x[:, 2], w_q=wq, b=b, test_error=test, train_loss=train_loss,
-               train_error=train_err, converged=res.converged & o["prox_ok"],
-               residual=res.residual, iterations=res.iterations, status=res.status)
-    return out
+    train_err = E((samples.y[None, :, None] * o["eta"] < 0).astype(float))
+    converged = np.asarray(res.converged) & o["prox_ok"]
+    stab = np.full(n, np.nan)
+    if stability and converged.any():
+        from numerics.phases import jacobian_fd, stability as lead_eig
+
+        idx = np.flatnonzero(converged)
+        J = jacobian_fd(F, x[idx], idx, rel_step=1e-6)
+        stab[idx] = lead_eig(J)[0]
+    return dict(m=m, Q=Q, V=x[:, 2], w_q=wq, b=b, test_error=test, train_loss=train_loss,
+                train_error=train_err, converged=converged, residual=res.residual,
+                iterations=res.iterations, status=res.status, stability=stab)
 
 
 def readout_errors(*, L: int, R: int, pi: float, theta: float, alpha1: np.ndarray, lam: float,
