@@ -874,7 +874,9 @@ def main(argv: list[str] | None = None) -> int:
                  f"≥ {TARGET_SPEEDUP:.0f}× | {'PASS' if sp_solve >= TARGET_SPEEDUP else 'FAIL'} |")
         L.append(f"| brentq loop per point / `model.evaluate` per point | "
                  f"{(t_brent / m) / (t_eval / n):,.0f}× | – | |")
+        L.append(f"<!-- headline: authors' style per point / generated pipeline: {sp_eval:,.0f}× -->")
     ratio = t_eval / t_hand
+    L.append(f"<!-- headline: generated / hand-written: {ratio:.2f}× (target ≤ {TARGET_RATIO}×) -->")
     L.append(f"| `model.evaluate` / hand-written | {ratio:.2f}× | ≤ {TARGET_RATIO}× | "
              f"{'PASS' if ratio <= TARGET_RATIO else 'FAIL'} |")
     L.append(f"| `derive.solve` / hand-written | {t_solve / t_hand:.2f}× | – | |")

@@ -10,6 +10,11 @@ Each script is run in its own interpreter as ``python SCRIPT --out TMP.md [--bac
 [EXTRA ARGS]`` from the repository root; its report is read back from ``TMP.md``. A
 script that fails is recorded in the results with its exit status and the tail of its
 stderr, and the runner exits non-zero at the end.
+
+The record opens with a summary table (one row per benchmark: status, wall time, and the
+headline lines each script marks as ``<!-- headline: ... -->`` in its report). With
+``--reuse NAME``, a script is not rerun; its last recorded report
+``benchmarks/RESULTS_<name>.md`` is included instead, marked as such (for the long ones).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import argparse
 import datetime as _dt
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -55,6 +61,11 @@ def machine_header() -> list[str]:
     ]
 
 
+def _headlines(report: str) -> list[str]:
+    """The ``<!-- headline: ... -->`` lines of a report."""
+    return [m.group(1).strip() for m in re.finditer(r"<!--\s*headline:\s*(.*?)\s*-->", report)]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
@@ -65,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", help="passed as --backend to every script")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
     ap.add_argument("--only", nargs="*", help="run only scripts whose name contains one of these")
+    ap.add_argument("--reuse", nargs="*", default=[],
+                    help="do not rerun scripts whose name contains one of these: include their "
+                         "recorded benchmarks/RESULTS_<name>.md")
     args = ap.parse_args(argv)
 
     scripts = sorted(HERE.glob("bench_*.py"))
@@ -74,9 +88,21 @@ def main(argv: list[str] | None = None) -> int:
         print("no benchmark scripts found", file=sys.stderr)
         return 1
 
-    parts = machine_header()
+    parts: list[str] = []
+    summary: list[str] = ["## Summary", "",
+                          "| benchmark | status | wall | headline |", "|---|---|---:|---|"]
     failed = 0
     for script in scripts:
+        name = script.stem.removeprefix("bench_")
+        if any(r in script.name for r in args.reuse):
+            rec = HERE / f"RESULTS_{name}.md"
+            if rec.exists():
+                body = rec.read_text().rstrip()
+                parts += [f"<!-- {script.name}: recorded report {rec.name}, not rerun -->", body, "",
+                          f"*`{script.name}` not rerun: recorded report `{rec.name}` (its own date and "
+                          "machine are in it).*", ""]
+                summary.append(f"| {name} | recorded | – | {'; '.join(_headlines(body)) or '–'} |")
+                continue
         with tempfile.TemporaryDirectory() as tmp:
             md = Path(tmp) / "report.md"
             cmd = [sys.executable, str(script), "--out", str(md)]
@@ -90,13 +116,16 @@ def main(argv: list[str] | None = None) -> int:
             if proc.returncode == 0 and md.exists():
                 body = md.read_text().rstrip()
                 parts += [body, "", f"*`{script.name}` ran in {wall:.0f} s.*", ""]
+                summary.append(f"| {name} | ok | {wall:.0f} s | {'; '.join(_headlines(body)) or '–'} |")
             else:
                 failed += 1
                 tail = "\n".join(proc.stderr.strip().splitlines()[-20:])
                 parts += [f"## {script.name}: FAILED (exit status {proc.returncode})", "",
                           "```", tail, "```", ""]
+                summary.append(f"| {name} | FAILED ({proc.returncode}) | {wall:.0f} s | – |")
             print(f"[run_all] {script.name}: exit {proc.returncode} in {wall:.0f} s",
                   file=sys.stderr, flush=True)
+    parts = machine_header() + summary + [""] + parts
     Path(args.out).write_text("\n".join(parts).rstrip() + "\n")
     print(f"[run_all] wrote {args.out}", file=sys.stderr)
     return 1 if failed else 0

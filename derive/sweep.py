@@ -83,7 +83,8 @@ class SweepGrid:
         for d in self.dims:
             h.update(d.encode())
             c = np.asarray(self.coords[d])
-            h.update(c.astype(str).tobytes() if c.dtype.kind in "US" else c.astype(np.float64).tobytes())
+            h.update("\x1f".join(map(str, c)).encode() if c.dtype.kind in "USO"
+                     else c.astype(np.float64).tobytes())
         h.update(json.dumps({k: float(v) for k, v in sorted(self.scalars.items())}).encode())
         h.update(repr(sorted((k, _plain(v)) for k, v in self.options.items())).encode())
         h.update(repr(sorted((k, _plain(v)) for k, v in extra.items())).encode())
@@ -116,7 +117,7 @@ def make_grid(model: Model, params: Mapping[str, Any]) -> SweepGrid:
     swept = [k for k in params if np.ndim(params[k]) >= 1]
     coords: dict[str, np.ndarray] = {k: np.asarray(checked[k], dtype=float).reshape(-1) for k in swept}
     for k in option_dims:
-        coords[k] = np.asarray(list(opt_in[k]), dtype=str)
+        coords[k] = np.asarray(list(opt_in[k]), dtype=object)  # vlen strings (stable in Zarr v3)
     scalars = {k: float(v) for k, v in checked.items() if k not in swept}
     return SweepGrid(tuple(swept + option_dims), coords, scalars,
                      {k: v for k, v in fixed.items() if k not in option_dims}, tuple(option_dims))
