@@ -17,8 +17,7 @@ import pytest
 import sympy as sp
 
 import derive
-from derive.models import _rie
-from derive.models.bilinear_sequence_regression import (C, E, alpha, beta, de, delta, rho)
+from derive.models.bilinear_sequence_regression import C, alpha, delta, rho
 from tests.conftest import load_reference
 
 REF = load_reference("bilinear_sequence_regression")

@@ -15,7 +15,7 @@ import pytest
 import sympy as sp
 
 import derive
-from derive.models.extensive_width_quadratic import C, alpha, delta, m, qhat
+from derive.models.extensive_width_quadratic import C, alpha, delta, m
 from numerics.highprec import agreeing_digits
 from tests.conftest import load_reference
 
@@ -165,7 +165,7 @@ def test_protocol_init_and_stability(model):
     (b) ``stability`` < 1 at a stable fixed point and equals the contraction ratio of the
     undamped map measured here by iterating it from a perturbed point; (c) random starts lie in
     the domain and converge to the same (unique) fixed point."""
-    a, k, dl = np.array([0.1, 0.3]), np.array([1.0, 0.5]), np.array([0.1, 0.0])
+    a = np.array([0.1, 0.3])
     ds = derive.solve(NAME, alpha=a, kappa=1.0, delta=0.1, stability=True)
     assert model.state == ("mmse",) and "stability" in model.observables
     m_star = ds.mmse.values

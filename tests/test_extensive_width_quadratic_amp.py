@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 import derive
-from numerics.amp.extensive_width_quadratic import (gamp_rie, rie_denoise, sample_problem,
-                                                    stieltjes_mp_sc)
+from numerics.amp.extensive_width_quadratic import rie_denoise, sample_problem, stieltjes_mp_sc
 
 NAME = "extensive-width-quadratic"
 

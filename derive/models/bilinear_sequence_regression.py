@@ -31,7 +31,6 @@ import sympy as sp
 
 from numerics.backend import Backend
 from numerics.fixed_point import solve_fixed_point
-from numerics.results import Status
 from numerics.rie import integrate_density, physical_density, support_intervals
 
 from ..codegen import Program
@@ -133,7 +132,9 @@ class BilinearSequenceRegression(Model):
     @cached_property
     def free_entropy(self) -> sp.Expr:
         r"""Replica-symmetric free entropy of the GLM with the RIE prior channel:
-        $\Phi(q,\hat q)=-q\hat q/2+\Psi_{m den}(\hat q)+lpha\Psi_{m out}(q)$."""
+        $\Phi(q,\hat q)=-q\hat q/2+\Psi_{
+m den}(\hat q)+lpha\Psi_{
+m out}(q)$."""
         return -q * qhat / 2 + Psi_den(qhat) + alpha * self.psi_out_def
 
     @cached_property
@@ -214,7 +215,6 @@ class BilinearSequenceRegression(Model):
         }
 
     def equations(self) -> list[Equation]:
-        g1 = _rie.g1
         return [
             Equation("channel", qhat, self.qhat_def, "code+mp", "§B2", "m = 1 − q"),
             Equation("state evolution", m, m_new, "code+mp", "§B2",

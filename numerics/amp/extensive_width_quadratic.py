@@ -135,7 +135,6 @@ def _empirical_hilbert(lam: np.ndarray) -> np.ndarray:
 def rie_denoise(R: np.ndarray, kappa: float, delta_eff: float) -> tuple[np.ndarray, float]:
     r"""Rotation-invariant estimator of $S^*$ from $R=S^*+\sqrt{\Delta_{\rm eff}}\,\mathrm{GOE}$ and
     the divergence of the map (Frobenius-isometric coordinates of symmetric matrices)."""
-    d = R.shape[0]
     lam, U = np.linalg.eigh((R + R.T) / 2)
     emp = _empirical_hilbert(lam)
     h = stieltjes_mp_sc(lam, kappa, delta_eff, emp).real
@@ -151,7 +150,7 @@ def rie_denoise(R: np.ndarray, kappa: float, delta_eff: float) -> tuple[np.ndarr
         dd = np.where(np.abs(dl) > 1e-12, dp / dl, (dphi[:, None] + dphi[None, :]) / 2)
     div = float(np.triu(dd, 1).sum() + dphi.sum())
     S_hat = (U * phi) @ U.T
-    return S_hat, div if d > 0 else 0.0
+    return S_hat, div
 
 
 @dataclass
