@@ -52,6 +52,8 @@ from typing import Any, Callable
 import numpy as np
 from scipy.optimize import brentq, fsolve
 
+from _machine import cpu_name  # noqa: E402 - sibling module (scripts run from this folder)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 try:  # the package is normally installed (editable); otherwise use this checkout
     import derive  # noqa: F401
@@ -673,15 +675,7 @@ def integer_powers(model: Any, size: int, xp: Any, sync: Callable[[], None]) -> 
 def machine_info(backend_name: str) -> list[str]:
     import scipy
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_name()
     lines = [
         f"- date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {platform.platform()}; CPU: {cpu}; {os.cpu_count()} logical CPUs",

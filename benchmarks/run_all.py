@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_name  # noqa: E402 - sibling module (scripts run from this folder)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
@@ -36,15 +38,7 @@ ROOT = HERE.parent
 def machine_header() -> list[str]:
     import numpy as np
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_name()
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout.strip()
