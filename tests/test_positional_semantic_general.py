@@ -251,3 +251,25 @@ def test_protocol_random_states_in_domain(L, r):
             th = np.array([v["theta_1_1"], v["theta_2_1"]])
         assert np.linalg.eigvalsh(q)[0] > 0 and np.linalg.eigvalsh(V)[0] > 0
         assert th @ np.linalg.solve(q, th) < 0.25
+
+
+# -- r = 2 against the finite-d trainer (independent code) ---------------------------------------------
+@pytest.mark.slow
+def test_rank2_theory_vs_simulation_trend():
+    """r = 2, α = 1.5, ω = 0.3: every start of the trainer (positional, semantic, mixed) ends in
+    the mixed state (positional in one direction, semantic in the orthogonal one); its invariants
+    approach the theory's mixed branch as d grows (numbers: tests/data/positional_semantic_rank2.md)."""
+    from numerics.simulate.positional_semantic import run
+
+    th = derive.solve("positional-semantic", alpha=np.array([1.5]), r=2, branch="mixed", n_quad=4096,
+                      **{k: v for k, v in PT.items() if k != "alpha"})
+    t = {"q": float(th.q[0]), "m": float(th.m[0]), "theta": float(th.theta[0]), "mse": float(th.mse[0]),
+         "risk_per_d": -float(th.phi[0])}
+    gaps = []
+    for d in (200, 400):
+        rows = [run(d, 1.5, init, seed=s, r=2) for s in range(2) for init in ("positional", "mixed")]
+        assert max(r["cos_m_theta"] for r in rows) < 0.2  # m ⟂ θ: two different directions
+        sim = {k: np.mean([r[k] for r in rows]) for k in t}
+        gaps.append(max(abs(sim[k] - t[k]) / abs(t[k]) for k in t))
+    assert gaps[-1] < 0.08, gaps
+    assert gaps[-1] < gaps[0] + 0.02, gaps
