@@ -20,12 +20,11 @@ from derive.models import sparse_token as st
 from derive.verify import verify
 
 MODEL = derive.models.get("sparse-token")
-BASE = dict(L=10, R=3, pi=0.2, theta=6.0, beta=1.0, eta_w=0.5, eta_q=0.5, alpha0=1.0, b1=0.0,
-            loss=0)
+BASE = dict(L=10, R=3, pi=0.2, theta=6.0, beta=1.0, eta_w=0.5, eta_q=0.5, alpha0=1.0, b1=0.0)
 
 
 def solve(**kw):
-    p = dict(BASE)
+    p = dict(BASE, loss=0)  # the old numeric loss code still works (now an option)
     p.update(kw)
     return derive.solve("sparse-token", **p)
 
@@ -42,7 +41,11 @@ def test_registered():
     (dict(theta=-0.1), "'theta'.*outside its valid range \\[0, ∞\\)"),
     (dict(L=0), "'L'.*outside its valid range"),
     (dict(L=2.5), "'L'.*integers"),
-    (dict(loss=2), "'loss'.*outside"),
+    (dict(loss=2), "option 'loss' = 2 must be 'logistic' or 'square'"),
+    (dict(loss="hinge"), "option 'loss' = 'hinge' must be one of"),
+    (dict(quantity="test"), "option 'quantity' = 'test' must be one of"),
+    (dict(alpha1=-1.0), "'alpha1'.*outside its valid range"),
+    (dict(lam=0.0), "'lam'.*outside its valid range"),
     (dict(alpha0=np.nan), "'alpha0'.*NaN"),
 ])
 def test_bad_input_rejected(bad, match):
@@ -98,21 +101,37 @@ def test_cover_without_signal():
 
 def _points() -> list[dict]:
     pts = [dict(BASE), dict(BASE, b1=math.log(0.25), alpha0=4.0),
-           dict(BASE, loss=1, alpha0=0.5), dict(BASE, L=1000, R=1, pi=0.5, theta=3.0, beta=3.0),
-           dict(BASE, L=3, R=3, pi=0.7, theta=2.0, loss=1, b1=0.4)]
+           dict(BASE, L=1000, R=1, pi=0.5, theta=3.0, beta=3.0)]
     pts += MODEL.random_points(np.random.default_rng(3), 1)
-    return pts
+    return [dict(st.READOUT_DEFAULTS, **p) for p in pts]
 
 
 def test_float64_pipeline_vs_mpmath_50_digits():
     """Check 1 (and 2 for the Gaussian expectations: mpmath integrates them exactly)."""
-    rep = verify(MODEL, _points(), dps=50, observables=MODEL.observables)
-    for name in MODEL.observables:
+    rep = verify(MODEL, _points(), dps=50, observables=st.TWO_STEP_OBS)
+    for name in st.TWO_STEP_OBS:
         # alignment: the Gauss–Hermite rule (80 nodes) is the only approximation (13.9 digits
         # measured); capacity maximisers: the argmax of a flat maximum is conditioned by
         # 1/sqrt(Hessian) (10.4 digits measured; the maximum itself 12.3)
         need = 10.0 if name in ("m_pool", "b_pool") else 12.0
         assert rep.min_digits(name) >= need, rep.table()
+
+
+def test_square_loss_pipeline_vs_mpmath_50_digits():
+    """The same for the square loss (an option now): float64 grid vs mpmath per point."""
+    from numerics.backend import get_backend
+    from numerics.highprec import agreeing_digits
+
+    pts = [dict(st.READOUT_DEFAULTS, **dict(BASE, alpha0=0.5)),
+           dict(st.READOUT_DEFAULTS, **dict(BASE, L=3, R=3, pi=0.7, theta=2.0, b1=0.4))]
+    be = get_backend("numpy")
+    flat = {k: np.array([p[k] for p in pts], float) for k in pts[0]}
+    out = MODEL.evaluate(flat, be, loss="square")
+    for i, p in enumerate(pts):
+        ref = MODEL.evaluate_mp(p, dps=50, loss="square")
+        for name in ("cos_w", "q_xi", "q_norm", "s_q", "e_pool", "alpha_pool"):
+            d = agreeing_digits(out[name][i:i + 1], np.array([ref[name]], dtype=object))
+            assert float(np.min(d)) >= 12.0, (name, i, d)
 
 
 def test_gardner_F_is_the_integral():

@@ -69,10 +69,28 @@ ETAW_P = Parameter("eta_w", positive, r"\eta_w", "learning rate of the readout s
 ETAQ_P = Parameter("eta_q", positive, r"\eta_q", "learning rate of the query step")
 ALPHA0_P = Parameter("alpha0", positive, r"\alpha_0", "samples per dimension in D0, n0/d")
 B1_P = Parameter("b1", real_line, r"b^{(1)}", "step-1 bias (0, or logit(pi) = fitted bias)")
+#: the loss is a model *option* (``loss='logistic'|'square'``, or the old codes 0 / 1); its
+#: symbol is an input of the kernels (0 = logistic, 1 = square)
 LOSS_P = Parameter("loss", loss_codes, r"\ell", "loss: 0 = logistic, 1 = square")
+ALPHA1_P = Parameter("alpha1", positive, r"\alpha_1",
+                     "samples per dimension for the readout, n1/d (default 2; quantity='readout')")
+LAM_P = Parameter("lam", positive, r"\lambda",
+                  "ridge penalty (lam d / 2)|w|^2 of the readout (default 1e-2; quantity='readout')")
+#: defaults of the parameters that only the trained readout uses (filled in by ``validate``)
+READOUT_DEFAULTS = {"alpha1": 2.0, "lam": 1e-2}
 
-PARAMETERS = (L_P, R_P, PI_P, THETA_P, BETA_P, ETAW_P, ETAQ_P, ALPHA0_P, B1_P, LOSS_P)
-(L, R, pi, theta, beta, eta_w, eta_q, alpha0, b1, loss) = (p.symbol for p in PARAMETERS)
+PARAMETERS = (L_P, R_P, PI_P, THETA_P, BETA_P, ETAW_P, ETAQ_P, ALPHA0_P, B1_P, ALPHA1_P, LAM_P)
+(L, R, pi, theta, beta, eta_w, eta_q, alpha0, b1, alpha1, lam) = (p.symbol for p in PARAMETERS)
+loss = LOSS_P.symbol
+#: the parameters of the two-step / oracle / capacity kernels, in their input order
+KERNEL_PARAMS = ("L", "R", "pi", "theta", "beta", "eta_w", "eta_q", "alpha0", "b1", "loss")
+
+TWO_STEP_OBS = ("m1", "u2", "cos_w", "q_xi", "q_norm", "s_q", "e_pool", "e_vec",
+                "e_attn_max", "b_max", "alpha_pool", "alpha_vec", "m_pool", "b_pool")
+READOUT_OBS = ("m", "Q", "V", "w_q", "b", "test_error", "train_loss", "train_error")
+QUANTITIES = ("two_step", "readout", "capacity_attention")
+CLASSIFIERS = ("attention", "pooled", "vectorised")
+LOSS_NAMES = {"logistic": 0.0, "square": 1.0}
 
 # ----------------------------------------------------------------------------- symbols
 y, z = sp.symbols("y z", real=True)  # label, pre-activation
@@ -173,8 +191,18 @@ class SparseToken(Model):
     paper = "arXiv:2509.25153 (ICLR 2026)"
     parameters = PARAMETERS
     symbol_names = SYMBOL_NAMES
-    observables = ("m1", "u2", "cos_w", "q_xi", "q_norm", "s_q", "e_pool", "e_vec",
-                   "e_attn_max", "b_max", "alpha_pool", "alpha_vec", "m_pool", "b_pool")
+    observables = TWO_STEP_OBS + READOUT_OBS + ("alpha_attn", "alpha_attn_sem", "stability")
+    #: the trained-readout RS fixed point (quantity='readout') is the model's fixed point
+    state = ("m", "Q", "V", "w_q", "b")
+    #: ``quantity``: 'two_step' (alignment, oracles, baseline capacities: closed forms and
+    #: roots), 'readout' (trained readout, RS fixed point; also computes 'two_step'),
+    #: 'capacity_attention' (Monte-Carlo Gardner maximisation); ``classifier`` for 'readout';
+    #: ``query``: None (beta_q = beta |q2|, s_q from the two steps at each point) or a fixed
+    #: (beta_q, s_q); ``n_mc``/``mc_seed``: Monte-Carlo latent samples per class; ``gh``:
+    #: Gauss–Hermite order of the readout; ``init``/``stability``: fixed-point protocol.
+    options = {"loss": "logistic", "quantity": "two_step", "classifier": "attention",
+               "query": None, "n_mc": 4000, "mc_seed": 0, "gh": 24, "init": None,
+               "stability": False}
 
     #: Gauss–Hermite order for the step-3 expectations (error estimated against order + 20)
     gh_order = 80
@@ -452,8 +480,9 @@ class SparseToken(Model):
 
     # ---- validation ---------------------------------------------------------------------
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Domains per parameter, then R <= L (an R-subset of L positions)."""
-        out = super().validate(params)
+        """Domains per parameter (``alpha1``, ``lam`` default to :data:`READOUT_DEFAULTS`),
+        then R <= L (an R-subset of L positions)."""
+        out = super().validate({**READOUT_DEFAULTS, **dict(params)})
         Rv, Lv = np.broadcast_arrays(out["R"], out["L"])
         if np.any(Rv > Lv):
             i = int(np.argmax((Rv > Lv).reshape(-1)))
@@ -553,10 +582,11 @@ class SparseToken(Model):
                     b_pool=res.x[:, 1], t_pool=res.x[:, 0], status=status,
                     iterations=res.iterations, residual=res.grad_norm)
 
-    def evaluate(self, params: Mapping[str, Any], backend: Backend, **_opts: Any) -> dict[str, Any]:
-        """Alignment (§3.2), oracle errors (§2.2) and baseline capacities (§3.4) on the grid."""
+    def _two_step(self, params: Mapping[str, Any], backend: Backend) -> dict[str, Any]:
+        """Alignment (§3.2), oracle errors (§2.2) and baseline capacities (§3.4) on the grid
+        (``params`` carries the loss code under ``'loss'``)."""
         xp, sp_ = backend.xp, backend.special
-        P = [params[p.name] for p in self.parameters]
+        P = [params[nm] for nm in KERNEL_PARAMS]
         E, qerr = self.step2_expectations(params, backend)
         with np.errstate(all="ignore"):
             al = self.kernel("alignment")(xp, sp_, *P, E["h_p"], E["h_m"], E["h2_p"], E["h2_m"])
@@ -573,22 +603,175 @@ class SparseToken(Model):
         for nm in ("s_q", "q_norm", "e_pool", "alpha_pool"):
             finite &= xp.isfinite(out[nm])
         status = xp.where((status == 0) & ~finite, int(Status.NONFINITE), status)
-        converged = status == 0
-        out.update(converged=converged, status=status.astype(xp.int8),
-                   residual=xp.maximum(cap["residual"], md["residual"]),
+        out.update(status=status, residual=xp.maximum(cap["residual"], md["residual"]),
                    iterations=cap["iterations"] + md["iterations"])
         return out
 
-    def evaluate_mp(self, point: Mapping[str, Any], dps: int = 50) -> dict[str, Any]:
-        """The same pipeline at one point in mpmath: expectations by ``mpmath.quad`` of the
-        same integrand (the exact integral, not the Gauss–Hermite rule), roots and stationary
-        points by ``mpmath.findroot`` from the float64 solution."""
+    def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``loss``, ``quantity``, ``classifier``, ``query``, ``n_mc``, ``gh``; the loss
+        is normalised to its name (the old numeric codes 0 / 1 are accepted)."""
+        o = super().validate_options(options)
+        lo = o["loss"]
+        if isinstance(lo, str):
+            if lo not in LOSS_NAMES:
+                raise ValueError(f"option 'loss' = {lo!r} must be one of {sorted(LOSS_NAMES)}")
+        else:
+            arr = np.asarray(lo, dtype=float)
+            if arr.ndim == 0:
+                arr = arr.reshape(1)
+            codes = set(arr.reshape(-1).tolist())
+            if len(codes) != 1 or not codes <= {0.0, 1.0}:
+                raise ValueError(f"option 'loss' = {lo!r} must be 'logistic' or 'square' (or the "
+                                 f"codes 0 / 1, one value for the whole grid)")
+            lo = "logistic" if codes == {0.0} else "square"
+        o["loss"] = lo
+        for name, allowed in (("quantity", QUANTITIES), ("classifier", CLASSIFIERS)):
+            if o[name] not in allowed:
+                raise ValueError(f"option {name!r} = {o[name]!r} must be one of {allowed}")
+        if o["query"] is not None:
+            bq, sq = (float(v) for v in o["query"])
+            if not (bq > 0 and -1 <= sq <= 1):
+                raise ValueError(f"option 'query' = {o['query']!r} must be (beta_q > 0, s_q in "
+                                 f"[-1, 1])")
+            o["query"] = (bq, sq)
+        for name in ("n_mc", "gh"):
+            if int(o[name]) < 2:
+                raise ValueError(f"option {name!r} = {o[name]!r} must be an integer >= 2")
+        return o
+
+    def evaluate(self, params: Mapping[str, Any], backend: Backend, **opts: Any) -> dict[str, Any]:
+        r"""The grid pipeline. ``quantity='two_step'``: alignment (§3.2), oracle errors (§2.2),
+        baseline capacities (§3.4). ``'readout'``: also the trained readout of ``classifier``
+        (RS fixed point, §3.3; state :attr:`state`), the attention query taken from the two
+        steps unless ``query`` is given. ``'capacity_attention'``: also $\alpha^\star_A$ (§3.4).
+        Observables that a quantity does not compute are NaN."""
+        o = self.validate_options(opts)
+        xp = backend.xp
+        n = params["L"].shape[0]
+        kp = dict(params)
+        kp["loss"] = xp.full(n, LOSS_NAMES[o["loss"]])
+        out = self._two_step(kp, backend)
+        status = out.pop("status")
+        nan = xp.full(n, xp.nan)
+        for nm in READOUT_OBS + ("alpha_attn", "alpha_attn_sem", "stability"):
+            out[nm] = nan.copy()
+        if o["quantity"] != "two_step":
+            extra = self._readout(kp, out, o) if o["quantity"] == "readout" else \
+                self._capacity_attention(kp, out, o)
+            for k, v in extra.items():
+                if k not in ("status", "converged", "iterations", "residual"):
+                    out[k] = xp.asarray(v)
+            status = xp.where(status != 0, status, xp.asarray(extra["status"]))
+            # iterations of the requested fixed point (the two-step roots are not counted)
+            out["iterations"] = xp.asarray(extra["iterations"])
+            out["residual"] = xp.maximum(out["residual"], xp.asarray(extra["residual"]))
+        out.update(converged=status == 0, status=status.astype(xp.int8))
+        return out
+
+    def _query(self, kp: Mapping[str, Any], two: Mapping[str, Any], o: Mapping[str, Any]) -> tuple:
+        """(beta_q, s_q) per point: the fixed ``query`` option or beta |q2| and s_q."""
+        n = kp["L"].shape[0]
+        if o["query"] is not None:
+            return np.full(n, o["query"][0]), np.full(n, o["query"][1])
+        return np.asarray(kp["beta"] * two["q_norm"]), np.asarray(two["s_q"])
+
+    def _groups(self, kp: Mapping[str, Any], bq: np.ndarray, sq: np.ndarray,
+                with_query: bool) -> dict[tuple, np.ndarray]:
+        """Points sharing the data law (and the query): one set of latent samples each."""
+        cols = [np.asarray(kp[nm]) for nm in ("L", "R", "pi", "theta")]
+        if with_query:
+            cols += [bq, sq]
+        keys = np.stack(cols, axis=1)
+        groups: dict[tuple, list[int]] = {}
+        for i, row in enumerate(keys):
+            groups.setdefault(tuple(row.tolist()), []).append(i)
+        return {k: np.asarray(v) for k, v in groups.items()}
+
+    def _readout(self, kp: Mapping[str, Any], two: Mapping[str, Any],
+                 o: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Trained readout (§3.3, Thm 4/5) per point, batched over points sharing the data law:
+        :func:`derive.models._sparse_token_readout.solve_readout` (RS fixed point by
+        ``numerics.fixed_point``). Baselines rescaled as in ``readout_errors``."""
+        from ._sparse_token_readout import attention_samples, gm_samples, solve_readout
+
+        n = kp["L"].shape[0]
+        cls = o["classifier"]
+        bq, sq = self._query(kp, two, o)
+        a1, lm = np.asarray(kp["alpha1"], float), np.asarray(kp["lam"], float)
+        init = None if o["init"] is None else np.asarray(o["init"], float)
+        if init is not None and init.ndim == 1:
+            if init.shape != (5,):
+                raise ValueError(f"option 'init' must have length 5 {self.state} or shape "
+                                 f"({n}, 5), got shape {init.shape}")
+            init = np.tile(init, (n, 1))
+        if init is not None and init.shape != (n, 5):
+            raise ValueError(f"option 'init' must have length 5 {self.state} or shape ({n}, 5), "
+                             f"got shape {init.shape}")
+        res = {k: np.full(n, np.nan) for k in READOUT_OBS + ("stability", "residual")}
+        res["status"] = np.full(n, int(Status.NONFINITE), dtype=np.int8)
+        res["iterations"] = np.zeros(n, dtype=np.int64)
+        for key, idx in self._groups(kp, bq, sq, cls == "attention").items():
+            Lv, Rv, piv, thv = key[:4]
+            if cls == "attention":
+                if not (np.isfinite(key[4]) and np.isfinite(key[5]) and key[4] > 0):
+                    continue  # no query (two steps did not converge): flagged NONFINITE
+                feats = self.attention_features(L=int(Lv), R=int(Rv), pi=piv, theta=thv,
+                                                beta_q=key[4], s_q=float(np.clip(key[5], -1, 1)),
+                                                n=int(o["n_mc"]),
+                                                rng=np.random.default_rng(int(o["mc_seed"])))
+                smp, al_, lm_ = attention_samples(feats, piv), a1[idx], lm[idx]
+            else:
+                smp = gm_samples(thv * Rv / math.sqrt(Lv), piv)
+                al_, lm_ = (a1[idx], lm[idx] * Lv) if cls == "pooled" else (a1[idx] / Lv, lm[idx] / Lv)
+            r = solve_readout(smp, al_, lm_, LOSS_NAMES[o["loss"]], gh=int(o["gh"]),
+                              x0=None if init is None else init[idx], stability=bool(o["stability"]))
+            for k in READOUT_OBS + ("stability", "residual", "iterations"):
+                res[k][idx] = r[k]
+            res["status"][idx] = np.where(r["converged"], 0, np.where(r["status"] == 0,
+                                                                        int(Status.NONFINITE),
+                                                                        r["status"]))
+        return res
+
+    def _capacity_attention(self, kp: Mapping[str, Any], two: Mapping[str, Any],
+                            o: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        r"""$\alpha^\star_A$ per distinct (data law, query): :meth:`attention_capacity`."""
+        n = kp["L"].shape[0]
+        bq, sq = self._query(kp, two, o)
+        res = dict(alpha_attn=np.full(n, np.nan), alpha_attn_sem=np.full(n, np.nan),
+                   status=np.full(n, int(Status.NONFINITE), dtype=np.int8),
+                   iterations=np.zeros(n, dtype=np.int64), residual=np.zeros(n))
+        for key, idx in self._groups(kp, bq, sq, True).items():
+            Lv, Rv, piv, thv, b_, s_ = key
+            if not (np.isfinite(b_) and np.isfinite(s_) and b_ > 0):
+                continue
+            r = self.attention_capacity(L=int(Lv), R=int(Rv), pi=piv, theta=thv, beta_q=b_,
+                                        s_q=float(np.clip(s_, -1, 1)), n_mc=int(o["n_mc"]),
+                                        seed=int(o["mc_seed"]))
+            res["alpha_attn"][idx] = r["alpha_attn"]
+            res["alpha_attn_sem"][idx] = r["alpha_attn_sem"]
+            res["status"][idx] = 0 if r["converged"] else int(Status.MAXITER)
+        return res
+
+    def random_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Random readout states ``(m, Q, V, w_q, b)`` inside the map's domain (Q > 0, V > 0)."""
+        return np.stack([rng.uniform(-0.5, 1.0, n), rng.uniform(0.01, 2.0, n),
+                         rng.uniform(0.1, 10.0, n), rng.uniform(-1.0, 1.0, n),
+                         rng.uniform(-1.0, 1.0, n)], axis=1)
+
+    def evaluate_mp(self, point: Mapping[str, Any], dps: int = 50, *,
+                    loss: str | float = "logistic") -> dict[str, Any]:
+        """The two-step pipeline at one point in mpmath: expectations by ``mpmath.quad`` of
+        the same integrand (the exact integral, not the Gauss–Hermite rule), roots and
+        stationary points by ``mpmath.findroot`` from the float64 solution."""
+        lo = self.validate_options({"loss": loss})["loss"]
         vals = self.validate(point)
         be = get_backend("numpy")
-        flt = self.evaluate({k: be.asarray(np.atleast_1d(v)) for k, v in vals.items()}, be)
+        flt = self.evaluate({k: be.asarray(np.atleast_1d(v)) for k, v in vals.items()}, be,
+                            loss=lo)
         with mpmath.workdps(dps):
             mp = mpmath.mp
-            pv = [mpmath.mpf(float(vals[p.name])) for p in self.parameters]
+            vals = dict(vals, loss=LOSS_NAMES[lo])
+            pv = [mpmath.mpf(float(vals[nm])) for nm in KERNEL_PARAMS]
             Lm, Rm, pim, thm, _be, etaw, _eq, a0, b1m, lossm = pv
             ki = self.kernel("integrand", "mpmath")
 
@@ -704,7 +887,8 @@ class SparseToken(Model):
 
     def random_points(self, rng: np.random.Generator, n: int) -> list[dict[str, float]]:
         """Random points over a practical domain: L in [2, 1e4], R in [1, min(L, 10)],
-        pi in [0.05, 0.95], theta in [0.1, 10], alpha0 in [0.1, 20], both losses and biases."""
+        pi in [0.05, 0.95], theta in [0.1, 10], alpha0 in [0.1, 20], both biases (the loss is
+        an option)."""
         pts = []
         for _ in range(n):
             Lv = int(10 ** rng.uniform(np.log10(2), 4))
@@ -714,7 +898,7 @@ class SparseToken(Model):
                             beta=10 ** rng.uniform(-1, 1), eta_w=10 ** rng.uniform(-1, 0.5),
                             eta_q=10 ** rng.uniform(-1, 0.5), alpha0=10 ** rng.uniform(-1, 1.3),
                             b1=0.0 if rng.random() < 0.5 else math.log(piv / (1 - piv)),
-                            loss=float(rng.integers(0, 2))))
+                            alpha1=10 ** rng.uniform(-0.5, 1), lam=10 ** rng.uniform(-3, 0)))
         return pts
 
     # ---- finite-size check -----------------------------------------------------------
