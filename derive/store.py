@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-__all__ = ["write_dataset", "read_dataset", "ZarrSweepStore", "StoreMismatchError"]
+__all__ = ["write_dataset", "read_dataset", "ZarrSweepStore", "StoreMismatchError", "StoreLockedError"]
 
 
 def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
@@ -35,6 +35,22 @@ def read_dataset(path: str | Path) -> xr.Dataset:
 
 class StoreMismatchError(ValueError):
     """An existing sweep store was written for other equations, grid or settings: refused."""
+
+
+class StoreLockedError(RuntimeError):
+    """Another live process is writing this sweep store."""
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 #: attributes that must agree between a store and the sweep resuming into it
@@ -109,6 +125,31 @@ class ZarrSweepStore:
 
     def set_attrs(self, attrs: dict) -> None:
         self._group().attrs.update(attrs)
+
+    def lock(self) -> None:
+        """Claim the store for this process (the file ``<store>.lock`` beside it holds the PID).
+        A lock whose process is gone (a killed sweep) is stale and taken over; a live one is an
+        error, so two sweeps never write the same store at once."""
+        import os
+
+        f = self.lock_file
+        f.parent.mkdir(parents=True, exist_ok=True)
+        if f.exists():
+            try:
+                pid = int(f.read_text().strip() or 0)
+            except ValueError:
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise StoreLockedError(f"store {self.path} is being written by process {pid}; "
+                                       f"wait for it (or kill it, then rerun to resume)")
+        f.write_text(str(os.getpid()))
+
+    def unlock(self) -> None:
+        self.lock_file.unlink(missing_ok=True)
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
 
     def load(self) -> xr.Dataset:
         return xr.open_zarr(self.path, consolidated=False).load()

@@ -348,11 +348,24 @@ def sweep(name: str | Model, *, store: str | Path | None = None, backend: str = 
     version = _package_version()
     identity = {"model": model.name, "equations_sha256": model.equations_hash,
                 "grid_sha256": grid.sha256({"continuation": continuation, "starts": starts, "seed": seed})}
-    block = _block_shape(grid, chunk, continuation)
 
     st: ZarrSweepStore | None = ZarrSweepStore(store) if store is not None else None
     finished = np.zeros(grid.shape, dtype=bool)
     run = 1
+    if st is not None:
+        st.lock()
+    try:
+        return _sweep(model, grid, st, finished, run, identity, chunk, continuation, starts, seed,
+                      backend, client, progress, version)
+    finally:
+        if st is not None:
+            st.unlock()
+
+
+def _sweep(model: Model, grid: SweepGrid, st: ZarrSweepStore | None, finished: np.ndarray, run: int,
+           identity: dict[str, str], chunk: int, continuation: str | None, starts: int, seed: int,
+           backend: str, client: Any, progress: bool | None, version: str) -> xr.Dataset:
+    block = _block_shape(grid, chunk, continuation)
     if st is not None and st.exists():
         old, finished = st.open(identity)
         block = tuple(json.loads(old.attrs["unit_block"]))

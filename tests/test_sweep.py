@@ -217,6 +217,8 @@ def test_killed_sweep_resumes_without_losing_a_finished_point(tmp_path):
     assert proc.returncode == -signal.SIGKILL, "the sweep finished before it could be killed"
     snap = xr.open_zarr(store, consolidated=False).load()
     done = snap["finished"].values
+    lock = tmp_path / "killed.zarr.lock"
+    assert lock.read_text() == str(proc.pid)  # a stale lock: taken over below
     assert 200 <= done.sum() < done.size
     # resume: finished points are kept (run 1), the others computed (run 2), nothing lost
     ds = sweep("icl-linear-attention", store=store, chunk=20, progress=False, **GRID, **ICL)
@@ -225,6 +227,18 @@ def test_killed_sweep_resumes_without_losing_a_finished_point(tmp_path):
     np.testing.assert_array_equal(ds["e_icl"].values[done], snap["e_icl"].values[done])
     ref = solve("icl-linear-attention", **GRID, **ICL)
     np.testing.assert_array_equal(ds["e_icl"].values, ref["e_icl"].values)
+    assert not lock.exists()
+
+
+def test_a_store_in_use_by_a_live_process_is_refused(tmp_path):
+    from derive.store import StoreLockedError
+
+    store = tmp_path / "busy.zarr"
+    lock = tmp_path / "busy.zarr.lock"
+    lock.write_text(str(os.getppid()))  # a live process (our parent)
+    with pytest.raises(StoreLockedError, match="being written by process"):
+        sweep(CurieWeiss(), beta=2.0, h=np.array([0.0, 0.1]), store=store, progress=False)
+    assert lock.read_text() == str(os.getppid())  # not ours to remove
 
 
 # -- Dask ------------------------------------------------------------------------------------------
