@@ -176,7 +176,7 @@ def test_general_22_fixed_point_undamped_residual_and_gauge():
     """r = 2, mixed branch at α = 1.5: converged to 1e-10 on all free entries; the pinned gauge
     entry θ₂ has a map value at the QMC-symmetry-breaking level only; the state is mixed (θ along
     e₁, m along e₂)."""
-    ds = derive.solve("positional-semantic", alpha=np.array([1.5]), r=2, branch="mixed", n_quad=1024,
+    ds = derive.solve("positional-semantic", alpha=np.array([1.5]), r=2, branch="mixed", n_quad=512,
                       **{k: v for k, v in PT.items() if k != "alpha"})
     assert bool(ds.converged.all()) and float(ds.residual.max()) <= 1e-10
     assert float(ds.gauge_residual[0]) < 1e-3

@@ -603,7 +603,7 @@ class _Solver:
             out[k] = fin[k]
         # Q -> -Q is a symmetry: (m, θ) -> (-m, -θ). Report the representative with θ >= 0
         # (and m >= 0 where θ = 0), as the authors' tables do.
-        tiny = 1e-12  # θ below this is zero up to round-off (GH rules are symmetric, not exact)
+        tiny = 1e-8  # θ below this is zero up to round-off and the 1e-10 stopping rule (θ → 0 geometrically)
         flip = (out["theta"] < -tiny) | ((xp.abs(out["theta"]) <= tiny) & (out["m"] < 0))
         for k in ("m", "theta", "mhat", "thetahat"):
             out[k] = xp.where(flip, -out[k], out[k])
