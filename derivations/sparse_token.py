@@ -11,7 +11,10 @@ Figures:
 3. ``test_error.png`` — test error and training loss of the trained readout vs alpha1:
    attention vs pooled vs vectorised (the paper's Fig. 1 setting), theory and simulation;
 4. ``capacity_vs_L.png`` — capacities alpha*_pool, alpha*_vec = L alpha*_pool, alpha*_A vs L,
-   with linear-programming separability markers.
+   with linear-programming separability markers;
+5. ``capacity_transition.png`` — the separability transition: mean and spread of the critical
+   alpha of nested data sets (exact NNLS/LP tests) vs d, for Cover, pooled, attention and
+   vectorised (``--capacity-scan`` runs the recorded d = 200-800 table).
 
 Run ``attn-theory reproduce sparse-token [--quick]`` or
 ``python derivations/sparse_token.py [--out DIR] [--quick]``.
@@ -60,13 +63,16 @@ class Config:
     cap_d: int = 100
     cap_trials: int = 10
     cap_n_mc: int = 20000
+    ct_d: tuple[int, ...] = (100, 200)
+    ct_d_vec: tuple[int, ...] = (50, 100)
+    ct_trials: int = 20
 
 
 DEFAULT = Config()
 QUICK = Config(ls_sim_L=(10, 100, 1000, 10000), ls_sim_tokens=2_000_000, al_d=300, al_trials=3,
                al_sim_alpha0=(0.5, 2.0), te_d=300, te_d_vec=100, te_trials=2,
                te_sim_alpha1=(1.0, 4.0), te_n_mc=1500, cap_sim_L=(4,), cap_d=60, cap_trials=6,
-               cap_n_mc=5000)
+               cap_n_mc=5000, ct_d=(60,), ct_d_vec=(30,), ct_trials=6)
 
 #: the paper's settings: alignment figure and Fig. 1
 ALIGN = dict(L=10, R=3, pi=0.2, theta=6.0, beta=1.0, eta_w=0.5, eta_q=0.5)
@@ -325,6 +331,112 @@ def capacity_vs_L(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[P
             _write_csv(out / "capacity_scans.csv", rows)], rows_theory + rows
 
 
+# ----------------------------------------------------------------------------- capacity transition
+#: cases of the separability scans: (L, theta, features); R = 1, pi = 1/2, attention query
+#: beta|q| = 1, s_q = 0.9. The vectorised problem lives in dimension L d: L = 2 there.
+CT_CASES = {"cover": (4, 0.0, "pooled"), "pooled": (4, 3.0, "pooled"),
+            "attention": (4, 3.0, "attention"), "vectorised": (2, 3.0, "vectorised")}
+CT_FRACTIONS = (0.8, 0.9, 1.0, 1.1, 1.2)
+#: the recorded scan (tests/data/sparse_token_sim_trend.md): ``--capacity-scan``
+CT_FULL = {"pooled": (200, 400, 800), "attention": (200, 400, 800),
+           "vectorised": (100, 200, 400), "cover": (200, 400, 800)}
+
+
+def capacity_alpha_star(case: str, n_mc: int = 20000) -> float:
+    """Theory alpha* of a scan case: Cover 2, pooled / vectorised (= L x pooled) from the
+    grid solve, attention by Monte Carlo (4 x ``n_mc`` samples per class, seed 0)."""
+    L, th, feat = CT_CASES[case]
+    if case == "cover":
+        return 2.0
+    if feat == "attention":
+        return derive.models.get(MODEL).attention_capacity(L=L, R=1, pi=0.5, theta=th, beta_q=1.0,
+                                                           s_q=0.9, n_mc=n_mc, n_rep=4)["alpha_attn"]
+    ds = _solve(L=float(L), theta=th)
+    return float(ds.alpha_vec if feat == "vectorised" else ds.alpha_pool)
+
+
+def transition_summary(seeds: Sequence[dict], alpha_star: float) -> dict[str, float]:
+    """Per-seed critical alpha -> mean, sd and se of alpha_c / alpha*, and P(separable) at
+    ``CT_FRACTIONS`` x alpha* (a seed whose bracket [lo, hi) contains alpha d counts 1/2)."""
+    ac = np.array([r["alpha_c"] for r in seeds]) / alpha_star
+    out = dict(mean=float(ac.mean()), sd=float(ac.std(ddof=1)),
+               se=float(ac.std(ddof=1) / math.sqrt(ac.size)), seeds=len(seeds),
+               censored=int(sum(r["censored"] for r in seeds)),
+               solves=int(sum(r["solves"] for r in seeds)))
+    for f in CT_FRACTIONS:
+        p = []
+        for r in seeds:
+            n = f * alpha_star * r.get("d", 1)
+            p.append(1.0 if n <= r["lo"] else 0.0 if n >= r["hi"] else 0.5)
+        out[f"p_{f:g}"] = float(np.mean(p))
+    return out
+
+
+def capacity_transition(dims: dict[str, Sequence[int]], trials: int, seed: int = 11,
+                        echo=print, n_mc: int = 20000) -> list[dict]:
+    """Critical alpha of ``trials`` nested data sets per (case, d) by exact separability tests
+    (:func:`numerics.simulate.sparse_token.critical_alpha_scan`); rows of
+    :func:`transition_summary` plus the case, d, alpha* and CPU seconds."""
+    rows = []
+    for case, ds_ in dims.items():
+        L, th, feat = CT_CASES[case]
+        a = capacity_alpha_star(case, n_mc=n_mc)
+        for d in ds_:
+            t0 = time.process_time()
+            res = sim.critical_alpha_scan(d=d, trials=trials, L=L, R=1, pi=0.5, theta=th,
+                                          alpha_star=a, features=feat, q_overlap=0.9,
+                                          q_norm_beta=1.0, seed=seed)
+            for r in res:
+                r["d"] = d
+            row = dict(case=case, L=L, theta=th, d=d, dim=d * (L if feat == "vectorised" else 1),
+                       alpha_star=a, cpu_s=time.process_time() - t0, **transition_summary(res, a))
+            echo(f"  {case} d={d}: alpha_c/alpha* = {row['mean']:.4f} ± {row['se']:.4f} "
+                 f"(sd {row['sd']:.4f})")
+            rows.append(row)
+    return rows
+
+
+def capacity_transition_figure(out: Path, rows: Sequence[dict]) -> Path:
+    """sd of alpha_c / alpha* vs d (the transition sharpens) and the mean (-> 1)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    colors = dict(COLORS, cover="gray")
+    for case in CT_CASES:
+        rr = [r for r in rows if r["case"] == case]
+        if not rr:
+            continue
+        dim = [r["dim"] for r in rr]
+        axes[0].errorbar(dim, [r["mean"] for r in rr], yerr=[r["se"] for r in rr], fmt="o-",
+                         color=colors[case], label=case, capsize=3)
+        axes[1].plot(dim, [r["sd"] for r in rr], "o-", color=colors[case], label=case)
+    axes[0].axhline(1.0, color="k", lw=0.8, ls=":")
+    axes[0].set_ylabel("mean alpha_c / alpha*")
+    axes[1].set_ylabel("sd of alpha_c / alpha* (width)")
+    d0 = np.array([100, 1600])
+    axes[1].plot(d0, 0.07 * np.sqrt(200 / d0), "k:", lw=0.8, label="~ dim^-1/2")
+    for ax in axes:
+        _logx(ax)
+        ax.set_xlabel("dimension of the LP (d, or L d for vectorised)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    p = out / "capacity_transition.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def capacity_transition_part(out: Path, cfg: Config, seed: int,
+                             echo=print) -> tuple[list[Path], list[dict]]:
+    """Figure 5 of the run: the separability transition at ``cfg.ct_d`` (pooled, attention,
+    Cover) and ``cfg.ct_d_vec`` (vectorised, L = 2)."""
+    dims = {c: cfg.ct_d for c in ("cover", "pooled", "attention")}
+    dims["vectorised"] = cfg.ct_d_vec
+    rows = capacity_transition(dims, cfg.ct_trials, seed=11 + seed, echo=echo, n_mc=cfg.cap_n_mc)
+    return [capacity_transition_figure(out, rows),
+            _write_csv(out / "capacity_transition.csv", rows)], rows
+
+
 # ----------------------------------------------------------------------------- summary
 def _summary(out: Path, quick: bool, seed: int, seconds: float, parts: dict) -> Path:
     from derive.solve import package_version
@@ -357,6 +469,14 @@ def _summary(out: Path, quick: bool, seed: int, seconds: float, parts: dict) -> 
     lines += ["", "| L | model | d | theory | LP 50% crossing |", "|---|---|---|---|---|"]
     lines += [f"| {r['L']} | {r['model']} | {r['d']} | {r['theory']:.3f} | {r['crossing_50']:.3f} |"
               for r in parts["capacity"] if "crossing_50" in r]
+    lines += ["", "## Separability transition (critical alpha per nested data set, exact NNLS/LP)", "",
+              "| case | d | LP dim | seeds | alpha* | mean alpha_c/alpha* | sd | "
+              + " | ".join(f"P(sep) {f:g}a*" for f in CT_FRACTIONS) + " |",
+              "|---|---|---|---|---|---|---|" + "---|" * len(CT_FRACTIONS)]
+    lines += [f"| {r['case']} | {r['d']} | {r['dim']} | {r['seeds']} | {r['alpha_star']:.3f} | "
+              f"{r['mean']:.3f} ± {r['se']:.3f} | {r['sd']:.3f} | "
+              + " | ".join(f"{r[f'p_{f:g}']:.2f}" for f in CT_FRACTIONS) + " |"
+              for r in parts.get("capacity_transition", [])]
     p = out / "summary.md"
     p.write_text("\n".join(lines) + "\n")
     return p
@@ -376,7 +496,8 @@ def main(out_dir: Path, quick: bool = False, seed: int = 0, config: Config | Non
     files: list[Path] = []
     parts = {}
     for key, fn in (("long_sequence", long_sequence), ("alignment", alignment),
-                    ("test_error", test_error), ("capacity", capacity_vs_L)):
+                    ("test_error", test_error), ("capacity", capacity_vs_L),
+                    ("capacity_transition", capacity_transition_part)):
         echo(f"-- {key}")
         f, rows = fn(out, cfg, seed, echo)
         files += f
@@ -391,7 +512,19 @@ def _cli(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("results") / MODEL)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--capacity-scan", action="store_true",
+                    help="only the separability scans of the recorded table (d up to 800; "
+                         "20 seeds; ~1 CPU-hour)")
     args = ap.parse_args(argv)
+    if args.capacity_scan:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        args.out.mkdir(parents=True, exist_ok=True)
+        rows = capacity_transition(CT_FULL, trials=20)
+        print(f"wrote {_write_csv(args.out / 'capacity_transition.csv', rows)}")
+        print(f"wrote {capacity_transition_figure(args.out, rows)}")
+        return
     for f in main(args.out, quick=args.quick, seed=args.seed):
         print(f"wrote {f}")
 
