@@ -14,7 +14,6 @@ import pytest
 
 import derive
 from derive.models import _sparse_token_readout as ro
-from derive.models import sparse_token as st
 
 MODEL = derive.models.get("sparse-token")
 BASE = dict(L=10, R=1, pi=0.5, theta=5.0, beta=1.0, eta_w=1.0, eta_q=1.0, alpha0=2.0, b1=0.0)

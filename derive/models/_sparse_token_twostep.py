@@ -32,7 +32,6 @@ $\|q^{(2)}\|=\frac{\eta_q\beta}L\sqrt{A^2+B^2+C}$.
 from __future__ import annotations
 
 from functools import lru_cache
-from itertools import product
 
 import sympy as sp
 
