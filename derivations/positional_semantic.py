@@ -9,6 +9,8 @@ The paper's claims reproduced here
    from positional to semantic at a critical sample complexity α_c(ω) — a first-order transition,
    located here where the two branches' free energies cross.
 2. Above the transition the attention layer beats the best **linear positional baseline**.
+3. (Beyond the paper's figures) At rank r = 2 the global minimum is a **mixed** state: positional
+   in one student direction, semantic in the orthogonal one, with θ growing continuously.
 
 How
 ---
@@ -39,7 +41,8 @@ import numpy as np
 MODEL = "positional-semantic"
 SIGMA, LAM = 0.5, 0.01
 
-__all__ = ["Config", "DEFAULT", "QUICK", "main", "print_derivation", "solve_pairs", "critical_alpha"]
+__all__ = ["Config", "DEFAULT", "QUICK", "main", "print_derivation", "solve_pairs", "critical_alpha",
+           "rank2_curves", "plot_rank2"]
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,13 @@ class Config:
     sim_dims: tuple[int, ...] = (100, 200, 400)
     sim_seeds: int = 3
     replicas: int = 3  # QMC scrambles for the error bar of alpha_c
+    rank2_alphas: tuple[float, ...] = (0.3, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0)  # r = 2 vs r = 1 at omega_curve
 
 
 DEFAULT = Config()
 QUICK = Config(n_quad=1024, alphas=tuple(float(a) for a in np.round(np.linspace(0.2, 2.0, 7), 4)),
                pd_alphas=tuple(float(a) for a in np.round(np.linspace(0.2, 2.4, 7), 4)), pd_omegas=(0.2, 0.3, 0.5),
-               sim_alphas=(0.5, 1.5), sim_dims=(100, 200), sim_seeds=2, replicas=2)
+               sim_alphas=(0.5, 1.5), sim_dims=(100, 200), sim_seeds=2, replicas=2, rank2_alphas=(0.6, 1.5))
 
 
 def print_derivation(echo=print) -> None:
@@ -169,6 +173,67 @@ def branch_curves(out: Path, cfg: Config, echo=print) -> tuple[list[Path], dict[
          f"positional-branch spinodal(s) at alpha = {spin}")
     return [p, out / "branches_omega0.3.csv"], {"alpha_c": ac, "alpha_c_err": ac_err, "spinodal": spin,
                                                "rows": rows}
+
+
+RANK2_BRANCHES = {2: ("positional", "semantic", "mixed"), 1: ("positional", "semantic")}
+
+
+def plot_rank2(res: dict[str, dict[str, Any]], alphas: Sequence[float], path: Path, omega: float) -> Path:
+    """Test MSE and Φ of the r = 1 and r = 2 branches vs α (``res['r{r}_{branch}']``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    al = np.asarray(alphas, dtype=float)
+    style = {"positional": "tab:blue", "semantic": "tab:red", "mixed": "tab:purple"}
+    fig, ax = plt.subplots(1, 3, figsize=(14, 4.0))
+    for r, ls in ((1, ":"), (2, "-")):
+        for b in RANK2_BRANCHES[r]:
+            v = res[f"r{r}_{b}"]
+            for j, k in enumerate(("mse", "phi")):
+                ax[j].plot(al, v[k], ls, marker="o", ms=3, color=style[b], label=f"r={r} {b}")
+    mx = res["r2_mixed"]
+    ax[2].plot(al, mx["theta"], "-o", ms=3, color="tab:red", label="r=2 mixed: ‖θ‖")
+    ax[2].plot(al, mx["m"], "-o", ms=3, color="tab:blue", label="r=2 mixed: ‖m‖")
+    ax[2].plot(al, res["r1_semantic"]["theta"], ":o", ms=3, color="tab:red", label="r=1 semantic: θ")
+    ax[0].set_ylabel("test MSE")
+    ax[1].set_ylabel(r"$\Phi$ (larger = lower risk)")
+    ax[2].set_ylabel("overlap")
+    for a_ in ax:
+        a_.set_xlabel(r"$\alpha=n/d$")
+    ax[0].legend(fontsize=7)
+    ax[2].legend(fontsize=7)
+    ax[0].set_title(rf"rank 2 vs rank 1, $\omega={omega}$, $\sigma={SIGMA}$, $\lambda={LAM}$")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def rank2_curves(out: Path, cfg: Config, echo=print) -> tuple[list[Path], dict[str, Any]]:
+    """The general construction at (L, r) = (2, 2): positional, semantic and mixed branches against
+    r = 1 at ω = omega_curve; the r = 2 global minimum is the branch with the largest Φ."""
+    import derive
+
+    al = np.asarray(cfg.rank2_alphas, dtype=float)
+    res: dict[str, dict[str, Any]] = {}
+    rows = []
+    for r, branches in RANK2_BRANCHES.items():
+        for b in branches:
+            ds = derive.solve(MODEL, alpha=al, omega=cfg.omega_curve, sigma=SIGMA, lam=LAM, branch=b, r=r,
+                              n_quad=cfg.n_quad)
+            res[f"r{r}_{b}"] = {k: ds[k].values.astype(float) for k in ("q", "m", "theta", "mse", "phi")}
+            for i, a in enumerate(al):
+                rows.append({"r": r, "branch": b, "alpha": float(a), "converged": bool(ds.converged[i]),
+                             **{k: float(ds[k][i]) for k in ("q", "m", "theta", "mse", "phi", "residual")}})
+    _write_csv(out / "rank2_omega0.3.csv", rows)
+    p = plot_rank2(res, al, out / "rank2_omega0.3.png", cfg.omega_curve)
+    phis = np.stack([res[f"r2_{b}"]["phi"] for b in RANK2_BRANCHES[2]])
+    best = [RANK2_BRANCHES[2][int(i)] if np.isfinite(phis[:, j]).any() else "none"
+            for j, i in enumerate(np.nanargmax(np.where(np.isfinite(phis), phis, -np.inf), axis=0))]
+    echo(f"r = 2 global branch per alpha {al.tolist()}: {best}")
+    return [p, out / "rank2_omega0.3.csv"], {"global_r2": dict(zip(al.tolist(), best))}
 
 
 def phase_diagram(out: Path, cfg: Config, echo=print) -> tuple[list[Path], dict[str, Any]]:
@@ -283,7 +348,8 @@ def main(out_dir: Path, quick: bool = False, seed: int = 0, config: Config | Non
     files, info = [], {}
     for name, fn in (("branches", lambda: branch_curves(out, cfg, echo)),
                      ("phase_diagram", lambda: phase_diagram(out, cfg, echo)),
-                     ("simulations", lambda: simulations(out, cfg, seed, echo))):
+                     ("simulations", lambda: simulations(out, cfg, seed, echo)),
+                     ("rank2", lambda: rank2_curves(out, cfg, echo))):
         t = time.perf_counter()
         f, i = fn()
         files += f
@@ -301,7 +367,8 @@ def main(out_dir: Path, quick: bool = False, seed: int = 0, config: Config | Non
         lines.append(f"| {s['branch']} | {s['alpha']} | {s['d']} | {s['mse']:.5f} ± {s['mse_sem']:.5f} | "
                      f"{s['mse_theory']:.5f} | {s['risk_per_d']:.5f} | {s['risk_per_d_theory']:.5f} | "
                      f"{s['global_fraction']:.2f} |")
-    lines += ["", f"total time {time.perf_counter() - t0:.0f} s"]
+    lines += ["", "## rank r = 2 (global branch by largest Φ)", "",
+              f"{info['rank2']['global_r2']}", "", f"total time {time.perf_counter() - t0:.0f} s"]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     return files + [out / "summary.md"]
 

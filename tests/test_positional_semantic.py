@@ -252,7 +252,7 @@ def test_derivation_script_end_to_end(tmp_path):
     from derivations.positional_semantic import Config, main
 
     cfg = Config(n_quad=512, alphas=(0.6, 1.6), pd_alphas=(0.6, 2.0), pd_omegas=(0.3,), sim_alphas=(1.5,),
-                 sim_dims=(60,), sim_seeds=2, replicas=2)
+                 sim_dims=(60,), sim_seeds=2, replicas=2, rank2_alphas=(1.5,))
     files = main(tmp_path, config=cfg, echo=lambda *a: None)
     names = {f.name for f in files}
     assert {"branches_omega0.3.png", "phase_diagram.png", "simulations.png", "summary.md"} <= names
