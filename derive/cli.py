@@ -145,6 +145,31 @@ def solve(ctx: typer.Context, model: str,
 
 
 @app.command()
+def inspect(store: Path) -> None:
+    """Describe a sweep store (.zarr): model, grid, finished points, runs, convergence."""
+    import xarray as xr
+
+    if not store.exists():
+        typer.echo(f"error: no store at {store}", err=True)
+        raise typer.Exit(2)
+    ds = xr.open_zarr(store, consolidated=False)
+    a = ds.attrs
+    done = ds["finished"].values
+    typer.echo(f"{store}: model {a.get('model')} (equations {str(a.get('equations_sha256'))[:12]}…, "
+               f"attention-theory {a.get('package_version')})")
+    typer.echo("grid: " + " × ".join(f"{d} {ds.sizes[d]}" for d in ds["finished"].dims)
+               + (f"; continuation along {a['continuation']}" if a.get("continuation") else "")
+               + (f"; {a['starts']} starts" if int(a.get("starts", 1)) > 1 else ""))
+    typer.echo(f"finished: {int(done.sum())}/{done.size} points over {a.get('sweep_runs', '?')} run(s)")
+    if done.any():
+        conv = ds["converged"].values
+        conv = (conv.any(axis=-1) if "solution" in ds.dims else conv)[done]
+        typer.echo(f"of the finished: {int(conv.sum())} converged, {int((~conv).sum())} not converged")
+    if "summary" in a:
+        typer.echo(f"last run: {a['summary']}")
+
+
+@app.command()
 def verify(model: str, points: int = typer.Option(50, help="random points of the domain"),
            dps: int = typer.Option(50, help="mpmath digits"),
            seed: int = typer.Option(0, help="random seed")) -> None:

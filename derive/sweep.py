@@ -472,6 +472,8 @@ def _sweep(model: Model, grid: SweepGrid, st: ZarrSweepStore | None, finished: n
     if failed:
         ds.attrs["first_error"] = next(iter(failed.values()))[-2000:]
     ds.attrs["summary"] = summary_line(ds)
+    if st is not None and st.exists():
+        st.set_attrs({"summary": ds.attrs["summary"]})
     if show:
         tqdm.write(ds.attrs["summary"])
     return ds

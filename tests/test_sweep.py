@@ -228,6 +228,11 @@ def test_killed_sweep_resumes_without_losing_a_finished_point(tmp_path):
     ref = solve("icl-linear-attention", **GRID, **ICL)
     np.testing.assert_array_equal(ds["e_icl"].values, ref["e_icl"].values)
     assert not lock.exists()
+    from typer.testing import CliRunner
+
+    from derive.cli import app
+    out = CliRunner().invoke(app, ["inspect", str(store)])
+    assert out.exit_code == 0 and f"finished: {done.size}/{done.size} points over 2 run(s)" in out.output
 
 
 def test_a_store_in_use_by_a_live_process_is_refused(tmp_path):
