@@ -85,6 +85,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--points", type=int, default=8000)
     ap.add_argument("--sample", type=int, default=40)
+    ap.add_argument("--sep-d", type=int, nargs="*", default=[200, 400])
     args = ap.parse_args()
     m = derive.models.get("sparse-token")
     be = get_backend("numpy")
@@ -125,6 +126,31 @@ def main() -> None:
           f"{t_att:.2f} s | |")
     print("\nlargest relative deviation, pipeline vs SciPy loop on the subsample: "
           + ", ".join(f"{k} {v:.1e}" for k, v in dev.items()))
+    bench_separability(args.sep_d)
+
+
+def bench_separability(dims: list[int], reps: int = 3) -> None:
+    """Exact separability test: NNLS with certificates vs the max-margin LP (HiGHS), pooled
+    features at alpha = alpha*_pool (the hardest instances), same data, CPU seconds."""
+    from numerics.simulate import sparse_token as sim
+
+    print("\n| separability test, pooled, alpha = 2.84 (L=4, theta=3) | d | LP (HiGHS) | NNLS | ratio | agree |")
+    print("|---|---|---|---|---|---|")
+    for d in dims:
+        t_lp = t_nn = 0.0
+        agree = 0
+        for r in range(reps):
+            X, y = sim.sample(int(2.84 * d), d, 4, 1, 0.5, 3.0, np.random.default_rng([r, d]))
+            F = sim.pooled_features(X)
+            t = time.process_time()
+            a = sim.separable(F, y)
+            t_lp += time.process_time() - t
+            t = time.process_time()
+            b, _ = sim.separable_nnls(F, y, lp_fallback=False)
+            t_nn += time.process_time() - t
+            agree += a == b
+        print(f"| | {d} | {t_lp / reps:.2f} s | {t_nn / reps:.3f} s | {t_lp / t_nn:.0f}x | "
+              f"{agree}/{reps} |", flush=True)
 
 
 if __name__ == "__main__":
