@@ -45,15 +45,15 @@ a minute.
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from derivations._common import run_cli, write_csv
 
 MODEL = "icl-linear-attention"
 
@@ -174,20 +174,6 @@ def _seed_for(seed: int, figure: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, figure, index]).generate_state(1)[0])
 
 
-def _fmt(v: Any) -> Any:
-    if isinstance(v, (float, np.floating)):
-        return repr(float(v))
-    return v
-
-
-def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: _fmt(v) for k, v in r.items()})
-
-
 def _mean_sem(a: np.ndarray) -> tuple[float, float]:
     a = np.asarray(a, dtype=float)
     sem = float(np.std(a, ddof=1) / math.sqrt(a.size)) if a.size > 1 else float("nan")
@@ -276,7 +262,7 @@ def double_descent(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[
                                     lam=cfg.dd_sim_lam, trials=cfg.dd_trials,
                                     seed=_seed_for(seed, 1, i), n_test=cfg.n_test))
     sim_csv = out / "double_descent_simulation.csv"
-    _write_csv(sim_csv, rows)
+    write_csv(sim_csv, rows)
 
     fig = Figure(figsize=(12.5, 5.2), layout="constrained")
     axes = fig.subplots(1, 2, sharex=True)
@@ -376,7 +362,7 @@ def task_diversity(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[
                                     rho=cfg.rho, lam=cfg.td_sim_lam, trials=cfg.td_trials,
                                     seed=_seed_for(seed, 2, i), n_test=cfg.n_test))
     sim_csv = out / "task_diversity_simulation.csv"
-    _write_csv(sim_csv, rows)
+    write_csv(sim_csv, rows)
 
     fig = Figure(figsize=(15, 5.4), layout="constrained")
     axes = fig.subplots(1, 3, sharex=True)
@@ -531,13 +517,7 @@ def main(out_dir: Path, quick: bool = False, seed: int = 0, config: Config | Non
 
 
 def _cli(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("results") / MODEL, help="output folder")
-    ap.add_argument("--quick", action="store_true", help="smaller d and fewer trials (< 1 min)")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    for f in main(args.out, quick=args.quick, seed=args.seed):
-        print(f"wrote {f}")
+    run_cli(main, MODEL, __doc__, argv, quick_help="smaller d and fewer trials (< 1 min)")
 
 
 if __name__ == "__main__":

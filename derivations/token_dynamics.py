@@ -30,15 +30,15 @@ token-dynamics [--quick]`` or ``python derivations/token_dynamics.py [--out DIR]
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
+
+from derivations._common import run_cli, write_csv
 
 MODEL = "token-dynamics"
 
@@ -94,16 +94,6 @@ def _special():
     import scipy.special
 
     return scipy.special
-
-
-def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v)
-                        for k, v in r.items()})
-    return path
 
 
 def _plt():
@@ -179,7 +169,7 @@ def phase_diagram(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[P
                              frac_at_T=float(fracs[d][-1, j])))
         echo(f"  phase diagram d={d}: {batch} systems x {len(betas)} betas, "
              f"{time.perf_counter() - t0:.1f} s")
-    csv_path = _write_csv(out / "phase_diagram.csv", rows)
+    csv_path = write_csv(out / "phase_diagram.csv", rows)
     plt = _plt()
     fig, axes = plt.subplots(1, len(cfg.pd_dims), figsize=(4.2 * len(cfg.pd_dims), 3.6),
                              sharey=True)
@@ -243,7 +233,7 @@ def equiangular_overlay(out: Path, cfg: Config, echo=print) -> tuple[list[Path],
     plt.close(fig)
     echo("  equiangular overlay: max |t_closed(rho_sim) - t| = "
          f"{max(r['max_time_error'] for r in rows):.2e}")
-    return [png, _write_csv(out / "equiangular_overlay.csv", rows)], rows
+    return [png, write_csv(out / "equiangular_overlay.csv", rows)], rows
 
 
 # ----------------------------------------------------------------------------- 3. clustering
@@ -294,7 +284,7 @@ def cluster_formation(out: Path, cfg: Config, seed: int, echo=print) -> tuple[li
     fig.savefig(png, dpi=110)
     plt.close(fig)
     echo(f"  cluster formation: {nb} betas x {B} systems, {tr.steps} RK4 steps")
-    return [png, _write_csv(out / "cluster_formation.csv", rows)], rows
+    return [png, write_csv(out / "cluster_formation.csv", rows)], rows
 
 
 def metastability(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[Path], list[dict]]:
@@ -365,7 +355,7 @@ def metastability(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[P
     png = out / "metastability.png"
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    return [png, _write_csv(out / "metastability.csv", rows)], rows
+    return [png, write_csv(out / "metastability.csv", rows)], rows
 
 
 # ----------------------------------------------------------------------------- 4. long context
@@ -397,7 +387,7 @@ def long_context(out: Path, cfg: Config, echo=print) -> tuple[list[Path], list[d
     png = out / "long_context.png"
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    return [png, _write_csv(out / "long_context.csv", rows)], rows
+    return [png, write_csv(out / "long_context.csv", rows)], rows
 
 
 # ----------------------------------------------------------------------------- 5. Burger et al.
@@ -436,7 +426,7 @@ def burger(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[Path], l
                      diff=float(E.min() - math.exp(1.5) / 2)))
     echo(f"  Burger: 4-particle |a2 - root| max {max(abs(r['diff']) for r in rows[:-1]):.2e}; "
          f"maximiser E - e^1.5/2 = {rows[-1]['diff']:.2e}, min |<x,e1>| = {align:.6f}")
-    return [_write_csv(out / "burger.csv", rows)], rows
+    return [write_csv(out / "burger.csv", rows)], rows
 
 
 # ----------------------------------------------------------------------------- 6. concentration
@@ -490,7 +480,7 @@ def concentration(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[P
     fig.savefig(png, dpi=110)
     plt.close(fig)
     echo(f"  concentration: log-log slope of min_t W2 vs sqrt(log(b+1)/b) = {slope:.2f}")
-    return [png, _write_csv(out / "concentration.csv", rows)], rows
+    return [png, write_csv(out / "concentration.csv", rows)], rows
 
 
 # ----------------------------------------------------------------------------- summary
@@ -589,13 +579,7 @@ def main(out_dir: Path, quick: bool = False, seed: int = 0, config: Config | Non
 
 
 def _cli(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("results") / MODEL, help="output folder")
-    ap.add_argument("--quick", action="store_true", help="smaller batches and grids")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    for f in main(args.out, quick=args.quick, seed=args.seed):
-        print(f"wrote {f}")
+    run_cli(main, MODEL, __doc__, argv, quick_help="smaller batches and grids")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+"""What every derivation script shares: writing result tables and the command-line entry."""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+__all__ = ["write_csv", "run_cli"]
+
+
+def _cell(v: Any) -> Any:
+    """Floats at full precision (``repr``), everything else as it is."""
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    return v
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write ``rows`` (dicts with the same keys) to ``path``; floats keep all their digits."""
+    with Path(path).open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _cell(v) for k, v in r.items()})
+    return Path(path)
+
+
+def run_cli(main: Callable[..., list[Path]], model: str, doc: str | None,
+            argv: Sequence[str] | None = None, quick_help: str = "a quicker, smaller run",
+            seed: bool = True) -> None:
+    """``python derivations/<model>.py [--out DIR] [--quick] [--seed S]``: run ``main`` and list
+    the files it wrote (the same entry as ``attn-theory reproduce <model>``)."""
+    ap = argparse.ArgumentParser(description=(doc or model).splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("results") / model, help="output folder")
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    if seed:
+        ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    kw = {"seed": args.seed} if seed else {}
+    for f in main(args.out, quick=args.quick, **kw) or []:
+        print(f"wrote {f}")
