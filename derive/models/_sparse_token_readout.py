@@ -46,6 +46,8 @@ __all__ = ["ReadoutSamples", "readout_programs", "solve_readout", "gm_samples", 
 eta, om, s_, yy, kap, nu, rho, lossc = sp.symbols("eta omega s y kappa nu rho loss", real=True)
 Mval, Mg, Mh = sp.symbols("M M_eta M_etaeta")
 f_s, deta, ell = sp.symbols("f deta ell")
+m_s, Q_s, wq_s, b_s, z_s = sp.symbols("m Q w_q b zeta", real=True)
+om_s, sv_s, err_s = sp.symbols("omega_0 s_V err")
 al1, lam_s, V_s, E1_s, EQ_s, Em_s = sp.symbols("alpha1 lam V E_1mdeta E_k2f2 E_nuf", real=True)
 Vh_s, Qh_s, mh_s, Vn_s, mn_s, Qn_s = sp.symbols("Vhat Qhat mhat V_new m_new Q_new")
 
@@ -65,6 +67,15 @@ def readout_programs() -> dict[str, Program]:
         "prox_fgh": Program("sparse_readout_prox_fgh", (eta, yy, om, s_, lossc),
                             ((Mval, moreau), (Mg, g), (Mh, h)), (Mval, Mg, Mh),
                             doc="Moreau objective l(y, eta) + (eta - omega)^2/(2 s), s = kappa^2 V."),
+        "local_field": Program(
+            "sparse_readout_local_field", (rho, nu, kap, m_s, Q_s, V_s, wq_s, b_s, z_s),
+            ((om_s, wq_s * rho + m_s * nu + b_s + kap * sp.sqrt(Q_s) * z_s), (sv_s, kap**2 * V_s)),
+            (om_s, sv_s), doc="Local field omega_0 = w_q rho + m nu + b + kappa sqrt(Q) zeta, "
+                              "prox scale s = kappa^2 V."),
+        "test_error": Program(
+            "sparse_readout_test_error", (yy, rho, nu, kap, m_s, Q_s, wq_s, b_s),
+            ((err_s, sp.erfc(yy * (wq_s * rho + m_s * nu + b_s) / (kap * sp.sqrt(2 * Q_s))) / 2),),
+            (err_s,), doc="P(y (w^T f + b) < 0 | omega) = Phi(-y (w_q rho + m nu + b)/(kappa sqrt Q))."),
         "update": Program("sparse_readout_update", (al1, lam_s, V_s, E1_s, EQ_s, Em_s),
                           ((Vh_s, al1 / V_s * E1_s), (Qh_s, al1 * EQ_s), (mh_s, al1 * Em_s),
                            (Vn_s, 1 / (lam_s + Vh_s)), (mn_s, mh_s * Vn_s),
@@ -109,12 +120,6 @@ def attention_samples(feats: dict, pi: float) -> ReadoutSamples:
                           np.concatenate([p["kappa"], n["kappa"]]), True)
 
 
-def _phi_cdf(x: np.ndarray) -> np.ndarray:
-    from scipy.special import ndtr
-
-    return ndtr(x)
-
-
 DEFAULT_START = np.array([0.1, 0.1, 1.0, 0.0, 0.0])
 STATE = ("m", "Q", "V", "w_q", "b")
 
@@ -137,9 +142,12 @@ def readout_map(samples: ReadoutSamples, alpha1: np.ndarray, lam: np.ndarray, lo
 
     def local(x: np.ndarray) -> dict[str, np.ndarray]:
         m, Q, V, wq, b = (x[:, i][:, None, None] for i in range(5))
-        Qp = np.maximum(Q, 0.0)
-        omega = wq * rho_ + m * nu_ + b + kap_ * np.sqrt(Qp) * zk[None, None, :]
-        s = kap_**2 * np.maximum(V, 1e-300) * np.ones_like(omega)
+        with np.errstate(all="ignore"):
+            lf = ks["local_field"](xp, spc, rho_, nu_, kap_, m, np.maximum(Q, 0.0),
+                                   np.maximum(V, 1e-300), wq, b, zk[None, None, :])
+        shp = np.broadcast_shapes(m.shape[:1] + rho_.shape, zk[None, None, :].shape)
+        omega = np.broadcast_to(lf["omega_0"], shp)
+        s = np.broadcast_to(lf["s_V"], shp)
         yb = np.broadcast_to(y, omega.shape)
         shape = omega.shape
         fl = [a.reshape(-1) for a in (yb, omega, s)]
@@ -222,10 +230,12 @@ def solve_readout(samples: ReadoutSamples, alpha1: np.ndarray, lam: np.ndarray, 
     x = res.x
     o = local(x)
     m, Q, wq, b = x[:, 0], x[:, 1], x[:, 3], x[:, 4]
-    c = wq[:, None] * samples.rho[None] + m[:, None] * samples.nu[None] + b[:, None]
+    be = get_backend("numpy")
     with np.errstate(all="ignore"):
-        z = -samples.y[None] * c / (samples.kappa[None] * np.sqrt(Q)[:, None])
-    test = (samples.weight[None] * _phi_cdf(z)).sum(axis=1)
+        err = _kernels()["test_error"](be.xp, be.special, samples.y[None], samples.rho[None],
+                                        samples.nu[None], samples.kappa[None], m[:, None],
+                                        Q[:, None], wq[:, None], b[:, None])["err"]
+    test = (samples.weight[None] * np.broadcast_to(err, (x.shape[0], samples.y.size))).sum(axis=1)
     rule = gauss_hermite(gh, 1)
     W = samples.weight[:, None] * rule.weights[None, :]
     E = lambda a: np.einsum("pnk,nk->p", a, W)
