@@ -110,3 +110,22 @@ def test_readout_vs_simulation_large_d(d, trials):
             v = np.array([x.test_error for x in r])
             se = v.std(ddof=1) / math.sqrt(trials)
             assert abs(v.mean() - th[name]["test_error"][i]) < 3 * se + 0.005, (name, a, v)
+
+
+@pytest.mark.parametrize("name", ["local_field", "test_error", "update"])
+def test_readout_kernels_vs_mpmath(name):
+    """The generated float64 kernels of the RS map vs their mpmath prints at 50 digits."""
+    import scipy.special
+
+    prog = ro.readout_programs()[name]
+    kf, km = generate(prog, "xp"), generate(prog, "mpmath")
+    rng = np.random.default_rng(7)
+    args = [rng.uniform(0.1, 2.0, size=15) for _ in prog.inputs]
+    if name == "test_error":
+        args[0] = np.sign(rng.normal(size=15))
+    out = kf(np, scipy.special, *args)
+    with mpmath.workdps(50):
+        for i in range(15):
+            ref = km(mpmath.mp, *(mpmath.mpf(float(a[i])) for a in args))
+            for k, v in ref.items():
+                assert abs(np.broadcast_to(out[k], (15,))[i] - float(v)) <= 1e-13 * max(1, abs(float(v))), (k, i)
