@@ -40,20 +40,22 @@ class KernelBundle:
         return h.hexdigest()
 
 
-def kernel_bundle(model: Model, package_version: str) -> KernelBundle:
-    """Every array-target kernel of ``model`` as text + hashes (generated here, on the client)."""
+def kernel_bundle(model: Model, package_version: str, options: Mapping[str, Any] = {}) -> KernelBundle:
+    """The array-target kernels ``model`` uses with ``options`` (:meth:`Model.kernels_for`) as
+    text + hashes, generated here, on the client."""
     progs = {}
-    for name, k in model.kernels("xp").items():
+    for name, k in model.kernels_for(options).items():
         progs[name] = (k.name, tuple(k.inputs), tuple(k.outputs), k.key, k.source,
                        hashlib.sha256(k.source.encode()).hexdigest())
-    return KernelBundle(model.name, model.equations_hash, package_version, progs)
+    return KernelBundle(model.name, model.equations_hash_for(options), package_version, progs)
 
 
-def install_kernels(model: Model, bundle: KernelBundle, package_version: str) -> None:
-    """Install ``bundle`` into ``model``'s kernel cache after checking it (on a worker).
-
-    Raises :class:`KernelMismatchError` if the model name, the package version, a source
-    hash or the equations hash differs from what the bundle declares."""
+def install_kernels(model: Model, bundle: KernelBundle, package_version: str,
+                    options: Mapping[str, Any] = {}) -> None:
+    """Install ``bundle`` where ``model.evaluate`` finds its kernels, after checking it (on a
+    worker). Raises :class:`KernelMismatchError` if the model name, the package version, a
+    source hash or the equations hash differs from what the bundle declares, or if the worker
+    already holds other equations under the same names."""
     if bundle.model != model.name:
         raise KernelMismatchError(f"bundle is for model {bundle.model!r}, worker model is {model.name!r}")
     if bundle.package_version != package_version:
@@ -62,13 +64,13 @@ def install_kernels(model: Model, bundle: KernelBundle, package_version: str) ->
             f"{package_version}: install the same version on every worker")
     if bundle.equations_hash() != bundle.equations_sha256:
         raise KernelMismatchError("the shipped kernel keys do not hash to the declared equations hash")
-    cache: dict[Any, Kernel] = model.__dict__.setdefault("_kernels", {})
+    kernels: dict[str, Kernel] = {}
     for name, (fname, inputs, outputs, key, source, sha) in bundle.programs.items():
         if hashlib.sha256(source.encode()).hexdigest() != sha:
             raise KernelMismatchError(f"kernel {name!r}: source does not match its SHA-256")
-        old = cache.get((name, "xp"))
-        if old is not None and old.key != key:
-            raise KernelMismatchError(f"kernel {name!r}: this worker already holds other equations")
-        if old is None:
-            cache[(name, "xp")] = Kernel(name=fname, target="xp", inputs=tuple(inputs),
-                                         outputs=tuple(outputs), key=key, source=source)
+        kernels[name] = Kernel(name=fname, target="xp", inputs=tuple(inputs), outputs=tuple(outputs),
+                               key=key, source=source)
+    try:
+        model.install_kernels_for(options, kernels)
+    except ValueError as exc:
+        raise KernelMismatchError(str(exc)) from None

@@ -155,6 +155,30 @@ class Model:
             h.update(self.kernel(name, "xp").key.encode())
         return h.hexdigest()
 
+    # -- kernels that depend on options (sizes such as L, r): sweeps hash and ship these -------
+    def kernels_for(self, options: Mapping[str, Any]) -> dict[str, Kernel]:
+        """The generated array kernels :meth:`evaluate` uses with ``options``: by default every
+        program's. A model whose equations depend on an option (e.g. the number of tokens)
+        overrides this and :meth:`install_kernels_for`."""
+        return self.kernels("xp")
+
+    def install_kernels_for(self, options: Mapping[str, Any], kernels: Mapping[str, Kernel]) -> None:
+        """Put ``kernels`` (rebuilt from shipped source) where :meth:`evaluate` finds them."""
+        cache = self.__dict__.setdefault("_kernels", {})
+        for name, k in kernels.items():
+            old = cache.get((name, "xp"))
+            if old is not None and old.key != k.key:
+                raise ValueError(f"kernel {name!r}: this process already holds other equations")
+            cache.setdefault((name, "xp"), k)
+
+    def equations_hash_for(self, options: Mapping[str, Any]) -> str:
+        """:attr:`equations_hash` of the kernels used with ``options`` (see :meth:`kernels_for`)."""
+        h = hashlib.sha256()
+        ks = self.kernels_for(options)
+        for name in sorted(ks):
+            h.update(ks[name].key.encode())
+        return h.hexdigest()
+
     def parameter(self, name: str) -> Parameter:
         for p in self.parameters:
             if p.name == name:

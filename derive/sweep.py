@@ -241,7 +241,7 @@ def run_unit(task: UnitTask, model: Model | None = None) -> UnitResult:
     if task.bundle is not None:
         from .distributed import install_kernels
 
-        install_kernels(model, task.bundle, _package_version())
+        install_kernels(model, task.bundle, _package_version(), task.options)
     be = get_backend(task.backend)
     rng = np.random.default_rng([task.seed, task.index])
     shape = next(iter(task.params.values())).shape
@@ -346,7 +346,7 @@ def sweep(name: str | Model, *, store: str | Path | None = None, backend: str = 
     if chunk is None:
         chunk = 256 if fixed_point else 1 << 16
     version = _package_version()
-    identity = {"model": model.name, "equations_sha256": model.equations_hash,
+    identity = {"model": model.name, "equations_sha256": model.equations_hash_for(grid.options),
                 "grid_sha256": grid.sha256({"continuation": continuation, "starts": starts, "seed": seed})}
 
     st: ZarrSweepStore | None = ZarrSweepStore(store) if store is not None else None
@@ -380,7 +380,7 @@ def _sweep(model: Model, grid: SweepGrid, st: ZarrSweepStore | None, finished: n
     if client is not None:
         from .distributed import kernel_bundle
 
-        bundle = kernel_bundle(model, version)
+        bundle = kernel_bundle(model, version, grid.options)
 
     flat_all = _broadcast_params(grid)
 
