@@ -317,10 +317,13 @@ class SparseToken(Model):
         from ._sparse_token_twostep import step2_general
 
         g = step2_general()
-        col = lambda e: sp.collect(sp.expand(e), [Eh_p, Eh_m, Eh2_p, Eh2_m])
+        def col(e: sp.Expr) -> sp.Expr:  # display: one factored coefficient per expectation
+            terms = sp.collect(sp.expand(e), [Eh_p, Eh_m, Eh2_p, Eh2_m], evaluate=False)
+            return sp.Add(*[sp.factor(c) * k for k, c in terms.items()])
+
         return [
             (A, col(g["A"])),
-            (B2, g["B2"]),
+            (B2, col(g["E_u"])**2),
             (C, col(g["C"])),
             (q_xi, -eta_q * beta * A / L),
             (q_norm, eta_q * beta / L * sp.sqrt(A**2 + B2 + C)),
