@@ -139,7 +139,7 @@ def test_general_22_stein_conjugates_equal_envelope_forms():
     spec = GeneralLR(2, 2)
     sol, dM = spec.envelope_hats()
     S = spec.S
-    x = np.array([[0.06, 0.005, 0.03, 0.05, 0.18, 16.0, 1.0, 22.0, 0.1, 0.02]])
+    x = np.array([[0.06, 0.02, 0.03, 0.05, 0.18, 16.0, 4.0, 22.0, 0.1, 0.02]])
     names = spec.state_names
     ke = spec.kernel("envelope_integrands")
     hat_syms = [str(h) for h in hat_in_syms(S)]

@@ -217,7 +217,7 @@ class GeneralLR:
         g = (S["x"] - S["h"]) * Vinv  # rows g_ℓ^T (V symmetric)
         Iq = g.T * g
         Im = self.enc.T * g
-        Ith = g.T * S["w"] * B.T.inv()
+        Ith = g.T * S["w"] * B.inv()
         IV = -(g.T * S["xi"]) * Lq.inv()
         return {"q": Iq, "m": Im, "th": Ith, "V": IV}
 
