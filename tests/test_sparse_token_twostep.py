@@ -76,7 +76,8 @@ def test_derived_alignment_kernel_vs_hand_form_mpmath50():
               st.b1: rng.uniform(-1, 1), st.loss: float(rng.integers(0, 2))}
         Eh = {st.Eh_p: rng.uniform(-1, 0), st.Eh_m: rng.uniform(0, 1),
               st.Eh2_p: rng.uniform(0, 1), st.Eh2_m: rng.uniform(0, 1)}
-        args = [np.atleast_1d(float(pt[p.symbol])) for p in st.PARAMETERS]
+        ksyms = (st.L, st.R, st.pi, st.theta, st.beta, st.eta_w, st.eta_q, st.alpha0, st.b1, st.loss)
+        args = [np.atleast_1d(float(pt[sym])) for sym in ksyms]
         out = k(np, scipy.special, *args, *[np.atleast_1d(Eh[s]) for s in
                                             (st.Eh_p, st.Eh_m, st.Eh2_p, st.Eh2_m)])
         with mpmath.workdps(50):
