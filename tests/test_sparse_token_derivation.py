@@ -33,7 +33,8 @@ def test_reproduce_tiny(tmp_path):
     names = {f.name for f in files}
     for n in ("long_sequence.png", "long_sequence.csv", "alignment.png", "alignment.csv",
               "test_error.png", "test_error.csv", "capacity_vs_L.png", "capacity_vs_L.csv",
-              "capacity_scans.csv", "summary.md"):
+              "capacity_scans.csv", "capacity_transition.png", "capacity_transition.csv",
+              "summary.md"):
         assert n in names and (tmp_path / n).stat().st_size > 0
     for r in _rows(tmp_path / "long_sequence.csv"):
         assert abs(float(r["mc_pooled"]) - float(r["theory_e_pool"])) < 0.05
@@ -47,3 +48,7 @@ def test_reproduce_tiny(tmp_path):
         assert float(r["alpha_vec"]) == pytest.approx(int(r["L"]) * float(r["alpha_pool"]), rel=1e-5)
         assert float(r["alpha_vec"]) > float(r["alpha_attn"]) > float(r["alpha_pool"])
     assert "## Capacity" in (tmp_path / "summary.md").read_text()
+    ct = _rows(tmp_path / "capacity_transition.csv")
+    assert {r["case"] for r in ct} == {"cover", "pooled", "attention", "vectorised"}
+    for r in ct:  # tiny d: the critical alpha is within 30% of alpha*, below it P(sep) = 1
+        assert abs(float(r["mean"]) - 1) < 0.3 and float(r["p_0.8"]) >= 0.8, r
