@@ -168,3 +168,22 @@ def test_capacity_transition(features, theta, dims):
                                   **base)
         assert p[0] >= 0.8 and p[-1] <= 0.2, (d, p)
         assert abs(_crossing(a_star * fr, p) / a_star - 1) < 0.08, (d, p)
+
+
+@pytest.mark.slow
+def test_critical_alpha_transition_sharpens():
+    """Per-seed critical alpha (exact NNLS/LP tests on nested data sets), pooled, theta = 3,
+    L = 4: the mean of alpha_c / alpha* is 1 within 3 se, the spread shrinks from d = 100 to
+    d = 400 (recorded run to d = 800: tests/data/sparse_token_sim_trend.md)."""
+    a_star = float(derive.solve("sparse-token", L=4, R=1, pi=0.5, theta=3.0, beta=1.0, eta_w=0.5,
+                                eta_q=0.5, alpha0=1.0, b1=0.0).alpha_pool)
+    sds = []
+    for d in (100, 400):
+        res = sim.critical_alpha_scan(d=d, trials=20, L=4, R=1, pi=0.5, theta=3.0,
+                                      alpha_star=a_star, seed=5)
+        ac = np.array([r["alpha_c"] for r in res]) / a_star
+        assert not any(r["censored"] for r in res)
+        m, se = _mean_se(ac)
+        assert abs(m - 1) < 3 * se + 0.01, (d, m, se)
+        sds.append(ac.std(ddof=1))
+    assert sds[1] < sds[0], sds
