@@ -263,7 +263,8 @@ def phase_diagram(out: Path, cfg: Config, echo=print) -> tuple[list[Path], dict[
     gain = (ds.mse - ds.mse_linear).values
     im = ax[1].pcolormesh(A, W, gain, cmap="PiYG_r", shading="nearest",
                           vmin=-np.nanmax(np.abs(gain)), vmax=np.nanmax(np.abs(gain)))
-    ax[1].contour(A, W, gain, levels=[0.0], colors="k")
+    if min(A.shape) >= 2:  # a contour needs a 2-D grid (the tiny test run has one omega)
+        ax[1].contour(A, W, gain, levels=[0.0], colors="k")
     fig.colorbar(im, ax=ax[1], label="MSE(attention) − MSE(linear)")
     ax[1].set_xlabel(r"$\alpha$")
     ax[1].set_title("attention beats the linear baseline where < 0")
