@@ -414,14 +414,14 @@ def branch_init(spec: GeneralLR, branch: str) -> tuple[np.ndarray, list[int]]:
     th = np.zeros((r, rs))
     if branch == "positional":
         q[0, 0] = 0.0206838209589
-        m[:, 0] = 0.2
+        m[:, 0] = 0.2 * np.linspace(1.0, -1.0, k) if k > 1 else 0.2  # distinct shifts per token
     elif branch == "semantic":
         q[0, 0], V[0, 0], th[0, 0] = 0.1, 15.0, 0.14
     elif branch == "mixed":
         if r < 2:
             raise ValueError("branch 'mixed' (θ along e₁, m along e₂) needs rank r >= 2")
         q[0, 0], q[1, 1], V[0, 0], th[0, 0] = 0.1, 0.03, 15.0, 0.14
-        m[:, 1] = 0.2
+        m[:, 1] = 0.2 * np.linspace(1.0, -1.0, k) if k > 1 else 0.2
     elif branch == "agnostic":
         q[0, 0] = 0.05
     else:
@@ -512,7 +512,15 @@ class GeneralSolver:
             for (i, j) in pairs:
                 H[:, i, j] = out[f"H_{i}_{j}"]
                 H[:, j, i] = out[f"H_{i}_{j}"]
-            return out["M"], g, H
+            f = xp.asarray(out["M"], dtype=float) + 0.0 * x[:, 0]
+            # far trial points of the line search can overflow exp() in the L > 2 softmax
+            # derivatives (inf/inf): report them as f = inf, so the search rejects them
+            bad = ~(xp.isfinite(f) & xp.all(xp.isfinite(g), axis=1) & xp.all(xp.isfinite(H), axis=(1, 2)))
+            if bool(xp.any(bad)):
+                f = xp.where(bad, xp.inf, f)
+                g[bad] = 0.0
+                H[bad] = xp.eye(n)[None]
+            return f, g, H
 
         h = c["h"]
         warm = self.warm[idx].reshape(-1, n)
@@ -525,6 +533,12 @@ class GeneralSolver:
         return res
 
     def hats_and_map(self, x: Any, idx: Any, final: bool = False) -> dict[str, Any]:
+        """The undamped map at points ``idx`` (and every observable with ``final``). exp() may
+        overflow in the L > 2 softmax, 1/(… + inf) = 0 being the right limit: not warned about."""
+        with np.errstate(over="ignore"):
+            return self._hats_and_map(x, idx, final)
+
+    def _hats_and_map(self, x: Any, idx: Any, final: bool = False) -> dict[str, Any]:
         xp, sp_ = self.xp, self.be.special
         spec = self.spec
         c = self._channel(x, idx)
