@@ -204,6 +204,12 @@ class SparseToken(Model):
                "query": None, "n_mc": 4000, "mc_seed": 0, "gh": 24, "init": None,
                "stability": False}
 
+    #: random-input ranges for ``verify_kernels`` / kernel tests (inside each kernel's domain)
+    kernel_input_ranges = {"s_q": (-0.99, 0.99), "S0": (0.5, 3.0), "S2": (0.1, 2.0),
+                           "kappa": (0.1, 2.0), "L": (2.0, 50.0), "R": (1.0, 2.0),
+                           "pi": (0.05, 0.95), "theta": (0.0, 5.0), "alpha0": (0.2, 5.0),
+                           "beta": (0.2, 3.0), "eta_w": (0.2, 2.0), "eta_q": (0.2, 2.0)}
+
     #: Gauss–Hermite order for the step-3 expectations (error estimated against order + 20)
     gh_order = 80
 
