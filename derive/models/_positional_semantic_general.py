@@ -266,7 +266,7 @@ class GeneralLR:
     # ---- programs -------------------------------------------------------------------------------
     def programs(self) -> dict[str, Program]:
         S = self.S
-        L, r = self.L, self.r
+        r = self.r
         h, T = self.channel
         hs, Ts, xs = _flat(S["h"]), _flat(S["T"]), _flat(S["x"])
         a_in = tuple(_flat(S["A"]))
@@ -546,7 +546,6 @@ class GeneralSolver:
         z = c["z"]
         qs, ms, Vs, ths = self._split(x)
         P, N = idx.shape[0], self.N
-        rep = lambda v: xp.repeat(v, N)  # noqa: E731
         I = self.k["hat_integrands"](xp, sp_, *[res.x[:, i] for i in range(self.nx)],
                                      *[c["h"][:, i] for i in range(self.nx)], *[z[:, i] for i in range(z.shape[1])],
                                      *c["q"], *c["V"], *c["th"], *self._rho(c["sigma"]), c["sigma"], *c["T"])
