@@ -474,9 +474,11 @@ class SparseToken(Model):
             Equation("optimal max-detector threshold", g_max,
                      self.max_detector_stable[g_max], "derived", "§2.2", "root of g(b) = 0"),
         ]
-        eqs += [Equation(f"step 1: {lhs}", lhs, rhs, "derived", "§3.2") for lhs, rhs in self.step1]
+        by = "obtained by SymPy in derive/models/_sparse_token_twostep.py; equals the hand form"
+        eqs += [Equation(f"step 1: {lhs}", lhs, rhs, "derived", "§3.2", by) for lhs, rhs in self.step1]
         eqs += [Equation(f"integrand {lhs}", lhs, rhs, "derived", "§3.2") for lhs, rhs in self.integrand]
-        eqs += [Equation(f"step 2: {lhs}", lhs, rhs, "derived", "§3.2, Thm 3") for lhs, rhs in self.step2]
+        eqs += [Equation(f"step 2: {lhs}", lhs, rhs, "derived", "§3.2, Thm 3",
+                         by if lhs in (A, B2, C) else "") for lhs, rhs in self.step2]
         eqs += [
             Equation("Gardner term", sp.Symbol("F(a)"), gardner_F(a_), "derived", "§3.4",
                      "= E[(G - a)_+^2]"),
