@@ -281,3 +281,20 @@ def test_kernel_bundle_rejects_tampered_source():
         install_kernels(fresh, bad, "1.0")
     with pytest.raises(KernelMismatchError, match="version"):
         install_kernels(type(m)(), b, "2.0")
+
+
+def test_option_dependent_kernels_are_hashed_and_shipped():
+    """positional-semantic builds other equations for other (L, r): the sweep identity and the
+    shipped bundle follow the options, and installing the bundle needs no SymPy derivation."""
+    from derive import models
+    from derive.distributed import install_kernels, kernel_bundle
+
+    m = models.get("positional-semantic")
+    assert m.equations_hash_for({}) == m.equations_hash
+    assert m.equations_hash_for({"r": 2}) != m.equations_hash
+    b = kernel_bundle(m, "1.0", {"r": 2})
+    fresh = type(m)()
+    install_kernels(fresh, b, "1.0", {"r": 2})
+    g = fresh.general(2, 2)
+    assert "_programs" not in g._kernels  # the generated kernels came from the bundle
+    assert {k[0] for k in g._kernels} == set(m._GENERAL_KERNELS)

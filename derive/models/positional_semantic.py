@@ -354,6 +354,40 @@ class PositionalSemantic(Model):
         return o
 
     # ---- numeric pipeline -----------------------------------------------------------------------
+    # ---- general (L, r): one SymPy construction per size, its kernels hashed and shipped -------
+    _GENERAL_KERNELS = ("channel", "prox_fgh", "hat_integrands", "update", "free_energy", "mse_integrand")
+
+    def general(self, L: int, r: int) -> GeneralLR:
+        """The general-(L, r) construction, one per size in this process (kernels cached on it)."""
+        cache = self.__dict__.setdefault("_general", {})
+        if (L, r) not in cache:
+            cache[(L, r)] = GeneralLR(L, r)
+        return cache[(L, r)]
+
+    def kernels_for(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Kernels used with ``options``: the stated (2, 1) model's, or the general construction's
+        for other (L, r) (so a sweep's equations hash and its shipped kernels cover them)."""
+        o = self.validate_options(options)
+        L, r = int(o["L"]), int(o["r"])
+        if (L, r) == (2, 1):
+            return super().kernels_for(options)
+        g = self.general(L, r)
+        return {f"general_L{L}_r{r}_{nm}": g.kernel(nm) for nm in self._GENERAL_KERNELS}
+
+    def install_kernels_for(self, options: Mapping[str, Any], kernels: Mapping[str, Any]) -> None:
+        o = self.validate_options(options)
+        L, r = int(o["L"]), int(o["r"])
+        if (L, r) == (2, 1):
+            return super().install_kernels_for(options, kernels)
+        g = self.general(L, r)
+        prefix = f"general_L{L}_r{r}_"
+        for name, k in kernels.items():
+            key = (name.removeprefix(prefix), "xp")
+            old = g._kernels.get(key)
+            if old is not None and old.key != k.key:
+                raise ValueError(f"kernel {name!r}: this process already holds other equations")
+            g._kernels.setdefault(key, k)
+
     def evaluate(self, params: Mapping[str, Any], backend: Backend, **options: Any) -> dict[str, Any]:
         """Solve the saddle point on a flat batch of points: :class:`_Solver` for the paper's
         (L, r) = (2, 1); the general construction (:mod:`._positional_semantic_general`) otherwise."""
@@ -364,7 +398,7 @@ class PositionalSemantic(Model):
             solver: Any = _Solver(self, params, backend, o)
             all_branches = BRANCHES[:2]
         else:
-            solver = GeneralSolver(GeneralLR(L, r), params, backend, o)
+            solver = GeneralSolver(self.general(L, r), params, backend, o)
             all_branches = BRANCHES[:2] + (("mixed",) if r >= 2 else ())
         branches = all_branches if o["branch"] == "global" else (o["branch"],)
         results = {b: solver.solve(b) for b in branches}
