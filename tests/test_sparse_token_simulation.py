@@ -119,6 +119,26 @@ def test_critical_alpha_bracket_is_exact():
     assert 2.0 < r["alpha_c"] < 4.0  # alpha* = 2.84; sd of alpha_c at d = 100 is ~10%
 
 
+def test_critical_alpha_cover_exact_finite_d_law():
+    """theta = 0: n points in general position in R^d are affinely separable with probability
+    P(Bin(n - 1, 1/2) <= d) (Cover 1965, exact at finite d). The per-seed critical alpha of the
+    nested bisection reproduces the mean and the spread of that law at d = 50 (40 seeds)."""
+    from scipy.stats import binom
+
+    d = 50
+    res = sim.critical_alpha_scan(d=d, trials=40, L=4, R=1, pi=0.5, theta=0.0, alpha_star=2.0,
+                                  seed=2, rel_tol=0.0)
+    assert all(r["hi"] - r["lo"] == 1 for r in res)  # exact n_c
+    n = np.arange(d + 1, 6 * d)
+    S = binom.cdf(d, n - 1, 0.5)  # P(n_c >= n)
+    pn = S[:-1] - S[1:]
+    mean = (pn * n[:-1]).sum()
+    sd = math.sqrt((pn * n[:-1] ** 2).sum() - mean**2)
+    nc = np.array([r["lo"] for r in res], float)
+    assert abs(nc.mean() - mean) < 3 * sd / math.sqrt(nc.size), (nc.mean(), mean)
+    assert 0.6 < nc.std(ddof=1) / sd < 1.5, (nc.std(ddof=1), sd)
+
+
 # ------------------------------------------------------------------------ slow: trends in d
 ALIGN_GRID = ((400, 10), (1000, 6), (2000, 4))
 

@@ -260,7 +260,7 @@ def critical_alpha(F: np.ndarray, y: np.ndarray, d: int, *, n0: int, rel_tol: fl
     N = F.shape[0]
     lo = min(F.shape[1] + 1, N)  # n <= p + 1 points in general position: separable
     hi = N + 1
-    tol = max(1, int(round(rel_tol * n0)))
+    tol = int(round(rel_tol * n0))  # 0: the exact critical count
     n, s = min(max(n0, lo + 1), N), max(1, int(round(step * n0)))
     solves, methods, tested_sep = 0, [], False
     while hi - 1 - lo > tol:
