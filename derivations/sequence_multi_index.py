@@ -14,8 +14,9 @@ What is computed, and what is *not* reproduced:
    (y then reveals z₂ up to sign).
 2. The first-layer threshold from Q = 0 (≫ 1) and, where the slow computation was stored in
    ``tests/data/bayes_smi_staircase.json``, the staircase curve α Λ₁(q₂₂(α)) on the layer-2
-   branch, whose crossing of 1 is α₁: at c = 1 it is at q₂₂ ≈ 0.975, α₁ ≈ 0.707 (box
-   uncertainty ~3%), against the authors' 0.7936 — same staircase, value not reproduced.
+   branch, whose crossing of 1 is α₁: at c = 1 it is at q₂₂ ≈ 0.975, α₁ = 0.709 ± 0.002
+   (quadrature converged; Gauss–Hermite order in ω₂ limiting), against the authors' 0.7936 —
+   same staircase, value not reproduced.
 
 ``attn-theory reproduce sequence-multi-index [--quick]`` (a few minutes; ``--quick`` < 1 min).
 """
