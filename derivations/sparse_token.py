@@ -415,8 +415,11 @@ def capacity_transition_figure(out: Path, rows: Sequence[dict]) -> Path:
     axes[1].set_ylabel("sd of alpha_c / alpha* (width)")
     d0 = np.array([100, 1600])
     axes[1].plot(d0, 0.07 * np.sqrt(200 / d0), "k:", lw=0.8, label="~ dim^-1/2")
+    ticks = sorted({r["dim"] for r in rows})
     for ax in axes:
         _logx(ax)
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([str(t) for t in ticks])
         ax.set_xlabel("dimension of the LP (d, or L d for vectorised)")
         ax.legend(fontsize=7)
     fig.tight_layout()
