@@ -75,7 +75,8 @@ LOSS_P = Parameter("loss", loss_codes, r"\ell", "loss: 0 = logistic, 1 = square"
 ALPHA1_P = Parameter("alpha1", positive, r"\alpha_1",
                      "samples per dimension for the readout, n1/d (default 2; quantity='readout')")
 LAM_P = Parameter("lam", positive, r"\lambda",
-                  "ridge penalty (lam d / 2)|w|^2 of the readout (default 1e-2; quantity='readout')")
+                  "ridge penalty: lam d / 2 times the squared norm of w (default 1e-2; "
+                  "quantity='readout')")
 #: defaults of the parameters that only the trained readout uses (filled in by ``validate``)
 READOUT_DEFAULTS = {"alpha1": 2.0, "lam": 1e-2}
 
