@@ -16,14 +16,14 @@ a few seconds).
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from derivations._common import run_cli, write_csv
 
 MODEL = "bilinear-sequence-regression"
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "bilinear_sequence_regression.json"
@@ -45,13 +45,6 @@ def _reference() -> list[dict]:
     if not REFERENCE.exists():
         return []
     return json.loads(REFERENCE.read_text())["table"]
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
 
 
 def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
@@ -101,7 +94,7 @@ def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
     png = out / "bsr_mmse.png"
     fig.savefig(png, dpi=120)
     csvp = out / "bsr_mmse.csv"
-    _write_csv(csvp, rows)
+    write_csv(csvp, rows)
     # agreement with the reference table
     gaps = []
     for s in ref:
@@ -124,11 +117,7 @@ def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
 
 
 def _cli(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("results") / MODEL)
-    p.add_argument("--quick", action="store_true")
-    a = p.parse_args(argv)
-    main(a.out, quick=a.quick)
+    run_cli(main, MODEL, __doc__, argv, seed=False)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,13 @@ What is computed, and what is *not* reproduced:
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from derivations._common import run_cli, write_csv
 
 MODEL = "sequence-multi-index"
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,10 +98,7 @@ def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
     png = out / "smi_thresholds.png"
     fig.savefig(png, dpi=120)
     csvp = out / "smi_thresholds.csv"
-    with csvp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(csvp, rows)
     summary = out / "summary.md"
     lines = [f"# {MODEL}", "", f"Figure `{png.name}`, data `{csvp.name}`.", "",
              "| c | α₂ ours | α₂ authors | α₁ from Q = 0 |", "|---|---|---|---|"]
@@ -115,11 +112,7 @@ def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
 
 
 def _cli(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("results") / MODEL)
-    p.add_argument("--quick", action="store_true")
-    a = p.parse_args(argv)
-    main(a.out, quick=a.quick)
+    run_cli(main, MODEL, __doc__, argv, seed=False)
 
 
 if __name__ == "__main__":
