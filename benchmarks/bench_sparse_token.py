@@ -81,12 +81,43 @@ def scalar_point(p: dict[str, float]) -> dict[str, float]:
     return dict(s_q=s_q, e_attn_max=res.fun, alpha_pool=math.exp(-cap.fun))
 
 
-def main() -> None:
+class _Tee:
+    """Write to several streams (the terminal and the report of ``--out``)."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for s in self.streams:
+            s.write(text)
+
+    def flush(self):
+        for s in self.streams:
+            s.flush()
+
+
+def main(argv=None) -> None:
+    import contextlib
+    import io
+    import sys
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--points", type=int, default=8000)
     ap.add_argument("--sample", type=int, default=40)
     ap.add_argument("--sep-d", type=int, nargs="*", default=[200, 400])
-    args = ap.parse_args()
+    ap.add_argument("--out", help="also write the report to this Markdown file")
+    ap.add_argument("--backend", default="numpy", choices=("numpy",),
+                    help="the per-point loops and the LP are CPU-only; numpy only")
+    args = ap.parse_args(argv)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(_Tee(sys.stdout, buf)):
+        _run(args)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(buf.getvalue())
+
+
+def _run(args) -> None:
     m = derive.models.get("sparse-token")
     be = get_backend("numpy")
     g = grid(args.points)
@@ -121,6 +152,7 @@ def main() -> None:
     print(f"| batched generated pipeline (`model.evaluate`) | {t_batch:.3f} s | 1 |")
     print(f"| per-point SciPy loop (quad x4, bounded minimise, BFGS), extrapolated | {t_loop:.1f} s | "
           f"{t_loop / t_batch:.0f}x slower |")
+    print(f"<!-- headline: per-point SciPy loop / batched generated pipeline: {t_loop / t_batch:.0f}× -->")
     print(f"| readout fixed point, pooled + vectorised, per alpha1 point | {t_gm * 1e3:.0f} ms | |")
     print(f"| readout fixed point, attention (1000 MC samples/class, GH 24), per alpha1 point | "
           f"{t_att:.2f} s | |")
@@ -151,6 +183,7 @@ def bench_separability(dims: list[int], reps: int = 3) -> None:
             agree += a == b
         print(f"| | {d} | {t_lp / reps:.2f} s | {t_nn / reps:.3f} s | {t_lp / t_nn:.0f}x | "
               f"{agree}/{reps} |", flush=True)
+        print(f"<!-- headline: separability d = {d}: LP / NNLS {t_lp / t_nn:.0f}×, agree {agree}/{reps} -->")
 
 
 if __name__ == "__main__":
