@@ -111,3 +111,11 @@ def edge_polynomial(P: sp.Poly, var: sp.Symbol = z) -> sp.Poly:
 def coefficients(P: sp.Poly) -> list[sp.Expr]:
     """Coefficients lowest degree first."""
     return [sp.expand(c) for c in reversed(P.all_coeffs())]
+
+
+def padded_coefficients(P: sp.Poly, n: int) -> list[sp.Expr]:
+    """Coefficients lowest degree first, padded with zeros to ``n`` (the program's outputs)."""
+    c = coefficients(P)
+    if len(c) > n:
+        raise ArithmeticError(f"polynomial degree {len(c) - 1} larger than expected ({n - 1})")
+    return c + [sp.Integer(0)] * (n - len(c))

@@ -182,10 +182,7 @@ m out}(q)$."""
     # ---- programs -----------------------------------------------------------------------
     def programs(self) -> dict[str, Program]:
         qc = _rie.coefficients(self.quartic)
-        ec = _rie.coefficients(self.edges)
-        if len(ec) > len(E):
-            raise ArithmeticError("edge polynomial degree larger than expected")
-        ec = ec + [sp.Integer(0)] * (len(E) - len(ec))
+        ec = _rie.padded_coefficients(self.edges, len(E))
         return {
             "quartic": Program(
                 "bsr_quartic", (x, rho, beta, de),

@@ -98,7 +98,9 @@ class ExtensiveWidthQuadratic(Model):
 
     @cached_property
     def free_entropy(self) -> sp.Expr:
-        r"""$\Phi(q,\hat q)=-q\hat q/4+\Psi_{m den}(\hat q)+lpha\Psi_{m out}(q)$ (per $d^2$)."""
+        r"""$\Phi(q,\hat q)=-q\hat q/4+\Psi_{
+m den}(\hat q)+lpha\Psi_{
+m out}(q)$ (per $d^2$)."""
         return -q * qhat / 4 + Psi_den(qhat) + alpha * self.psi_out_def
 
     @cached_property
@@ -155,10 +157,7 @@ class ExtensiveWidthQuadratic(Model):
 
     def programs(self) -> dict[str, Program]:
         cc = _rie.coefficients(self.cubic)
-        ec = _rie.coefficients(self.edges)
-        if len(ec) > len(E):
-            raise ArithmeticError("edge polynomial degree larger than expected")
-        ec = ec + [sp.Integer(0)] * (len(E) - len(ec))
+        ec = _rie.padded_coefficients(self.edges, len(E))
         return {
             "cubic": Program("ewq_cubic", (x, kappa, de),
                              tuple((c, e.subs(_rie.z, x)) for c, e in zip(C, cc)), C,
