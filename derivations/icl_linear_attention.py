@@ -239,7 +239,7 @@ def _rel(sim: float, th: float) -> float:
 def double_descent(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[Path], list[dict]]:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
-    from tqdm import tqdm
+    from numerics.progress import progress_bar
 
     tau = _log_grid(*cfg.dd_tau_range, cfg.dd_tau_points, 1.0)
     t0 = time.perf_counter()
@@ -257,7 +257,7 @@ def double_descent(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[
 
     points = [(a, t) for a in cfg.dd_sim_alphas for t in cfg.dd_sim_taus]
     rows = []
-    for i, (a, t) in enumerate(tqdm(points, desc=f"fig 1 simulations (d={cfg.dd_d})", unit="pt")):
+    for i, (a, t) in enumerate(progress_bar(points, desc=f"fig 1 simulations (d={cfg.dd_d})", unit="pt")):
         rows.append(_simulate_point(d=cfg.dd_d, tau=t, alpha=a, kappa=cfg.dd_kappa, rho=cfg.rho,
                                     lam=cfg.dd_sim_lam, trials=cfg.dd_trials,
                                     seed=_seed_for(seed, 1, i), n_test=cfg.n_test))
@@ -327,7 +327,7 @@ def task_diversity(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[
     import pandas as pd
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
-    from tqdm import tqdm
+    from numerics.progress import progress_bar
 
     kappa = _log_grid(*cfg.td_kappa_range, cfg.td_kappa_points, 1.0)
     t0 = time.perf_counter()
@@ -357,7 +357,7 @@ def task_diversity(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[
          + ", ".join(f"g({k:g}) = {v:.5g}" for k, v in chk.items()))
 
     rows = []
-    for i, k in enumerate(tqdm(cfg.td_sim_kappas, desc=f"fig 2 simulations (d={cfg.td_d})", unit="pt")):
+    for i, k in enumerate(progress_bar(cfg.td_sim_kappas, desc=f"fig 2 simulations (d={cfg.td_d})", unit="pt")):
         rows.append(_simulate_point(d=cfg.td_d, tau=cfg.td_sim_tau, alpha=cfg.td_sim_alpha, kappa=k,
                                     rho=cfg.rho, lam=cfg.td_sim_lam, trials=cfg.td_trials,
                                     seed=_seed_for(seed, 2, i), n_test=cfg.n_test))

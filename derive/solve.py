@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from numerics.backend import Backend, get_backend
+from numerics.progress import progress_bar
 from numerics.results import STATUS_MEANINGS
 
 from . import models
@@ -68,7 +68,7 @@ def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None 
     pieces: list[dict[str, np.ndarray]] = []
     show = progress if progress is not None else size > chunk
     starts = range(0, size, chunk)
-    for s in tqdm(starts, disable=not show, desc=f"solve {name}", unit="chunk"):
+    for s in progress_bar(starts, enabled=show, desc=f"solve {name}", unit="chunk"):
         block = {k: be.asarray(v[s:s + chunk]) for k, v in flat.items()}
         out = model.evaluate(block, be, **opts)
         pieces.append({k: be.to_numpy(v) for k, v in out.items()})

@@ -32,10 +32,10 @@ from typing import Any, Mapping
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from numerics.backend import get_backend
 from numerics.phases import dedupe
+from numerics.progress import progress_bar
 from numerics.results import STATUS_MEANINGS, Status
 
 from . import models
@@ -397,8 +397,8 @@ def _sweep(model: Model, grid: SweepGrid, st: ZarrSweepStore | None, finished: n
     failed: dict[int, str] = {}
     t0 = time.perf_counter()
     show = progress if progress is not None else (len(todo) > 1)
-    bar = tqdm(total=sum(int(np.prod([s.stop - s.start for s in units[i]])) for i in todo),
-               disable=not show or not todo, desc=f"sweep {model.name}", unit="pt")
+    bar = progress_bar(total=sum(int(np.prod([s.stop - s.start for s in units[i]])) for i in todo),
+                       enabled=bool(show and todo), desc=f"sweep {model.name}", unit="pt")
 
     def accept(res: UnitResult) -> None:
         nonlocal mem
@@ -475,7 +475,7 @@ def _sweep(model: Model, grid: SweepGrid, st: ZarrSweepStore | None, finished: n
     if st is not None and st.exists():
         st.set_attrs({"summary": ds.attrs["summary"]})
     if show:
-        tqdm.write(ds.attrs["summary"])
+        print(ds.attrs["summary"], flush=True)
     return ds
 
 

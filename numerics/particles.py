@@ -135,9 +135,9 @@ def integrate(field: Field, X0: Any, *, T: float, h: float, method: str = "rk4",
         record(0, X)
     it = range(1, nsteps + 1)
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
-        it = tqdm(it, desc="integrate", unit="step")
+        it = progress_bar(it, desc="integrate", unit="step")
     for k in it:
         X = step(field, X, h, method, manifold, retraction)
         if k in want:

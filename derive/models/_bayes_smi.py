@@ -81,8 +81,8 @@ def channel_moments(c: float, q22: float, *, z_grid: Grid = Grid(7.0, 281),
     acc = dict(norm=0.0, f2=0.0, lam1=0.0, lam2=0.0)
     it = range(0, ha_all.size, chunk)
     if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(it, desc=f"q22={q22:g}")
+        from numerics.progress import progress_bar
+        it = progress_bar(it, desc=f"q22={q22:g}")
     for s in it:
         ha = xp.asarray(ha_all[s:s + chunk])[:, None]
         hb = xp.asarray(hb_all[s:s + chunk])[:, None]

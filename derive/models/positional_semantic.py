@@ -26,11 +26,11 @@ from typing import Any, Mapping
 
 import numpy as np
 import sympy as sp
-from tqdm.auto import tqdm
 
 from numerics.backend import Backend
 from numerics.fixed_point import solve_fixed_point
 from numerics.phases import jacobian_fd, stability
+from numerics.progress import progress_bar
 from numerics.prox import minimize_multistart
 from numerics.quadrature import Rule, gauss_hermite, sobol_normal
 from numerics.results import Status
@@ -612,8 +612,8 @@ class _Solver:
         def inside(x: Any, idx: Any) -> Any:
             return (x[:, 0] > 0) & (x[:, 2] > 0) & (x[:, 3] ** 2 < sig2[idx] * x[:, 0])
 
-        bar = tqdm(total=int(o["maxiter"]), desc=f"positional-semantic [{branch}]", unit="it",
-                   disable=not o["progress"], leave=False)
+        bar = progress_bar(total=int(o["maxiter"]), desc=f"positional-semantic [{branch}]", unit="it",
+                           enabled=bool(o["progress"]), leave=False)
 
         def cb(it: int, active: Any, res: Any) -> None:
             bar.update(1)

@@ -298,7 +298,7 @@ def critical_alpha_scan(*, d: int, trials: int, L: int, R: int, pi: float, theta
     """:func:`critical_alpha` on ``trials`` independent nested data sets of
     ``round(span * alpha_star * d)`` samples (``alpha_star`` only sets the start and the size).
     P(separable at alpha) is then the fraction of data sets with ``alpha_c > alpha``."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     q = np.zeros(d)
     q[0] = q_overlap
@@ -307,7 +307,7 @@ def critical_alpha_scan(*, d: int, trials: int, L: int, R: int, pi: float, theta
     q *= q_norm_beta
     N = int(round(span * alpha_star * d))
     out = []
-    for t in tqdm(range(trials), disable=not progress, desc=f"alpha_c {features} d={d}"):
+    for t in progress_bar(range(trials), enabled=progress, desc=f"alpha_c {features} d={d}"):
         rng = np.random.default_rng([seed, d, t])
         X, y = sample(N, d, L, R, pi, theta, rng)
         F = _features(X, features, q)
@@ -325,7 +325,7 @@ def separability_scan(*, d: int, alphas: np.ndarray, trials: int, L: int, R: int
     ``features``: ``"pooled"``, ``"vectorised"`` or ``"attention"`` (query
     ``q = q_norm_beta * (s xi + sqrt(1 - s^2) e_2)``, ``s = q_overlap``, with beta = 1).
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     out = np.zeros(len(alphas))
     q = np.zeros(d)
@@ -334,7 +334,7 @@ def separability_scan(*, d: int, alphas: np.ndarray, trials: int, L: int, R: int
         q[1] = math.sqrt(max(0.0, 1 - q_overlap**2))
     q *= q_norm_beta
     it = [(i, t) for i in range(len(alphas)) for t in range(trials)]
-    for i, t in tqdm(it, disable=not progress, desc=f"separability {features} d={d}"):
+    for i, t in progress_bar(it, enabled=progress, desc=f"separability {features} d={d}"):
         rng = np.random.default_rng([seed, d, i, t])
         n = int(round(alphas[i] * d))
         X, y = sample(n, d, L, R, pi, theta, rng)
