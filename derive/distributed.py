@@ -34,19 +34,19 @@ class KernelBundle:
 
     def equations_hash(self) -> str:
         """The equations hash recomputed from the shipped keys (as :attr:`Model.equations_hash`)."""
-        h = hashlib.sha256()
-        for name in sorted(self.programs):
-            h.update(self.programs[name][3].encode())
-        return h.hexdigest()
+        from .codegen.kernel import equations_digest
+
+        return equations_digest({n: (p[3], p[5]) for n, p in self.programs.items()})
 
 
 def kernel_bundle(model: Model, package_version: str, options: Mapping[str, Any] = {}) -> KernelBundle:
     """The array-target kernels ``model`` uses with ``options`` (:meth:`Model.kernels_for`) as
-    text + hashes, generated here, on the client."""
+    text + hashes, generated here, on the client. The text is the *verified* source (a cached
+    kernel that fails its integrity record is regenerated, see
+    :func:`derive.codegen.kernel.read_verified`), and ``equations_sha256`` covers its hash."""
     progs = {}
     for name, k in model.kernels_for(options).items():
-        progs[name] = (k.name, tuple(k.inputs), tuple(k.outputs), k.key, k.source,
-                       hashlib.sha256(k.source.encode()).hexdigest())
+        progs[name] = (k.name, tuple(k.inputs), tuple(k.outputs), k.key, k.source, k.source_sha256)
     return KernelBundle(model.name, model.equations_hash_for(options), package_version, progs)
 
 

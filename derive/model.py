@@ -9,7 +9,6 @@ generated kernels and generic solvers are called.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Mapping
@@ -17,9 +16,74 @@ from typing import Any, Mapping
 import sympy as sp
 
 from .codegen import Kernel, Program, generate
+from .declarations import Observable, Option, check_outputs
 from .params import Parameter
 
-__all__ = ["Equation", "Model"]
+__all__ = ["Equation", "Model", "NUMERICAL_ERRORS", "BudgetExceeded"]
+
+
+class BudgetExceeded(Exception):
+    """The wall-clock budget of a batch ran out (its points get status ``maxiter``)."""
+
+
+#: exceptions of a pipeline that mean "this point could not be computed", not "bad input"
+NUMERICAL_ERRORS: tuple[type[BaseException], ...] = (
+    ArithmeticError, ValueError, RuntimeError, MemoryError)
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    """A ``ValueError`` that names an input (``option '...'``, ``parameter '...'``), an
+    unfinished feature, or a ``TypeError``: these propagate instead of becoming statuses."""
+    if isinstance(exc, (NotImplementedError, TypeError, RecursionError)):
+        return True
+    if isinstance(exc, ValueError) and not exc.__class__.__name__ == "LinAlgError":
+        msg = str(exc)
+        return msg.startswith(("option ", "parameter ", "model ")) or getattr(exc, "input_error", False)
+    return False
+
+
+def _failed_value(name: str, dtype: Any) -> Any:
+    from numerics.results import Status
+
+    if name == "status":
+        return int(Status.FAILED)
+    if dtype.kind == "b":
+        return False
+    if dtype.kind in "iu":
+        return 0
+    return float("nan")
+
+
+class _time_limit:
+    """``with _time_limit(seconds):`` raise :class:`BudgetExceeded` inside the block after
+    ``seconds`` (SIGALRM; a no-op off the main thread, on Windows, or with ``None``)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.active = False
+
+    def __enter__(self) -> "_time_limit":
+        import signal
+        import threading
+
+        if (self.seconds is None or not hasattr(signal, "setitimer")
+                or threading.current_thread() is not threading.main_thread()):
+            return self
+
+        def handler(signum: int, frame: Any) -> None:
+            raise BudgetExceeded(f"wall-clock budget of {self.seconds:g} s exceeded")
+
+        self.old = signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, float(self.seconds))
+        self.active = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.active:
+            import signal
+
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.old)
 
 
 @dataclass(frozen=True)
@@ -58,8 +122,27 @@ class Model:
     symbol_names: Mapping[sp.Symbol, str] = {}
     #: data variables of ``derive.solve``'s dataset, in order
     observables: tuple[str, ...] = ()
-    #: non-grid keyword options of ``derive.solve`` (branch, quadrature order...) -> default
+    #: non-grid keyword options of ``derive.solve`` (branch, quadrature order...) -> default.
+    #: Derived from :attr:`option_info` where a model declares it (undeclared extra keys kept).
     options: Mapping[str, Any] = {}
+    #: observable name -> :class:`~derive.declarations.Observable` (CF metadata and physical
+    #: range). Contract: :meth:`evaluate_checked` (used by ``derive.solve`` and sweeps) flags a
+    #: point converged only if every declared observable that the options compute is finite and
+    #: inside its range; otherwise ``converged = False`` with status ``nonfinite``,
+    #: ``nonphysical`` or ``precision``, and every observable of a non-converged point is NaN.
+    observable_info: Mapping[str, Observable] = {}
+    #: option name -> :class:`~derive.declarations.Option` (type, domain or choices, default).
+    #: Contract: :meth:`validate_options` validates every declared option by its domain and
+    #: refuses names that are neither declared nor in :attr:`options`, with a ``ValueError`` /
+    #: ``TypeError`` naming the option and its valid values.
+    option_info: Mapping[str, Option] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        info = cls.__dict__.get("option_info")
+        if info:
+            extra = {k: v for k, v in dict(cls.__dict__.get("options", {})).items() if k not in info}
+            cls.options = {**{k: o.default for k, o in info.items()}, **extra}
 
     # -- symbolic content ---------------------------------------------------------------
     def equations(self) -> list[Equation]:  # pragma: no cover - abstract
@@ -149,11 +232,13 @@ class Model:
 
     @property
     def equations_hash(self) -> str:
-        """SHA-256 over the keys of all generated kernels: changes iff the equations do."""
-        h = hashlib.sha256()
-        for name in sorted(self._programs):
-            h.update(self.kernel(name, "xp").key.encode())
-        return h.hexdigest()
+        """SHA-256 over the keys and verified sources of all generated kernels
+        (:func:`~derive.codegen.kernel.equations_digest`): changes iff the equations or the
+        generated code do."""
+        from .codegen.kernel import equations_digest
+
+        ks = {name: self.kernel(name, "xp") for name in self._programs}
+        return equations_digest({n: (k.key, k.source_sha256) for n, k in ks.items()})
 
     # -- kernels that depend on options (sizes such as L, r): sweeps hash and ship these -------
     def kernels_for(self, options: Mapping[str, Any]) -> dict[str, Kernel]:
@@ -173,11 +258,10 @@ class Model:
 
     def equations_hash_for(self, options: Mapping[str, Any]) -> str:
         """:attr:`equations_hash` of the kernels used with ``options`` (see :meth:`kernels_for`)."""
-        h = hashlib.sha256()
+        from .codegen.kernel import equations_digest
+
         ks = self.kernels_for(options)
-        for name in sorted(ks):
-            h.update(ks[name].key.encode())
-        return h.hexdigest()
+        return equations_digest({n: (k.key, k.source_sha256) for n, k in ks.items()})
 
     def parameter(self, name: str) -> Parameter:
         for p in self.parameters:
@@ -202,12 +286,134 @@ class Model:
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Options with defaults filled in; an unknown option is an error naming the valid ones.
         Models override this to check values (and call ``super()``)."""
-        unknown = set(options) - set(self.options)
+        unknown = set(options) - set(self.options) - set(self.option_info)
         if unknown:
             raise ValueError(f"model {self.name!r} has no parameter or option(s) {sorted(unknown)}; "
                              f"its parameters are {[p.name for p in self.parameters]}, its options "
                              f"{dict(self.options)}")
-        return {**dict(self.options), **dict(options)}
+        out = {**dict(self.options), **dict(options)}
+        for k, opt in self.option_info.items():
+            if k in options:  # defaults are valid by declaration
+                out[k] = opt.validate(out[k])
+        return out
+
+    # -- the checked pipeline: failure isolation, physical ranges, NaN where not converged -----
+    def evaluate_checked(self, params: Mapping[str, Any], backend: Any, *,
+                         time_limit: float | None = None, **options: Any) -> dict[str, Any]:
+        """:meth:`evaluate`, made honest point by point (``derive.solve`` and sweeps call this).
+
+        1. *Failure isolation*: a numerical exception of the pipeline on the batch
+           (:data:`NUMERICAL_ERRORS`: ``LinAlgError``, ``ArithmeticError``, ``ValueError`` not
+           about an input, ``RuntimeError``, ``MemoryError``) re-runs the batch by bisection;
+           the points that still fail alone get status ``failed`` (a ``RuntimeWarning`` names
+           the first error). A ``TypeError`` or a ``ValueError`` naming an ``option``/
+           ``parameter`` (bad input) propagates.
+        2. *Budget*: with ``time_limit`` (seconds of wall clock for the batch; main thread on
+           POSIX only) a batch that runs past it is stopped and its points get status
+           ``maxiter``.
+        3. *Honest flags* (:func:`~derive.declarations.check_outputs` over
+           :attr:`observable_info`): a converged point with a non-finite observable becomes
+           ``nonfinite``, one outside its physical range ``nonphysical``, one below its
+           resolution ``precision``, each with ``converged = False``; every observable of a
+           non-converged point is NaN.
+
+        Returns flat NumPy arrays (observables and ``converged``, ``residual``, ``iterations``,
+        ``status``).
+        """
+        import warnings
+
+        import numpy as np
+
+        from numerics.results import Status
+
+        opts = self.validate_options(options)
+        n = int(np.asarray(backend.to_numpy(next(iter(params.values())))).reshape(-1).shape[0]) \
+            if params else 1
+        errors: list[BaseException] = []
+
+        def run(lo: int, hi: int) -> dict[str, np.ndarray] | None:
+            sub = {k: v[lo:hi] for k, v in params.items()}
+            o = dict(options)
+            init = o.get("init")
+            if init is not None and np.ndim(init) == 2 and np.shape(init)[0] == n and hi - lo != n:
+                o["init"] = np.asarray(init)[lo:hi]
+            try:
+                out = self.evaluate(sub, backend, **o)
+            except NUMERICAL_ERRORS as exc:
+                if _is_input_error(exc):
+                    raise
+                if hi - lo == 1:
+                    errors.append(exc)
+                    return None
+                mid = (lo + hi) // 2
+                a, b = run(lo, mid), run(mid, hi)
+                return _join(a, b, mid - lo, hi - mid)
+            return {k: np.broadcast_to(np.asarray(backend.to_numpy(v)), (hi - lo,) + np.shape(v)[1:]).copy()
+                    if np.ndim(v) else np.full(hi - lo, backend.to_numpy(v)) for k, v in out.items()}
+
+        def _join(a, b, na, nb):
+            if a is None and b is None:
+                return None
+            a = a if a is not None else _failed_like(b, na)
+            b = b if b is not None else _failed_like(a, nb)
+            return {k: np.concatenate([a[k], b[k]]) for k in a}
+
+        def _failed_like(ref, m):
+            return {k: np.full((m,) + v.shape[1:], _failed_value(k, v.dtype), dtype=v.dtype)
+                    for k, v in ref.items()}
+
+        with _time_limit(time_limit):
+            try:
+                out = run(0, n)
+            except BudgetExceeded:
+                out = None
+                errors.clear()
+                budget_hit = True
+            else:
+                budget_hit = False
+        if out is None:
+            ref = {k: np.zeros(1) for k in self.observables}
+            ref.update(converged=np.zeros(1, bool), residual=np.zeros(1),
+                       iterations=np.zeros(1, np.int64), status=np.zeros(1, np.int8))
+            out = _failed_like(ref, n)
+            if budget_hit:
+                out["status"][:] = int(Status.MAXITER)
+        if errors:
+            warnings.warn(f"model {self.name!r}: {len(errors)} point(s) failed; first error: "
+                          f"{type(errors[0]).__name__}: {errors[0]}", RuntimeWarning, stacklevel=2)
+        return self.check_outputs(params, out, opts, backend)
+
+    def check_outputs(self, params: Mapping[str, Any], out: dict[str, Any], options: Mapping[str, Any],
+                      backend: Any = None) -> dict[str, Any]:
+        """Step 3 of :meth:`evaluate_checked` on NumPy outputs ``out`` (modified and returned)."""
+        import numpy as np
+
+        from numerics.results import Status
+
+        conv = np.asarray(out["converged"]).astype(bool).reshape(-1)
+        n = conv.shape[0]
+        status = np.asarray(out["status"]).astype(np.int8).reshape(-1).copy()
+        if self.observable_info:
+            p = {k: np.broadcast_to(np.asarray(backend.to_numpy(v) if backend is not None else v,
+                                               dtype=float).reshape(-1), (n,)) for k, v in params.items()}
+            nonfinite, nonphys, prec = check_outputs(self.observable_info, p, out, options)
+            ok = conv & (status == int(Status.OK))
+            status[ok & nonfinite] = int(Status.NONFINITE)
+            status[ok & ~nonfinite & nonphys] = int(Status.NONPHYSICAL)
+            status[ok & ~nonfinite & ~nonphys & prec] = int(Status.PRECISION)
+            conv = conv & ~(nonfinite | nonphys | prec)
+        status[~conv & (status == int(Status.OK))] = int(Status.NOT_COMPUTED)
+        for k, v in out.items():
+            if k in ("converged", "residual", "iterations", "status"):
+                continue
+            v = np.asarray(v)
+            if v.dtype.kind == "f" and v.shape[:1] == (n,) and (~conv).any():
+                v = v.copy()
+                v[~conv] = np.nan
+                out[k] = v
+        out["converged"] = conv
+        out["status"] = status
+        return out
 
     def describe_parameters(self) -> str:
         return "; ".join(f"{p.name} ∈ {p.domain} ({p.description})" for p in self.parameters)

@@ -13,8 +13,8 @@ named inputs and outputs. :func:`generate` lowers it for a target:
 4. the result is printed by the target's printer.
 
 The :class:`Kernel` keeps the generated source and a SHA-256 key of the lowered
-expressions; the source is cached on disk under that key and compiled with
-``compile``/``exec`` -- nothing lambdified is ever pickled.
+expressions; the source is cached on disk under that key (tamper-evident: see
+:func:`read_verified`) and compiled with ``compile``/``exec`` -- nothing lambdified is ever pickled.
 """
 from __future__ import annotations
 
@@ -24,14 +24,15 @@ import os
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import sympy as sp
 
 from ..operators import lower
 from .printer import PRINTERS, check_supported, identifier, unique_nodes
 
-__all__ = ["Program", "Kernel", "generate", "cache_dir", "CODEGEN_VERSION"]
+__all__ = ["Program", "Kernel", "generate", "cache_dir", "CODEGEN_VERSION", "KernelCacheWarning",
+           "equations_digest"]
 
 #: Bump when the lowering or the printers change what source a program produces.
 CODEGEN_VERSION = "3"
@@ -87,11 +88,251 @@ def _free_symbols(expr: sp.Basic) -> set[sp.Symbol]:
     return {n for n in unique_nodes(expr) if isinstance(n, sp.Symbol)}
 
 
-def cache_dir() -> Path:
-    """Where generated sources are cached: ``$ATTN_THEORY_CACHE`` or ``~/.cache/attention-theory``."""
+class KernelCacheWarning(UserWarning):
+    """A cached kernel (or the cache folder) failed its integrity check and was not used."""
+
+
+def _cache_root() -> Path:
     root = os.environ.get("ATTN_THEORY_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "attention-theory"
-    return base / "kernels"
+    return Path(root) if root else Path.home() / ".cache" / "attention-theory"
+
+
+def cache_dir() -> Path:
+    """Where generated sources are cached: ``$ATTN_THEORY_CACHE/kernels`` or
+    ``~/.cache/attention-theory/kernels`` (see :func:`trusted_cache_dir` for the checks)."""
+    return _cache_root() / "kernels"
+
+
+# -- tamper-evident kernel cache -------------------------------------------------------------
+#
+# Threat model. Cached sources are ``exec``-uted, so a cached file must be exactly what this
+# package generated. Defended against: (i) a cached kernel edited or replaced after it was written
+# (by hand, by another tool, a partial write, a disk error) -- the edit alone cannot produce a
+# valid record; (ii) files planted in advance under the predictable names, or a cache folder
+# prepared by another user (e.g. ``ATTN_THEORY_CACHE=/tmp/x`` on a shared machine) -- a folder
+# or file owned by another user, or writable by group/others, is never trusted; (iii) a record
+# (``.sig``) copied from another kernel -- it is bound to the file name. Every cached file has a
+# sidecar ``<file>.sig`` holding HMAC-SHA256(secret, name, SHA-256 of the source), where the
+# secret is 32 random bytes in ``<cache>/.secret`` (mode 0600, folder 0700). Anyone who can
+# edit the ``.py`` but cannot read the secret cannot forge its record. NOT defended against:
+# someone who can act as the same user (or root): they can read the secret, or edit this package.
+# A file failing any check is regenerated (a :class:`KernelCacheWarning` is emitted) and rewritten.
+
+_SECRET_NAME = ".secret"
+_MISSING = object()
+_secrets: dict[str, bytes] = {}
+
+
+def _warn(msg: str) -> None:
+    import warnings
+
+    warnings.warn(msg, KernelCacheWarning, stacklevel=4)
+
+
+def _unsafe_stat(st: os.stat_result, what: str) -> str | None:
+    """Why a file/folder with stat ``st`` is not trusted (None if it is)."""
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None and st.st_uid != getuid():
+        return f"{what} is owned by another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"{what} is writable by group or others (mode {st.st_mode & 0o777:o})"
+    return None
+
+
+def trusted_cache_dir() -> Path | None:
+    """The kernel cache folder, created with mode 0700, or ``None`` (no disk cache, with a
+    warning) when it, or the cache root, is a symlink, is owned by another user, or is writable
+    by group/others and cannot be tightened."""
+    d = cache_dir()
+    try:
+        for p in (d.parent, d):
+            try:
+                p.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except FileExistsError:
+                pass
+            st = os.lstat(p)
+            import stat as _stat
+
+            if not _stat.S_ISDIR(st.st_mode):
+                _warn(f"kernel cache {p} is not a folder (a symlink?): cache not used")
+                return None
+            why = _unsafe_stat(st, f"kernel cache folder {p}")
+            if why and "another user" not in why:  # ours but too open: tighten it
+                os.chmod(p, 0o700)
+                why = _unsafe_stat(os.lstat(p), f"kernel cache folder {p}")
+            if why:
+                _warn(f"{why}: cache not used (kernels are regenerated in memory)")
+                return None
+        return d
+    except OSError:
+        return None  # a read-only home only costs regeneration
+
+
+def _secret(d: Path) -> bytes | None:
+    """The per-user HMAC secret of cache folder ``d`` (created on first use, mode 0600). A secret
+    file that is readable or writable by others, or owned by another user, is replaced (which
+    invalidates every record signed with it)."""
+    k = str(d)
+    if k in _secrets:
+        return _secrets[k]
+    path = d / _SECRET_NAME
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            fd = None
+        except OSError:
+            fd = None
+            try:
+                path.unlink()
+            except OSError:
+                return None
+        if fd is not None:
+            try:
+                st = os.fstat(fd)
+                data = os.read(fd, 64)
+            finally:
+                os.close(fd)
+            why = _unsafe_stat(st, f"kernel cache secret {path}")
+            if why is None and st.st_mode & 0o077:
+                why = f"kernel cache secret {path} is readable by others"
+            if why is None and len(data) == 32:
+                _secrets[k] = data
+                return data
+            if why is None and len(data) == 0:  # another process is creating it
+                import time
+
+                time.sleep(0.05)
+                continue
+            _warn(f"{why or f'kernel cache secret {path} is malformed'}: replaced; every cached "
+                  f"kernel will be regenerated")
+            try:
+                path.unlink()
+            except OSError:
+                return None
+        import tempfile
+
+        try:
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=".secret-")  # mode 0600, random name
+            try:
+                os.write(fd, os.urandom(32))
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)  # atomic, fails if another process won the race
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+        except OSError:
+            return None
+    return None
+
+
+def _record(secret: bytes, name: str, source: bytes) -> str:
+    import hmac
+
+    msg = b"attention-theory kernel cache v1\0" + name.encode() + b"\0" + \
+        hashlib.sha256(source).hexdigest().encode()
+    return "hmac-sha256 " + hmac.new(secret, msg, hashlib.sha256).hexdigest() + "\n"
+
+
+def _read_private(path: Path) -> tuple[bytes, str | None] | None:
+    """Contents of ``path`` and why it is not trusted (None: trusted); None if absent. Opened
+    without following symlinks; ownership and mode checked on the open file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return b"", f"{path} cannot be opened safely ({exc.strerror}; a symlink?)"
+    try:
+        st = os.fstat(fd)
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        os.close(fd)
+    return b"".join(chunks), _unsafe_stat(st, str(path))
+
+
+def read_verified(path: Path) -> str | None:
+    """The text of cached file ``path`` if its record ``<path>.sig`` verifies, else ``None``
+    (absent: silently; present but failing a check: with a :class:`KernelCacheWarning`)."""
+    import hmac
+
+    got = _read_private(path)
+    if got is None:
+        return None
+    data, why = got
+    d = path.parent
+    secret = _secret(d)
+    if secret is None:
+        return None
+    if why is None:
+        sig = _read_private(path.with_name(path.name + ".sig"))
+        if sig is None:
+            why = f"{path} has no integrity record"
+        elif sig[1] is not None:
+            why = sig[1]
+        elif not hmac.compare_digest(sig[0].decode("ascii", "replace"),
+                                     _record(secret, path.name, data)):
+            why = f"{path} does not match its integrity record (edited or replaced?)"
+    if why is not None:
+        _warn(f"{why}: not used, regenerated")
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        _warn(f"{path} is not text: not used, regenerated")
+        return None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a randomly named 0600 temporary file, then rename."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_verified(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` and its integrity record (``False`` if the cache is unusable)."""
+    secret = _secret(path.parent)
+    if secret is None:
+        return False
+    data = text.encode()
+    try:
+        _atomic_write(path, data)
+        _atomic_write(path.with_name(path.name + ".sig"), _record(secret, path.name, data).encode())
+    except OSError:
+        return False
+    return True
+
+
+def equations_digest(kernels: Mapping[str, tuple[str, str]]) -> str:
+    """SHA-256 over ``name -> (expressions key, source sha256)`` in name order: what
+    ``equations_sha256`` of datasets and stores is (it changes iff a verified source does)."""
+    h = hashlib.sha256()
+    for name in sorted(kernels):
+        key, sha = kernels[name]
+        h.update(key.encode())
+        h.update(b":")
+        h.update(sha.encode())
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -124,6 +365,11 @@ class Kernel:
 
     def __call__(self, *args: Any) -> dict[str, Any]:
         return self.function(*args)
+
+    @property
+    def source_sha256(self) -> str:
+        """SHA-256 of the (verified) generated source."""
+        return hashlib.sha256(self.source.encode()).hexdigest()
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write the generated source to ``path`` (a self-contained Python module)."""
@@ -414,7 +660,9 @@ def generate(program: Program, target: str = "xp") -> Kernel:
     """Lower ``program`` and return its :class:`Kernel` for ``target`` ("xp" or "mpmath").
 
     The source is looked up in the on-disk cache by the key of the lowered
-    expressions and generated (and cached) only when absent.
+    expressions and generated (and cached) only when absent. A cached file is used only if it
+    passes :func:`read_verified` (its HMAC record, owner and permissions); otherwise it is
+    regenerated and rewritten, with a :class:`KernelCacheWarning`.
     """
     if target not in PRINTERS:
         raise ValueError(f"unknown target {target!r}; valid targets are {sorted(PRINTERS)}")
@@ -423,24 +671,15 @@ def generate(program: Program, target: str = "xp") -> Kernel:
         check_supported(rhs)
     key = _expr_key(program, lowered, target)
     fn_name = identifier(program.name)
-    path = cache_dir() / f"{fn_name}-{target}-{key[:32]}.py"
-    source = None
-    try:
-        if path.exists():
-            text = path.read_text()
-            if f"# expressions sha256: {key}\n" in text:
-                source = text
-    except OSError:
-        source = None
+    d = trusted_cache_dir()
+    path = d / f"{fn_name}-{target}-{key[:32]}.py" if d is not None else None
+    source = read_verified(path) if path is not None else None
+    if source is not None and f"# expressions sha256: {key}\n" not in source:
+        source = None  # a verified file of another key (a 32-hex-digit prefix collision)
     if source is None:
         source = _render(program, lowered, target, key, fn_name)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(source)
-            tmp.replace(path)
-        except OSError:
-            pass  # a read-only home only costs regeneration next time
+        if path is not None:
+            write_verified(path, source)  # failure only costs regeneration next time
     return Kernel(
         name=fn_name,
         target=target,
