@@ -299,14 +299,16 @@ class Model:
 
     # -- the checked pipeline: failure isolation, physical ranges, NaN where not converged -----
     def evaluate_checked(self, params: Mapping[str, Any], backend: Any, *,
-                         time_limit: float | None = None, **options: Any) -> dict[str, Any]:
+                         time_limit: float | None = None, raise_if_all_failed: bool = False,
+                         **options: Any) -> dict[str, Any]:
         """:meth:`evaluate`, made honest point by point (``derive.solve`` and sweeps call this).
 
         1. *Failure isolation*: a numerical exception of the pipeline on the batch
            (:data:`NUMERICAL_ERRORS`: ``LinAlgError``, ``ArithmeticError``, ``ValueError`` not
            about an input, ``RuntimeError``, ``MemoryError``) re-runs the batch by bisection;
            the points that still fail alone get status ``failed`` (a ``RuntimeWarning`` names
-           the first error). A ``TypeError`` or a ``ValueError`` naming an ``option``/
+           the first error; with ``raise_if_all_failed`` the first error is raised when every
+           point failed, as sweeps do to record and retry a failed unit). A ``TypeError`` or a ``ValueError`` naming an ``option``/
            ``parameter`` (bad input) propagates.
         2. *Budget*: with ``time_limit`` (seconds of wall clock for the batch; main thread on
            POSIX only) a batch that runs past it is stopped and its points get status
@@ -371,6 +373,8 @@ class Model:
                 budget_hit = True
             else:
                 budget_hit = False
+        if out is None and errors and raise_if_all_failed:
+            raise errors[0]
         if out is None:
             ref = {k: np.zeros(1) for k in self.observables}
             ref.update(converged=np.zeros(1, bool), residual=np.zeros(1),

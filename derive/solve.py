@@ -13,6 +13,7 @@ from numerics.progress import progress_bar
 from numerics.results import STATUS_MEANINGS
 
 from . import models
+from .attrs import annotate
 
 __all__ = ["solve", "package_version"]
 
@@ -29,7 +30,7 @@ def package_version() -> str:
 
 def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None = None,
           chunk: int = CHUNK, store: Any = None, client: Any = None, continuation: str | None = None,
-          starts: int = 1, **params: Any) -> xr.Dataset:
+          starts: int = 1, time_limit: float | None = None, **params: Any) -> xr.Dataset:
     """Solve model ``name`` on the outer-product grid of its parameters.
 
     Every array-valued parameter (anything with ``ndim >= 1``) becomes a dimension, in
@@ -37,7 +38,10 @@ def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None 
     model's observables (lower-case names of its spec) and, per point, ``converged``,
     ``residual``, ``iterations`` and ``status`` (codes in ``attrs['status_meanings']``).
     Points that did not converge hold NaN and ``converged = False``; they are never
-    silently filled. Keyword arguments that are model *options* (``model.options``,
+    silently filled. A point is converged only if every observable is finite and inside its
+    declared physical range (``model.observable_info``); a numerical exception at some points
+    marks those points ``failed`` instead of stopping the grid, and ``time_limit`` (seconds per
+    chunk) marks a chunk that runs past it ``maxiter`` (see :meth:`derive.model.Model.evaluate_checked`). Keyword arguments that are model *options* (``model.options``,
     e.g. ``branch=``) are passed to the pipeline, not gridded, and recorded in ``attrs``.
 
     With ``store=`` (a resumable ``.zarr`` path), ``client=`` (a Dask client),
@@ -70,7 +74,7 @@ def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None 
     starts = range(0, size, chunk)
     for s in progress_bar(starts, enabled=show, desc=f"solve {name}", unit="chunk"):
         block = {k: be.asarray(v[s:s + chunk]) for k, v in flat.items()}
-        out = model.evaluate(block, be, **opts)
+        out = model.evaluate_checked(block, be, time_limit=time_limit, **opts)
         pieces.append({k: be.to_numpy(v) for k, v in out.items()})
     be.synchronize()
     elapsed = time.perf_counter() - t0
@@ -83,8 +87,7 @@ def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None 
     ds = xr.Dataset(data_vars, coords=coords)
     ds["converged"] = ds["converged"].astype(bool)
     ds["status"] = ds["status"].astype(np.int8)
-    ds["status"].attrs["flag_values"] = np.array(sorted(STATUS_MEANINGS), dtype=np.int8)
-    ds["status"].attrs["flag_meanings"] = " ".join(STATUS_MEANINGS[k] for k in sorted(STATUS_MEANINGS))
+    annotate(ds, model)  # CF attributes: long_name, symbol, units; status flag_values/meanings
     ds.attrs.update(
         model=model.name,
         title=model.title,

@@ -39,6 +39,7 @@ from numerics.progress import progress_bar
 from numerics.results import STATUS_MEANINGS, Status
 
 from . import models
+from .attrs import annotate
 from .model import Model
 from .store import ZarrSweepStore
 
@@ -178,7 +179,8 @@ def _evaluate(model: Model, be: Any, flat: Mapping[str, np.ndarray], options: Ma
     opts = dict(options)
     if init is not None:
         opts["init"] = init
-    out = model.evaluate({k: be.asarray(v) for k, v in flat.items()}, be, **opts)
+    out = model.evaluate_checked({k: be.asarray(v) for k, v in flat.items()}, be,
+                                 raise_if_all_failed=True, **opts)
     n = len(next(iter(flat.values())))
     return {k: np.broadcast_to(np.asarray(be.to_numpy(v)), (n,)).copy() for k, v in out.items()}
 
@@ -409,6 +411,7 @@ def _sweep(model: Model, grid: SweepGrid, st: ZarrSweepStore | None, finished: n
                                        for k, v in res.values.items()}, starts)
                 tpl.attrs.update(_attrs(model, grid, identity, version, block, continuation, starts, seed))
                 tpl.attrs["sweep_runs"] = run
+                annotate(tpl, model)  # CF attributes, kept by the store
                 st.create(tpl, dict(zip(grid.dims, block)))
             st.write_unit({d: s for d, s in zip(grid.dims, u)},
                           {k: v for k, v in res.values.items() if k not in grid.coords}, run)
@@ -472,6 +475,7 @@ def _sweep(model: Model, grid: SweepGrid, st: ZarrSweepStore | None, finished: n
     if failed:
         ds.attrs["first_error"] = next(iter(failed.values()))[-2000:]
     ds.attrs["summary"] = summary_line(ds)
+    annotate(ds, model)
     if st is not None and st.exists():
         st.set_attrs({"summary": ds.attrs["summary"]})
     if show:

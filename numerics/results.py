@@ -24,6 +24,8 @@ class Status(IntEnum):
     POLE = 4  #: the quantity is infinite here by theory (e.g. tau = 1 at lam = 0)
     NOT_COMPUTED = 5  #: outside the branch this routine handles
     FAILED = 6  #: the computation of this point raised an error (sweeps record it and go on)
+    NONPHYSICAL = 7  #: converged, but an observable lies outside its declared physical range
+    PRECISION = 8  #: an observable is below the precision floor of the pipeline (not resolved)
 
 
 STATUS_MEANINGS = {int(s): s.name.lower() for s in Status}
