@@ -26,7 +26,8 @@ import numpy as np
 
 from .params import Domain
 
-__all__ = ["Observable", "Option", "check_outputs", "RangeEnd"]
+__all__ = ["Observable", "Option", "check_outputs", "RangeEnd", "declare", "check_real_array",
+           "init_option", "stability_option", "progress_option", "unit_interval_observable"]
 
 #: one end of a physical range: a number, or ``(params, outputs) -> array`` per point
 RangeEnd = Union[float, Callable[[Mapping[str, Any], Mapping[str, Any]], Any]]
@@ -118,9 +119,15 @@ class Option:
             s = "True or False"
         elif self.kind == "choice":
             s = "one of " + ", ".join(repr(c) for c in self.choices)
-        elif self.kind in ("int", "float"):
-            s = ("an integer" if self.kind == "int" else "a real number") + (
-                f" in {self.domain}" if self.domain is not None else "")
+        elif self.kind == "int":
+            s = "an integer"
+            if self.domain is not None:
+                d = self.domain
+                lo = d.lo if d.lo_closed or math.isinf(d.lo) else math.floor(d.lo) + 1
+                hi = d.hi if d.hi_closed or math.isinf(d.hi) else math.ceil(d.hi) - 1
+                s += f" in [{'-∞' if lo == -math.inf else int(lo)}, {'∞' if hi == math.inf else int(hi)}]"
+        elif self.kind == "float":
+            s = "a real number" + (f" in {self.domain}" if self.domain is not None else "")
         elif self.kind == "str":
             s = "a string"
         else:
@@ -203,3 +210,58 @@ def check_outputs(observables: Mapping[str, Observable], params: Mapping[str, An
             if ob.resolution > 0:
                 prec |= ~nan & (x != 0) & (np.abs(x) < ob.resolution)
     return nonfinite, nonphys, prec
+
+
+# ---- shared declarations --------------------------------------------------------------------
+def declare(*items: Option | Observable) -> dict[str, Any]:
+    """``{item.name: item}`` in the given order (for ``option_info`` / ``observable_info``)."""
+    out: dict[str, Any] = {}
+    for it in items:
+        if it.name in out:
+            raise ValueError(f"{it.name!r} declared twice")
+        out[it.name] = it
+    return out
+
+
+def check_real_array(name: str, allow_nan: bool = True) -> Callable[[Any], np.ndarray]:
+    """A validator: ``value`` as a float array of real numbers (no complex, bool, strings or
+    ``±inf``; NaN allowed if ``allow_nan``), else ``TypeError``/``ValueError`` naming ``name``."""
+    def check(value: Any) -> np.ndarray:
+        try:
+            raw = np.asarray(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"option {name!r} must be an array of real numbers, got {value!r}") from None
+        if raw.dtype.kind == "O":
+            flat = raw.reshape(-1).tolist()
+            if not all(_is_real_number(e) for e in flat):
+                raise TypeError(f"option {name!r} must be an array of real numbers, got {value!r}")
+        elif raw.dtype.kind not in "fiu":
+            raise TypeError(f"option {name!r} must be an array of real numbers, got {value!r}")
+        arr = np.asarray(raw, dtype=float)
+        if np.isinf(arr).any() or (not allow_nan and np.isnan(arr).any()):
+            raise ValueError(f"option {name!r} must hold finite numbers"
+                             + (" (NaN rows: the default start)" if allow_nan else "")
+                             + f", got {value!r}")
+        return arr
+    return check
+
+
+def init_option(state: Sequence[str]) -> Option:
+    """The fixed-point protocol's ``init`` (see :class:`derive.model.Model`)."""
+    return Option("init", None, f"start of the fixed-point iteration: None, a length-{len(state)} "
+                  f"state {tuple(state)} or an (n_points, {len(state)}) array (NaN rows: default)",
+                  kind="any", allow_none=True, check=check_real_array("init"), cli=False)
+
+
+def stability_option() -> Option:
+    return Option("stability", False, "compute the leading eigenvalue of the Jacobian of the "
+                  "undamped map at the fixed point", kind="bool")
+
+
+def progress_option() -> Option:
+    return Option("progress", False, "show the iteration's progress", kind="bool")
+
+
+def unit_interval_observable(name: str, long_name: str, symbol: str = "", **kw: Any) -> Observable:
+    """A probability or error rate in [0, 1]."""
+    return Observable(name, long_name, symbol, "1", 0.0, 1.0, **kw)

@@ -7,6 +7,7 @@ take. Validation rejects NaN and anything outside the domain with a
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,13 +83,35 @@ class Parameter:
         )
 
     def validate(self, value: Any) -> np.ndarray:
-        """Return ``value`` as a float array, or raise ``ValueError`` naming the parameter."""
+        """Return ``value`` as a float array, or raise ``ValueError``/``TypeError`` naming the
+        parameter. Only real numbers are accepted: complex values, booleans and strings are
+        refused (never cut to their real part or read as 0/1); NaN and values outside the
+        domain (``inf`` unless the domain's closed end is ∞) are refused."""
+        raw = value
+        if not isinstance(raw, np.ndarray):
+            try:
+                raw = np.asarray(value)
+            except (TypeError, ValueError):
+                raw = np.asarray(value, dtype=object)
+        kind = raw.dtype.kind
+        if kind == "O":
+            flat = raw.reshape(-1).tolist()
+            if not all(isinstance(e, numbers.Real) and not isinstance(e, (bool, np.bool_))
+                       for e in flat):
+                bad_e = next(e for e in flat if not (isinstance(e, numbers.Real)
+                                                    and not isinstance(e, (bool, np.bool_))))
+                raise TypeError(f"parameter '{self.name}' ({self.description}) must be a real "
+                                f"number or an array of real numbers, got {bad_e!r}")
+        elif kind not in "fiu":
+            what = {"c": "complex", "b": "boolean", "U": "string", "S": "bytes"}.get(kind, raw.dtype.name)
+            raise TypeError(f"parameter '{self.name}' ({self.description}) must be a real number "
+                            f"or an array of real numbers, got a {what} value {value!r}")
         try:
-            arr = np.asarray(value, dtype=float)
-        except (TypeError, ValueError):
+            arr = np.asarray(raw, dtype=float)
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(
                 f"parameter '{self.name}' ({self.description}) must be a number or an array "
-                f"of numbers, got {value!r}"
+                f"of numbers, got {repr(value)[:80]}"
             ) from None
         if arr.size == 0:
             raise ValueError(f"parameter '{self.name}' is an empty array")

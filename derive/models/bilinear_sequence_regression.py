@@ -34,6 +34,7 @@ from numerics.fixed_point import solve_fixed_point
 from numerics.rie import integrate_density, physical_density, support_intervals
 
 from ..codegen import Program
+from ..declarations import Observable, declare, init_option, stability_option
 from ..model import Equation, Model
 from ..params import Domain, Parameter, nonnegative, positive
 from . import _rie
@@ -80,6 +81,18 @@ class BilinearSequenceRegression(Model):
     #: fixed-point protocol (derive.model): the state is m = 1 − q (the MMSE)
     state = ("mmse",)
     options = {"init": None, "stability": False}
+    option_info = declare(init_option(("mmse",)), stability_option())
+    #: physical ranges (a point is converged only inside them): the prior has unit variance
+    observable_info = declare(
+        Observable("mmse", "minimum mean squared error", r"\mathrm{mmse}", "1", 0.0, 1.0),
+        Observable("q", "overlap with the teacher, 1 - mmse", "q", "1", 0.0, 1.0),
+        Observable("qhat", "conjugate overlap", r"\hat q", "1", 0.0),
+        Observable("alpha_pr", "perfect-recovery threshold (noiseless)", r"\alpha_{\rm PR}", "1", 0.0, 1.0),
+        Observable("mse_ridge", "test error of ridge regression at lambda = Delta",
+                   r"\mathrm{mse}_{\rm ridge}", "1", 0.0, 1.0),
+        Observable("stability", "leading eigenvalue of the Jacobian of the undamped map (real part)",
+                   r"\lambda_{\max}", "1", optional=True, computed=lambda o: bool(o.get("stability"))),
+    )
 
     # ---- stated forms -------------------------------------------------------------------
     qhat_def = alpha / (delta + m)                                  # q̂ = α/(Δ + 1 − q)

@@ -32,6 +32,7 @@ from numerics.fixed_point import solve_fixed_point
 from numerics.rie import integrate_density, physical_density, support_intervals
 
 from ..codegen import Program
+from ..declarations import Observable, declare, init_option, stability_option
 from ..model import Equation, Model
 from ..params import Parameter, nonnegative, positive
 from . import _rie
@@ -75,6 +76,19 @@ class ExtensiveWidthQuadratic(Model):
     #: fixed-point protocol (derive.model): the state is m = mmse (Q0 − q)
     state = ("mmse",)
     options = {"init": None, "stability": False}
+    option_info = declare(init_option(("mmse",)), stability_option())
+    #: physical ranges: 0 <= mmse = e_gen <= Q0 = 1 + 1/kappa (the prior's second moment);
+    #: the RIE quadrature does not resolve an mmse below 1e-12 (flagged ``precision``)
+    observable_info = declare(
+        Observable("gen_error", "Bayes-optimal generalisation error", r"e_{\rm gen}", "1", 0.0,
+                   lambda p, o: 1 + 1 / p["kappa"], resolution=1e-12),
+        Observable("mmse", "minimum mean squared error of the weights' Gram matrix", r"\mathrm{mmse}",
+                   "1", 0.0, lambda p, o: 1 + 1 / p["kappa"], resolution=1e-12),
+        Observable("qhat", "conjugate overlap", r"\hat q", "1", 0.0),
+        Observable("alpha_pr", "perfect-recovery threshold (noiseless)", r"\alpha_{\rm PR}", "1", 0.0, 0.5),
+        Observable("stability", "leading eigenvalue of the Jacobian of the undamped map (real part)",
+                   r"\lambda_{\max}", "1", optional=True, computed=lambda o: bool(o.get("stability"))),
+    )
 
     Q0_def = 1 + 1 / kappa
     mmse_rie_def = de - 4 * sp.pi**2 / 3 * de**2 * I3          # symmetric RIE error

@@ -37,6 +37,7 @@ from numerics.results import Status
 from numerics.roots import bracketed_root, expand_bracket
 
 from ..codegen import Program
+from ..declarations import Observable, declare
 from ..model import Equation, Model
 from ..operators import MarchenkoPasturTrace, mp_self_consistency, quadratic_root, vanishes_modulo
 from ..params import Domain, Parameter, nonnegative, positive, positive_or_inf
@@ -93,6 +94,19 @@ class ICLLinearAttention(Model):
     parameters = (TAU, ALPHA, KAPPA, RHO, LAM)
     symbol_names = SYMBOL_NAMES
     observables = ("e_icl", "e_idg", "e_train", "eps", "q", "nu", "M", "Mp", "D", "N")
+    #: physical ranges: errors are mean squares (>= 0), M a positive resolvent trace, M' <= 0
+    observable_info = declare(
+        Observable("e_icl", "in-context-learning test error", r"e_{\rm ICL}", "1", 0.0),
+        Observable("e_idg", "in-distribution generalisation error", r"e_{\rm IDG}", "1", 0.0),
+        Observable("e_train", "training error", r"e_{\rm train}", "1", 0.0),
+        Observable("eps", "effective ridge", r"\varepsilon", "1"),
+        Observable("q", "(1 + rho) / alpha", "q", "1", 0.0),
+        Observable("nu", "q + eps", r"\nu", "1"),
+        Observable("M", "Marchenko-Pastur resolvent trace at nu", "M", "1", 0.0),
+        Observable("Mp", "derivative of the resolvent trace", "M'", "1", hi=0.0),
+        Observable("D", "denominator D of the error formulas", "D", "1"),
+        Observable("N", "numerator N of the error formulas", "N", "1"),
+    )
 
     # ---- definitions (spec §2.1–2.3) -----------------------------------------------
     q_def = (1 + rho) / alpha  # §1.4

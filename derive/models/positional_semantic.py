@@ -36,8 +36,10 @@ from numerics.quadrature import Rule, gauss_hermite, sobol_normal
 from numerics.results import Status
 
 from ..codegen import Program, Sigmoid
+from ..declarations import (Observable, Option, declare, init_option, progress_option,
+                            stability_option)
 from ..model import Equation, Model
-from ..params import Parameter, nonnegative, positive, unit_interval
+from ..params import Domain, Parameter, nonnegative, positive, unit_interval
 from ._positional_semantic_general import GeneralLR, GeneralSolver, default_A
 
 __all__ = ["PositionalSemantic", "BRANCHES", "BRANCH_INIT"]
@@ -131,6 +133,51 @@ class PositionalSemantic(Model):
         "stability": False,  # compute the leading Jacobian eigenvalue of the undamped map
         "progress": False,
     }
+    #: domains of the options (validated before the solver runs; :mod:`derive.declarations`)
+    option_info = declare(
+        Option("branch", "global", "fixed point followed (global: the larger Φ of the converged)",
+               kind="choice", choices=BRANCHES + ("mixed", "global")),
+        Option("A", DEFAULT_A, "the teacher's positional matrix (row-stochastic L×L)", cli=False),
+        Option("L", 2, "tokens", kind="int", domain=Domain(2, 8, True, True, integer=True)),
+        Option("r", 1, "rank of the tied query/key", kind="int", domain=Domain(1, 2, True, True, integer=True)),
+        Option("quadrature", "qmc", "Gaussian expectations: scrambled Sobol' or Gauss–Hermite",
+               kind="choice", choices=("qmc", "gauss-hermite")),
+        Option("n_quad", 4096, "QMC points (>= 64, rounded up to a power of 2) or Gauss–Hermite "
+               "nodes per variable (>= 6, at most 2^22 nodes in all)",
+               kind="int", domain=Domain(6, 2**24, True, True, integer=True)),
+        Option("seed", 0, "scrambling seed of the QMC rule", kind="int",
+               domain=Domain(0, 2**63 - 1, True, True, integer=True)),
+        Option("tol", 1e-10, "undamped residual of the fixed point (looser tolerances stop "
+               "far from it)", kind="float", domain=Domain(1e-15, 1e-6, True, True)),
+        Option("maxiter", 400, "iteration budget per point", kind="int",
+               domain=Domain(1, 100_000, True, True, integer=True)),
+        Option("damping", 0.2, "step of the damped map", kind="float", domain=Domain(0.0, 1.0, False, True)),
+        Option("anderson", 5, "Anderson memory (0: plain damped iteration)", kind="int",
+               domain=Domain(0, 50, True, True, integer=True)),
+        init_option(("q", "m", "v", "theta")),
+        stability_option(),
+        progress_option(),
+    )
+    #: physical ranges: self-overlap, variance, errors and losses are non-negative; ``branch``
+    #: is an index into (positional, semantic, agnostic, mixed)
+    observable_info = declare(
+        Observable("q", "self-overlap of the trained query/key", "q", "1", 0.0),
+        Observable("m", "semantic overlap with the teacher", "m", "1"),
+        Observable("v", "variance order parameter V", "V", "1", 0.0),
+        Observable("theta", "positional overlap", r"\theta", "1"),
+        Observable("qhat", "conjugate of q", r"\hat q", "1"),
+        Observable("mhat", "conjugate of m", r"\hat m", "1"),
+        Observable("vhat", "conjugate of V", r"\hat V", "1"),
+        Observable("thetahat", "conjugate of theta", r"\hat\theta", "1"),
+        Observable("mse", "test mean squared error", r"\mathrm{mse}", "1", 0.0),
+        Observable("phi", "replica free entropy", r"\Phi", "1"),
+        Observable("free_energy", "free energy, -Phi", "f", "1"),
+        Observable("train_loss", "training loss", r"\epsilon_t", "1", 0.0),
+        Observable("mse_linear", "test error of the linear (dense) baseline", r"\mathrm{mse}_{\rm lin}", "1", 0.0),
+        Observable("branch", "fixed point: 0 positional, 1 semantic, 2 agnostic, 3 mixed", "", "1", 0.0, 3.0),
+        Observable("stability", "leading eigenvalue of the Jacobian of the undamped map (real part)",
+                   r"\lambda_{\max}", "1", optional=True, computed=lambda o: bool(o.get("stability"))),
+    )
 
     # ---- stated objects (spec §2–5) -----------------------------------------------------
     rho_value = sigma**2  # teacher self-overlap Q*ᵀ Σ Q*/d with ‖Q*‖²/d = 1
@@ -351,6 +398,18 @@ class PositionalSemantic(Model):
             raise ValueError(f"option 'quadrature' must be 'qmc' or 'gauss-hermite', got {o['quadrature']!r}")
         if int(o["n_quad"]) < 2:
             raise ValueError(f"option 'n_quad' must be an integer >= 2, got {o['n_quad']!r}")
+        if o["quadrature"] == "qmc" and int(o["n_quad"]) < 64:
+            raise ValueError(f"option 'n_quad' = {o['n_quad']!r} is too few QMC points: use >= 64")
+        if o["quadrature"] == "gauss-hermite" and float(o["n_quad"]) ** (L * (r + 1)) > 2**22:
+            raise ValueError(f"option 'n_quad' = {o['n_quad']!r} Gauss–Hermite nodes per variable in "
+                             f"{L * (r + 1)} variables is more than 2^22 nodes: use n_quad <= "
+                             f"{int(2 ** (22 / (L * (r + 1))))} or quadrature='qmc'")
+        if o["init"] is not None and (L, r) == (2, 1):
+            rows = np.atleast_2d(o["init"])
+            fin = np.all(np.isfinite(rows), axis=1)
+            if np.any(fin & ~((rows[:, 0] > 0) & (rows[:, 2] > 0))):
+                raise ValueError(f"option 'init': q and v must be positive (state {self.state}), "
+                                 f"got {rows[fin][0].tolist()}")
         return o
 
     # ---- numeric pipeline -----------------------------------------------------------------------

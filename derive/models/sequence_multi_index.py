@@ -39,6 +39,7 @@ from numerics.backend import Backend
 from numerics.results import Status
 
 from ..codegen import Program
+from ..declarations import Observable, Option, declare
 from ..model import Equation, Model
 from ..params import Parameter, positive
 from ._bayes_smi import Grid, channel_moments
@@ -73,6 +74,19 @@ class SequenceMultiIndex(Model):
     parameters = (SKIP,)
     symbol_names = SYMBOL_NAMES
     observables = ("alpha2", "alpha1", "alpha1_from_zero")
+    option_info = declare(
+        Option("staircase", False, "also compute alpha1 by the staircase (slow: minutes per point; "
+               "alpha1 is NaN, not computed, otherwise)", kind="bool"),
+    )
+    #: thresholds are sample complexities: positive and finite
+    observable_info = declare(
+        Observable("alpha2", "weak-recovery threshold of layer 2 (from Q = 0)", r"\alpha_2", "1", 0.0),
+        Observable("alpha1", "weak-recovery threshold of layer 1 on the layer-2 branch (staircase)",
+                   r"\alpha_1", "1", 0.0, computed=lambda o: bool(o.get("staircase"))),
+        Observable("alpha1_err", "error bar of alpha1 (replica spread and inner-rule refinement)",
+                   r"\delta\alpha_1", "1", 0.0, computed=lambda o: bool(o.get("staircase"))),
+        Observable("alpha1_from_zero", "layer-1 threshold from Q = 0", r"\alpha_1^{(0)}", "1", 0.0),
+    )
 
     # ---- derivations -------------------------------------------------------------------
     @cached_property

@@ -46,6 +46,8 @@ from sympy.codegen.cfunctions import expm1, log1p
 
 from ..codegen import Program
 from ..codegen.functions import LogAddExp, Softplus
+from ..declarations import (Observable, Option, check_real_array, declare, init_option,
+                            stability_option)
 from ..model import Equation, Model
 from ..params import Domain, Parameter, nonnegative, positive
 
@@ -204,6 +206,60 @@ class SparseToken(Model):
     options = {"loss": "logistic", "quantity": "two_step", "classifier": "attention",
                "query": None, "n_mc": 4000, "mc_seed": 0, "gh": 24, "init": None,
                "stability": False}
+    #: domains of the options (validated before the solver runs; :mod:`derive.declarations`)
+    option_info = declare(
+        Option("loss", "logistic", "training loss: 'logistic' or 'square' (or the codes 0 / 1)"),
+        Option("quantity", "two_step", "what to compute", kind="choice", choices=QUANTITIES),
+        Option("classifier", "attention", "trained readout of quantity='readout'", kind="choice",
+               choices=CLASSIFIERS),
+        Option("query", None, "None (from the two steps) or a fixed (beta_q > 0, s_q in [-1, 1])",
+               allow_none=True, check=lambda v: tuple(check_real_array("query", allow_nan=False)(v)
+                                                      .reshape(-1).tolist()), cli=False),
+        Option("n_mc", 4000, "Monte-Carlo latent samples per class", kind="int",
+               domain=Domain(100, 200_000, True, True, integer=True)),
+        Option("mc_seed", 0, "seed of the Monte-Carlo samples", kind="int",
+               domain=Domain(0, 2**63 - 1, True, True, integer=True)),
+        Option("gh", 24, "Gauss–Hermite order of the readout", kind="int",
+               domain=Domain(4, 200, True, True, integer=True)),
+        init_option(("m", "Q", "V", "w_q", "b")),
+        stability_option(),
+    )
+    #: physical ranges: errors are probabilities, cosines in [-1, 1], norms and capacities >= 0;
+    #: readout observables exist for quantity='readout', attention capacities for
+    #: quantity='capacity_attention' (NaN, not computed, otherwise)
+    observable_info = declare(
+        Observable("m1", "step-1 readout overlap", "m_1", "1"),
+        Observable("u2", "step-2 query norm squared part", "u_2", "1", 0.0),
+        Observable("cos_w", "cosine of the readout with the signal", r"\cos w", "1", -1.0, 1.0),
+        Observable("q_xi", "query overlap with the signal", r"q_\xi", "1"),
+        Observable("q_norm", "query norm", r"\|q\|", "1", 0.0),
+        Observable("s_q", "query alignment", "s_q", "1", -1.0, 1.0),
+        Observable("e_pool", "oracle error of the pooled classifier", r"E^*_{\rm pool}", "1", 0.0, 1.0),
+        Observable("e_vec", "oracle error of the vectorised classifier", r"E^*_{\rm vec}", "1", 0.0, 1.0),
+        Observable("e_attn_max", "oracle error of attention (max over bias)", r"E^*_{\rm attn}", "1", 0.0, 1.0),
+        Observable("b_max", "optimal bias of the attention oracle", r"b_{\max}", "1", finite=False),
+        Observable("alpha_pool", "capacity of the pooled classifier", r"\alpha^\star_{\rm pool}", "1", 0.0),
+        Observable("alpha_vec", "capacity of the vectorised classifier", r"\alpha^\star_{\rm vec}", "1", 0.0),
+        Observable("m_pool", "pooled-capacity order parameter tanh(t)", "m_{pool}", "1", -1.0, 1.0),
+        Observable("b_pool", "pooled-capacity bias", "b_{pool}", "1"),
+        *(Observable(nm, ln, sym, "1", lo, hi, computed=lambda o: o.get("quantity") == "readout")
+          for nm, ln, sym, lo, hi in (
+              ("m", "readout overlap with the signal", "m", -math.inf, math.inf),
+              ("Q", "readout self-overlap", "Q", 0.0, math.inf),
+              ("V", "readout variance", "V", 0.0, math.inf),
+              ("w_q", "readout weight on the query direction", "w_q", -math.inf, math.inf),
+              ("b", "readout bias", "b", -math.inf, math.inf),
+              ("test_error", "test classification error of the readout", r"E_{\rm test}", 0.0, 1.0),
+              ("train_loss", "training loss of the readout", r"\mathcal L_{\rm train}", 0.0, math.inf),
+              ("train_error", "training classification error", r"E_{\rm train}", 0.0, 1.0))),
+        Observable("alpha_attn", "capacity of single-query attention (Monte Carlo)", r"\alpha^\star_A",
+                   "1", 0.0, optional=True, computed=lambda o: o.get("quantity") == "capacity_attention"),
+        Observable("alpha_attn_sem", "Monte-Carlo standard error of alpha_attn", r"\delta\alpha^\star_A",
+                   "1", 0.0, optional=True, computed=lambda o: o.get("quantity") == "capacity_attention"),
+        Observable("stability", "leading eigenvalue of the Jacobian of the undamped map (real part)",
+                   r"\lambda_{\max}", "1", optional=True,
+                   computed=lambda o: bool(o.get("stability")) and o.get("quantity") == "readout"),
+    )
 
     #: random-input ranges for ``verify_kernels`` / kernel tests (inside each kernel's domain)
     kernel_input_ranges = {"s_q": (-0.99, 0.99), "S0": (0.5, 3.0), "S2": (0.1, 2.0),
@@ -495,11 +551,11 @@ class SparseToken(Model):
         """Domains per parameter (``alpha1``, ``lam`` default to :data:`READOUT_DEFAULTS`),
         then R <= L (an R-subset of L positions)."""
         out = super().validate({**READOUT_DEFAULTS, **dict(params)})
-        Rv, Lv = np.broadcast_arrays(out["R"], out["L"])
-        if np.any(Rv > Lv):
-            i = int(np.argmax((Rv > Lv).reshape(-1)))
-            raise ValueError(f"parameter 'R' (informative tokens) = {Rv.reshape(-1)[i]:g} exceeds "
-                             f"'L' = {Lv.reshape(-1)[i]:g}: R must be in [1, L]")
+        # over the grid (R and L may be separate dimensions): some point has R > L iff max R > min L
+        Rmax, Lmin = float(np.max(out["R"])), float(np.min(out["L"]))
+        if Rmax > Lmin:
+            raise ValueError(f"parameter 'R' (informative tokens) = {Rmax:g} exceeds "
+                             f"'L' = {Lmin:g} at a point of the grid: R must be in [1, L]")
         return out
 
     # ---- numeric pipeline -------------------------------------------------------------
@@ -641,6 +697,8 @@ class SparseToken(Model):
             if o[name] not in allowed:
                 raise ValueError(f"option {name!r} = {o[name]!r} must be one of {allowed}")
         if o["query"] is not None:
+            if len(o["query"]) != 2:
+                raise ValueError(f"option 'query' = {o['query']!r} must be (beta_q > 0, s_q in [-1, 1])")
             bq, sq = (float(v) for v in o["query"])
             if not (bq > 0 and -1 <= sq <= 1):
                 raise ValueError(f"option 'query' = {o['query']!r} must be (beta_q > 0, s_q in "

@@ -50,6 +50,7 @@ from numerics.results import Status
 
 from ..codegen import Kernel, Program
 from ..codegen.tensor import Softmax, TensorProgram, generate_tensor, tensor_sum, unroll
+from ..declarations import Observable, declare
 from ..model import Equation, Model
 from ..params import Domain, Parameter, nonnegative
 
@@ -247,6 +248,12 @@ class TokenDynamics(Model):
     parameters = (BETA_P, N_P, RHO0_P, TARGET_P)
     symbol_names = SYMBOL_NAMES
     observables = ("t_sa", "t_usa")
+    #: hitting times are non-negative (and finite where the target is reached)
+    observable_info = declare(
+        Observable("t_sa", "hitting time of the target cosine, self-attention dynamics", r"t_{\rm SA}", "1", 0.0),
+        Observable("t_usa", "hitting time of the target cosine, unnormalised self-attention",
+                   r"t_{\rm USA}", "1", 0.0),
+    )
 
     # ---- §2.1 equiangular reduction -------------------------------------------------------
     def equiangular_rhs_explicit(self, m: int, dynamics: str) -> sp.Expr:
