@@ -146,27 +146,54 @@ def solve(ctx: typer.Context, model: str,
 
 @app.command()
 def inspect(store: Path) -> None:
-    """Describe a sweep store (.zarr): model, grid, finished points, runs, convergence."""
-    import xarray as xr
+    """Describe a sweep store (.zarr): model, grid, finished points, runs, convergence.
 
+    Every finished unit is checked against the digests recorded when it was written; units
+    whose chunks are missing, altered or undecodable are listed with their files (exit code 1)
+    and are not counted as finished (a rerun of the sweep recomputes them)."""
+    import json as _json
+
+    from .store import StoreCorruptError, ZarrSweepStore
+    from .sweep import plan_units
+
+    st = ZarrSweepStore(store)
     if not store.exists():
         typer.echo(f"error: no store at {store}", err=True)
         raise typer.Exit(2)
-    ds = xr.open_zarr(store, consolidated=False)
-    a = ds.attrs
-    done = ds["finished"].values
+    if not st.exists():
+        typer.echo(f"error: {store} is not a sweep store (no zarr.json)", err=True)
+        raise typer.Exit(2)
+    try:
+        ds = st._open_dataset()
+        a = ds.attrs
+        shape = ds["finished"].shape
+        units = plan_units(shape, tuple(_json.loads(a["unit_block"])))
+    except (StoreCorruptError, KeyError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    done, problems = st.verify(units)
     typer.echo(f"{store}: model {a.get('model')} (equations {str(a.get('equations_sha256'))[:12]}…, "
                f"attention-theory {a.get('package_version')})")
     typer.echo("grid: " + " × ".join(f"{d} {ds.sizes[d]}" for d in ds["finished"].dims)
                + (f"; continuation along {a['continuation']}" if a.get("continuation") else "")
                + (f"; {a['starts']} starts" if int(a.get("starts", 1)) > 1 else ""))
-    typer.echo(f"finished: {int(done.sum())}/{done.size} points over {a.get('sweep_runs', '?')} run(s)")
+    typer.echo(f"finished: {int(done.sum())}/{done.size} points over {a.get('sweep_runs', '?')} run(s)"
+               f" (digests verified)")
     if done.any():
-        conv = ds["converged"].values
-        conv = (conv.any(axis=-1) if "solution" in ds.dims else conv)[done]
+        conv = np.zeros(done.shape, dtype=bool)
+        for u in units:
+            if done[u].all():
+                c = np.asarray(ds["converged"][u].values).astype(bool)
+                conv[u] = c.any(axis=-1) if "solution" in ds["converged"].dims else c
+        conv = conv[done]
         typer.echo(f"of the finished: {int(conv.sum())} converged, {int((~conv).sum())} not converged")
     if "summary" in a:
         typer.echo(f"last run: {a['summary']}")
+    if problems:
+        typer.echo(f"{len(problems)} unit(s) FAILED their check (recomputed by the next run):")
+        for pb in problems:
+            typer.echo(f"  {pb}")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -231,6 +258,41 @@ def reproduce(model: str, out: Path = typer.Option(Path("results"), help="output
     files = mod.main(out / model, quick=quick)
     for f in files:
         typer.echo(f"wrote {f}")
+
+
+@app.command()
+def plot(file: Path,
+         var: Optional[list[str]] = typer.Option(
+             None, "--var", help="observable(s) to draw, one panel each (repeat or comma list; "
+                                 "default: the first observable)"),
+         x: Optional[str] = typer.Option(None, "--x", help="dimension on the horizontal axis"),
+         hue: Optional[str] = typer.Option(
+             None, "--hue", help="one line per value of this dimension (or the vertical axis of a map)"),
+         kind: Optional[str] = typer.Option(
+             None, "--kind", help="line or map (default: lines when the second dimension has at "
+                                  "most 10 values, else a heat map)"),
+         sel: Optional[list[str]] = typer.Option(
+             None, "--sel", help="fix a further dimension: --sel kappa=inf (default: its first value)"),
+         logy: bool = typer.Option(False, "--logy", help="log scale for the observable"),
+         output: Optional[Path] = typer.Option(
+             None, "-o", "--output", help="figure file, .png, .pdf or .svg (default: FILE with .png)")) -> None:
+    """Draw FILE (a .nc from `solve -o` or a .zarr sweep store): lines over one grid dimension, one
+    per value of a second, or a heat map over two; non-converged points marked in red."""
+    from .plot import PlotError, plot_file
+
+    fixed: dict[str, str] = {}
+    for s in sel or []:
+        if "=" not in s:
+            typer.echo(f"error: --sel {s!r}: use NAME=VALUE", err=True)
+            raise typer.Exit(2)
+        k, v = s.split("=", 1)
+        fixed[k.strip()] = v.strip()
+    try:
+        out = plot_file(file, output, var=var, x=x, hue=hue, kind=kind, sel=fixed, logy=logy)
+    except PlotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {out}")
 
 
 def main() -> None:  # console-script entry point

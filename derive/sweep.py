@@ -182,7 +182,25 @@ def _evaluate(model: Model, be: Any, flat: Mapping[str, np.ndarray], options: Ma
     out = model.evaluate_checked({k: be.asarray(v) for k, v in flat.items()}, be,
                                  raise_if_all_failed=True, **opts)
     n = len(next(iter(flat.values())))
-    return {k: np.broadcast_to(np.asarray(be.to_numpy(v)), (n,)).copy() for k, v in out.items()}
+    res = {k: np.broadcast_to(np.asarray(be.to_numpy(v)), (n,)).copy() for k, v in out.items()}
+    return _typed_flags(res)
+
+
+#: stored types of the bookkeeping flags, the same for every model
+FLAG_DTYPES = {"converged": np.dtype(bool), "status": np.dtype(np.int8),
+               "iterations": np.dtype(np.int64)}
+
+
+def _typed_flags(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``converged`` bool, ``status`` int8, ``iterations`` int64 whatever the model returned
+    (a float ``converged`` would fill unfinished points with NaN, which reads as True)."""
+    for k, dt in FLAG_DTYPES.items():
+        if k in out and out[k].dtype != dt:
+            v = np.asarray(out[k])
+            if v.dtype.kind == "f":
+                v = np.where(np.isfinite(v), v, 0)
+            out[k] = v.astype(dt)
+    return out
 
 
 def _state(model: Model, out: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -355,6 +373,7 @@ def sweep(name: str | Model, *, store: str | Path | None = None, backend: str = 
     finished = np.zeros(grid.shape, dtype=bool)
     run = 1
     if st is not None:
+        st.check_target()  # before any work: a non-store path is refused, untouched
         st.lock()
     try:
         return _sweep(model, grid, st, finished, run, identity, chunk, continuation, starts, seed,
@@ -368,13 +387,27 @@ def _sweep(model: Model, grid: SweepGrid, st: ZarrSweepStore | None, finished: n
            identity: dict[str, str], chunk: int, continuation: str | None, starts: int, seed: int,
            backend: str, client: Any, progress: bool | None, version: str) -> xr.Dataset:
     block = _block_shape(grid, chunk, continuation)
+    problems: list = []
     if st is not None and st.exists():
-        old, finished = st.open(identity)
+        old = st.open(identity)
         block = tuple(json.loads(old.attrs["unit_block"]))
         run = int(old.attrs.get("sweep_runs", 0)) + 1
         st.set_attrs({"sweep_runs": run})  # before any write: a killed run still counts
-        finished = finished.reshape(grid.shape)
     units = plan_units(grid.shape, block)
+    if st is not None and st.exists():
+        # every finished unit is read back against its digests; failing ones are recomputed
+        finished, problems = st.verify(units)
+        finished = finished.reshape(grid.shape)
+        for pb in problems:
+            st.mark_unfinished(pb.region)
+        if problems:
+            import warnings
+
+            from .store import StoreIntegrityWarning
+
+            warnings.warn(f"store {st.path}: {len(problems)} finished unit(s) failed their check "
+                          f"and are recomputed: " + "; ".join(map(str, problems[:5]))
+                          + (" ..." if len(problems) > 5 else ""), StoreIntegrityWarning, stacklevel=3)
     todo = [i for i, u in enumerate(units) if not finished[u].all()]
     n_resumed = int(finished.sum())
 
@@ -412,9 +445,10 @@ def _sweep(model: Model, grid: SweepGrid, st: ZarrSweepStore | None, finished: n
                 tpl.attrs.update(_attrs(model, grid, identity, version, block, continuation, starts, seed))
                 tpl.attrs["sweep_runs"] = run
                 annotate(tpl, model)  # CF attributes, kept by the store
-                st.create(tpl, dict(zip(grid.dims, block)))
+                st.create(tpl, dict(zip(grid.dims, block)), len(units))
             st.write_unit({d: s for d, s in zip(grid.dims, u)},
-                          {k: v for k, v in res.values.items() if k not in grid.coords}, run)
+                          {k: v for k, v in res.values.items() if k not in grid.coords}, run,
+                          res.index)
         else:
             if mem is None:
                 tpl = _template(grid, {k: np.empty(grid.shape + v.shape[len(grid.dims):], v.dtype)
@@ -470,7 +504,7 @@ def _sweep(model: Model, grid: SweepGrid, st: ZarrSweepStore | None, finished: n
     ds.attrs.update(backend=str(backend), seconds=elapsed, n_points=grid.size,
                     n_resumed=n_resumed, n_computed=grid.size - n_resumed - sum(
                         int(np.prod([s.stop - s.start for s in units[i]])) for i in failed),
-                    n_failed_units=len(failed),
+                    n_failed_units=len(failed), n_units_rechecked_bad=len(problems),
                     workers=len(client.scheduler_info().get("workers", {})) if client is not None else 0)
     if failed:
         ds.attrs["first_error"] = next(iter(failed.values()))[-2000:]

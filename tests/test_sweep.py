@@ -8,6 +8,7 @@ h_s = β m_s − atanh m_s with m_s² = 1 − 1/β) and :func:`derive.solve` (th
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -218,7 +219,7 @@ def test_killed_sweep_resumes_without_losing_a_finished_point(tmp_path):
     snap = xr.open_zarr(store, consolidated=False).load()
     done = snap["finished"].values
     lock = tmp_path / "killed.zarr.lock"
-    assert lock.read_text() == str(proc.pid)  # a stale lock: taken over below
+    assert json.loads(lock.read_text())["pid"] == proc.pid  # a stale lock: taken over below
     assert 200 <= done.sum() < done.size
     # resume: finished points are kept (run 1), the others computed (run 2), nothing lost
     ds = sweep("icl-linear-attention", store=store, chunk=20, progress=False, **GRID, **ICL)
