@@ -368,9 +368,9 @@ class ZarrSweepStore:
         while the sweep runs (released by the kernel when the process dies, however it dies).
         Another holder is refused with :class:`StoreLockedError` naming its host and PID. A lock
         left by a dead process on this host is stale and taken over. A lock written on *another
-        host* cannot be checked from here: it is refused unless its flock is free *and* the file
-        system propagates flocks (NFS v4, Lustre with ``-o flock``, GPFS); on others, delete the
-        lock file by hand once that sweep is known to be gone (see docs/sweeps.md)."""
+        host* cannot be checked from here (its ``flock`` is seen only on file systems that
+        propagate it, and a free ``flock`` may just mean they do not): it is always refused;
+        delete the lock file by hand once that sweep is known to be gone (docs/sweeps.md)."""
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
@@ -397,9 +397,9 @@ class ZarrSweepStore:
                 if info:
                     pid, host = int(info.get("pid", 0) or 0), str(info.get("host", ""))
                     same_host = host == _host()
-                    if not same_host and fcntl is None:
+                    if not same_host:  # cannot be checked from here: never taken over
                         raise StoreLockedError(self._locked_msg(info))
-                    if same_host and pid and pid != os.getpid() and _alive(pid):
+                    if pid and pid != os.getpid() and _alive(pid):
                         raise StoreLockedError(self._locked_msg(info))
                 me = json.dumps({"pid": os.getpid(), "host": _host(), "started": _now()})
                 os.ftruncate(fd, 0)
