@@ -250,7 +250,7 @@ class SparseToken(Model):
               ("w_q", "readout weight on the query direction", "w_q", -math.inf, math.inf),
               ("b", "readout bias", "b", -math.inf, math.inf),
               ("test_error", "test classification error of the readout", r"E_{\rm test}", 0.0, 1.0),
-              ("train_loss", "training loss of the readout", r"\mathcal L_{\rm train}", 0.0, math.inf),
+              ("train_loss", "training loss of the readout", r"\mathcal{L}_{\rm train}", 0.0, math.inf),
               ("train_error", "training classification error", r"E_{\rm train}", 0.0, 1.0))),
         Observable("alpha_attn", "capacity of single-query attention (Monte Carlo)", r"\alpha^\star_A",
                    "1", 0.0, optional=True, computed=lambda o: o.get("quantity") == "capacity_attention"),
