@@ -192,7 +192,13 @@ class Model:
         be = get_backend("numpy")
         rng = np.random.default_rng(seed)
         out: dict[str, float] = {}
-        for name, prog in self._programs.items():
+        for name, prog in self.registry.programs().items():
+            if self.registry.is_tensor(name):  # unrolled at small shapes, printed for mpmath
+                from .codegen.tensor import verify_tensor_kernel
+
+                out[name] = verify_tensor_kernel(prog, self.kernel(name), rng, dps,
+                                                 self.kernel_input_ranges)
+                continue
             kx, km = self.kernel(name), self.kernel(name, "mpmath")
             args = [rng.uniform(*self.kernel_input_ranges.get(s.name, (-2.0, 2.0)), size=n)
                     for s in prog.inputs]
@@ -214,21 +220,34 @@ class Model:
     def _programs(self) -> dict[str, Program]:
         return self.programs()
 
+    def tensor_programs(self) -> dict[str, Any]:
+        """Tensor programs (:class:`derive.codegen.tensor.TensorProgram`: batched statements over
+        indexed arrays, e.g. a self-attention velocity field); none by default."""
+        return {}
+
+    @cached_property
+    def registry(self) -> Any:
+        """The one kernel registry of this model (:class:`derive.codegen.registry.KernelRegistry`):
+        its scalar and tensor programs, and programs declared on demand (sizes, options)."""
+        from .codegen.registry import KernelRegistry
+
+        reg = KernelRegistry(self.name, lambda: {**self._programs, **self.tensor_programs()})
+        self.__dict__["_kernels"] = reg.kernels  # the same dict (read by older callers and tests)
+        return reg
+
     def kernel(self, program: str, target: str = "xp") -> Kernel:
-        """The generated kernel of ``program`` for ``target`` ("xp" or "mpmath"), cached."""
-        cache = self.__dict__.setdefault("_kernels", {})
-        k = (program, target)
-        if k not in cache:
-            try:
-                prog = self._programs[program]
-            except KeyError:
-                raise KeyError(f"model {self.name!r} has no program {program!r}; "
-                               f"it has {sorted(self._programs)}") from None
-            cache[k] = generate(prog, target)
-        return cache[k]
+        """The generated kernel of ``program`` for ``target`` ("xp" or "mpmath"), cached in
+        :attr:`registry` (scalar, tensor, or declared on demand)."""
+        try:
+            return self.registry.kernel(program, target)
+        except KeyError:
+            raise KeyError(f"model {self.name!r} has no program {program!r}; "
+                           f"it has {sorted(self.registry.programs())}") from None
 
     def kernels(self, target: str = "xp") -> dict[str, Kernel]:
-        return {name: self.kernel(name, target) for name in self._programs}
+        """Every declared kernel for ``target`` (tensor programs only for "xp")."""
+        return {name: self.kernel(name, target) for name in self.registry.programs()
+                if target == "xp" or not self.registry.is_tensor(name)}
 
     @property
     def equations_hash(self) -> str:
@@ -237,7 +256,7 @@ class Model:
         generated code do."""
         from .codegen.kernel import equations_digest
 
-        ks = {name: self.kernel(name, "xp") for name in self._programs}
+        ks = self.kernels("xp")
         return equations_digest({n: (k.key, k.source_sha256) for n, k in ks.items()})
 
     # -- kernels that depend on options (sizes such as L, r): sweeps hash and ship these -------
@@ -249,12 +268,8 @@ class Model:
 
     def install_kernels_for(self, options: Mapping[str, Any], kernels: Mapping[str, Kernel]) -> None:
         """Put ``kernels`` (rebuilt from shipped source) where :meth:`evaluate` finds them."""
-        cache = self.__dict__.setdefault("_kernels", {})
         for name, k in kernels.items():
-            old = cache.get((name, "xp"))
-            if old is not None and old.key != k.key:
-                raise ValueError(f"kernel {name!r}: this process already holds other equations")
-            cache.setdefault((name, "xp"), k)
+            self.registry.install(name, k)
 
     def equations_hash_for(self, options: Mapping[str, Any]) -> str:
         """:attr:`equations_hash` of the kernels used with ``options`` (see :meth:`kernels_for`)."""

@@ -41,7 +41,7 @@ from .kernel import CODEGEN_VERSION, Kernel, Program
 from .printer import XpPrinter
 
 __all__ = ["TensorProgram", "Softmax", "generate_tensor", "unroll", "unrolled_program",
-           "tensor_sum", "TENSOR_VERSION"]
+           "tensor_sum", "TENSOR_VERSION", "verify_tensor_kernel", "small_shapes"]
 
 #: Bump when the tensor lowering changes the source it produces (part of every key).
 TENSOR_VERSION = "2"
@@ -86,6 +86,9 @@ class TensorProgram:
     statements: tuple[tuple[str, tuple[sp.Symbol, ...], sp.Expr], ...]
     outputs: tuple[str, ...]
     doc: str = ""
+    #: how :func:`verify_tensor_kernel` draws an input: (name, kind), kind "unit_rows" (rows of
+    #: unit norm along the last axis) or "causal_mask" (lower-triangular ones); else uniform
+    input_kinds: tuple[tuple[str, str], ...] = ()
 
     def key(self) -> str:
         """SHA-256 of the code-generator versions, the signature and every statement's ``srepr``."""
@@ -412,3 +415,63 @@ def unrolled_program(tp: TensorProgram, shapes: Mapping[str, tuple[int, ...]]) -
             osyms.append(s)
     return Program(f"{tp.name}_unrolled", tuple(syms), tuple(assigns), tuple(osyms),
                    doc=f"{tp.name} unrolled at shapes {dict(shapes)} (softmax by its definition)")
+
+
+def small_shapes(tp: TensorProgram, batch: int = 2, size: int = 3) -> dict[str, tuple[int, ...]]:
+    """Input shapes for the 50-digit check: every size symbol ``size`` (the token count one
+    more than the others), every other index (batch) ``batch``."""
+    bound: dict[sp.Symbol, sp.Symbol] = {}  # index symbol -> size symbol
+    axes = {(src, ax): sym for sym, src, ax in tp.sizes}
+    usage: dict[str, tuple[sp.Symbol, ...]] = {}
+    for _name, _idx, expr in tp.statements:
+        for ix in expr.atoms(sp.Indexed):
+            nm = str(ix.base.label)
+            usage.setdefault(nm, tuple(ix.indices))
+            for ax, s in enumerate(ix.indices):
+                if (nm, ax) in axes:
+                    bound.setdefault(s, axes[(nm, ax)])
+        for e in expr.atoms(sp.Sum):
+            for k, _lo, hi in e.limits:
+                for sym in hi.free_symbols:
+                    bound.setdefault(k, sym)
+    values = {sym: size + k for k, sym in enumerate(dict.fromkeys(s for s, _, _ in tp.sizes))}
+    return {nm: tuple(values[bound[s]] if s in bound else batch for s in usage[nm])
+            for nm, _rank in tp.inputs}
+
+
+def verify_tensor_kernel(tp: TensorProgram, kernel: Kernel, rng: np.random.Generator, dps: int = 50,
+                         ranges: Mapping[str, tuple[float, float]] = {}) -> float:
+    """Fewest agreeing significant digits of the generated float64 ``kernel`` of ``tp`` against
+    its :func:`unrolled_program` (softmax by its definition) printed for mpmath at ``dps``
+    digits, at random inputs of :func:`small_shapes` (outputs below 1e-12 skipped)."""
+    import mpmath
+    import scipy.special
+
+    from numerics.highprec import agreeing_digits
+
+    from .kernel import generate
+
+    shapes = small_shapes(tp)
+    kinds = dict(tp.input_kinds)
+    vals: dict[str, np.ndarray] = {}
+    for nm, _rank in tp.inputs:
+        shp = shapes[nm]
+        if kinds.get(nm) == "causal_mask":
+            vals[nm] = np.tril(np.ones(shp))
+            continue
+        v = rng.uniform(*ranges.get(nm, (-1.0, 1.0)), size=shp)
+        if kinds.get(nm) == "unit_rows":
+            v /= np.linalg.norm(v, axis=-1, keepdims=True)
+        vals[nm] = v
+    got = kernel(np, scipy.special, *vals.values())
+    km = generate(unrolled_program(tp, shapes), "mpmath")
+    worst = 17.0
+    with mpmath.workdps(dps):
+        ref = km(mpmath.mp, *(mpmath.mpf(float(x)) for nm, _ in tp.inputs for x in vals[nm].ravel()))
+        for o in tp.outputs:
+            flat = np.asarray(got[o], dtype=float).ravel()
+            for k, g in enumerate(flat):
+                r = ref[f"{o}_{k}"]
+                if abs(r) > 1e-12:
+                    worst = min(worst, float(agreeing_digits(g, r)))
+    return worst

@@ -127,7 +127,8 @@ def velocity_program(dynamics: str = "SA", weights: str = "identity", geometry: 
     name = f"velocity_{dynamics.lower()}_{weights}_{geometry}" + ("_causal" if causal else "")
     return TensorProgram(name, tuple(inputs), ((n_tok, "X", 1), (d_dim, "X", 2)), tuple(st),
                          ("v",), doc=f"{dynamics} velocity, {weights} weights, {geometry}"
-                         + (", causal" if causal else "") + " (spec §1.1)")
+                         + (", causal" if causal else "") + " (spec §1.1)",
+                         input_kinds=(("X", "unit_rows"), ("mask", "causal_mask")))
 
 
 def energy_program(weights: str = "identity") -> TensorProgram:
@@ -145,7 +146,8 @@ def energy_program(weights: str = "identity") -> TensorProgram:
            ("Erow", (b, i), _sum(E_pair[b, i, j], j, n_tok)),
            ("E", (b,), _sum(E_row[b, i] / (2 * BETA[b] * n_tok**2), i, n_tok))]
     return TensorProgram(f"energy_{weights}", tuple(inputs), ((n_tok, "X", 1), (d_dim, "X", 2)),
-                         tuple(st), ("E",), doc="interaction energy (spec §1.4)")
+                         tuple(st), ("E",), doc="interaction energy (spec §1.4)",
+                         input_kinds=(("X", "unit_rows"),))
 
 
 # ============================================================================ scalar symbols
@@ -472,6 +474,7 @@ class TokenDynamics(Model):
         }
 
     def tensor_programs(self) -> dict[str, TensorProgram]:
+        """Every velocity variant, the energy and the Kuramoto fields (declared kernels)."""
         out: dict[str, TensorProgram] = {}
         for dyn in DYNAMICS:
             for w in ("identity", "general"):
@@ -488,14 +491,12 @@ class TokenDynamics(Model):
         return out
 
     def tensor_kernel(self, name: str) -> Kernel:
-        cache = self.__dict__.setdefault("_tensor_kernels", {})
-        if name not in cache:
-            tps = self.__dict__.setdefault("_tps", self.tensor_programs())
-            try:
-                cache[name] = generate_tensor(tps[name])
-            except KeyError:
-                raise KeyError(f"no tensor program {name!r}; have {sorted(tps)}") from None
-        return cache[name]
+        """The generated kernel of tensor program ``name`` (from the model's kernel registry)."""
+        progs = self.registry.programs()
+        if not isinstance(progs.get(name), TensorProgram):
+            raise KeyError(f"no tensor program {name!r}; have "
+                           f"{sorted(k for k, p in progs.items() if isinstance(p, TensorProgram))}")
+        return self.kernel(name)
 
     def velocity_kernel(self, dynamics: str = "SA", weights: str = "identity",
                         geometry: str = "sphere", causal: bool = False) -> Kernel:
