@@ -26,18 +26,19 @@ Derived here by SymPy (and tested):
   non-conformal term), and the first integral of the reversible case $V=\omega J$, $n=3$ (§2.4);
 * the 4-particle energy and stationarity condition of Burger et al. (§2.7).
 
-The batched velocity kernel is generated from the tensor program by :func:`generate_tensor`:
-contractions become ``xp.einsum`` (BLAS-backed), the softmax is lowered to the stable
-max-shifted form, every elementwise formula is printed by the project's ``XpPrinter``. The
-same tensor program is *unrolled* at small sizes into scalar SymPy expressions (softmax by
-its definition, no shift) and printed for mpmath: the 50-digit check of the kernel.
-(The tensor IR is local to this model; it could move to ``derive/codegen`` if another
-model needs it.)
+The batched velocity kernels are generated from the tensor programs (``programs.py``) by the
+tensor stage of the code generator (:mod:`derive.codegen.tensor`): contractions become
+``matmul``/``einsum`` (BLAS), the softmax is lowered to the max-shifted form computed in place,
+and buffers of dead temporaries are reused. The same tensor program is *unrolled* at small sizes
+into scalar SymPy expressions (softmax by its definition, no shift) and printed for mpmath: the
+50-digit check of the kernel (``Model.verify_kernels``).
+
+Package layout: ``programs.py`` (tensor programs), ``reduction.py`` (parameters, symbols, Gram
+algebra), ``model.py`` (the model: derivations, scalar programs, pipeline).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Mapping
 
@@ -48,195 +49,18 @@ import sympy as sp
 from numerics.backend import Backend
 from numerics.results import Status
 
-from ..codegen import Kernel, Program
-from ..codegen.tensor import Softmax, TensorProgram, generate_tensor, tensor_sum, unroll
-from ..declarations import Observable, declare
-from ..model import Equation, Model
-from ..params import Domain, Parameter, nonnegative
+from ...codegen import Kernel, Program
+from ...codegen.tensor import TensorProgram
+from ...declarations import Observable, declare
+from ...model import Equation, Model
+from .programs import (BETA, DYNAMICS, E_out, E_pair, E_row, MASK, QX, SHIFT, THETA, VX, KX, Km,
+                       L, Qm, R, S, U, Vm, W, X, a_, b_, c_, d_dim, energy_program, i_, j_,
+                       kuramoto_program, n_tok, v_out, velocity_program)
+from .reduction import (BETA_P, N_P, RHO0_P, SYMBOL_NAMES, TARGET_P, Fs, Gs, GramVector, beta,
+                        cos_out, gamma, gram_velocity, n, primitive, rho, rho0, rho_t, rhodot_sa,
+                        rhodot_usa, t, t_sa, t_usa, target)
 
-__all__ = ["TokenDynamics", "TensorProgram", "Softmax", "generate_tensor", "unroll",
-           "velocity_program", "energy_program", "kuramoto_program"]
-
-# ============================================================================ tensor programs
-#: index symbols: batch (b), query token (i), key token (j), features (a, c)
-b_, i_, j_, a_, c_ = sp.symbols("b i j a c", integer=True)
-#: size symbols, bound from the input shapes by the generated kernel
-n_tok = sp.Symbol("n", positive=True, integer=True)
-d_dim = sp.Symbol("d", positive=True, integer=True)
-_sum = tensor_sum
-
-
-# --- the definitions -------------------------------------------------------------------
-X = sp.IndexedBase("X")
-Qm, Km, Vm = sp.IndexedBase("Q"), sp.IndexedBase("K"), sp.IndexedBase("V")
-BETA = sp.IndexedBase("beta")
-SHIFT = sp.IndexedBase("shift")
-MASK = sp.IndexedBase("mask")
-THETA = sp.IndexedBase("theta")
-(QX, KX, VX, S, L, W, U, R, v_out, E_out, E_row, E_pair) = (
-    sp.IndexedBase(n) for n in ("QX", "KX", "VX", "S", "L", "W", "U", "R", "v", "E", "Erow",
-                                 "Epair"))
-
-DYNAMICS = ("SA", "USA")
-
-
-def velocity_program(dynamics: str = "SA", weights: str = "identity", geometry: str = "sphere",
-                     causal: bool = False) -> TensorProgram:
-    r"""The velocity field as a tensor program (spec §1.1, §1.2).
-
-    ``dynamics``: "SA" ($\operatorname{softmax}_j$) or "USA" ($\frac1n e^{L_{ij}-s_b}$, the
-    factor $e^{-s_b}$ a per-system time rescaling, $s_b=0$ gives the USA field itself);
-    ``weights``: "identity" ($Q=K=V=I$) or "general" ($Q,K,V$ inputs); ``geometry``:
-    "sphere" (tangent projection) or "euclidean" (none); ``causal``: mask input, $j\le i$.
-    """
-    if dynamics not in DYNAMICS:
-        raise ValueError(f"dynamics must be one of {DYNAMICS}, got {dynamics!r}")
-    if weights not in ("identity", "general"):
-        raise ValueError(f"weights must be 'identity' or 'general', got {weights!r}")
-    if geometry not in ("sphere", "euclidean"):
-        raise ValueError(f"geometry must be 'sphere' or 'euclidean', got {geometry!r}")
-    b, i, j, a, c = b_, i_, j_, a_, c_
-    inputs: list[tuple[str, int]] = [("X", 3), ("beta", 1)]
-    st: list[tuple[str, tuple, sp.Expr]] = []
-    if weights == "general":
-        inputs += [("Q", 2), ("K", 2), ("V", 2)]
-        st += [("QX", (b, i, c), _sum(Qm[c, a] * X[b, i, a], a, d_dim)),
-               ("KX", (b, i, c), _sum(Km[c, a] * X[b, i, a], a, d_dim)),
-               ("S", (b, i, j), _sum(QX[b, i, c] * KX[b, j, c], c, d_dim)),
-               ("VX", (b, i, a), _sum(Vm[a, c] * X[b, i, c], c, d_dim))]
-        vx = VX
-    else:
-        st += [("S", (b, i, j), _sum(X[b, i, a] * X[b, j, a], a, d_dim))]
-        vx = X
-    st.append(("L", (b, i, j), BETA[b] * S[b, i, j]))
-    if dynamics == "SA":
-        w = Softmax(L[b, i, j], j, MASK[i, j]) if causal else Softmax(L[b, i, j], j)
-    else:
-        inputs.append(("shift", 1))
-        w = sp.exp(L[b, i, j] - SHIFT[b]) / n_tok
-        if causal:
-            w = w * MASK[i, j]
-    if causal:
-        inputs.append(("mask", 2))
-    st += [("W", (b, i, j), w), ("U", (b, i, a), _sum(W[b, i, j] * vx[b, j, a], j, n_tok))]
-    if geometry == "sphere":
-        st += [("R", (b, i), _sum(U[b, i, a] * X[b, i, a], a, d_dim)),
-               ("v", (b, i, a), U[b, i, a] - R[b, i] * X[b, i, a])]
-    else:
-        st += [("v", (b, i, a), U[b, i, a])]
-    name = f"velocity_{dynamics.lower()}_{weights}_{geometry}" + ("_causal" if causal else "")
-    return TensorProgram(name, tuple(inputs), ((n_tok, "X", 1), (d_dim, "X", 2)), tuple(st),
-                         ("v",), doc=f"{dynamics} velocity, {weights} weights, {geometry}"
-                         + (", causal" if causal else "") + " (spec §1.1)",
-                         input_kinds=(("X", "unit_rows"), ("mask", "causal_mask")))
-
-
-def energy_program(weights: str = "identity") -> TensorProgram:
-    r"""$E_\beta=\frac1{2\beta n^2}\sum_{ij}e^{\beta\langle x_i,Ax_j\rangle}$ per system (§1.4)."""
-    b, i, j, a, c = b_, i_, j_, a_, c_
-    Am = sp.IndexedBase("A")
-    inputs: list[tuple[str, int]] = [("X", 3), ("beta", 1)]
-    if weights == "general":
-        inputs.append(("A", 2))
-        st = [("KX", (b, i, a), _sum(Am[a, c] * X[b, i, c], c, d_dim)),
-              ("S", (b, i, j), _sum(X[b, i, a] * KX[b, j, a], a, d_dim))]
-    else:
-        st = [("S", (b, i, j), _sum(X[b, i, a] * X[b, j, a], a, d_dim))]
-    st += [("Epair", (b, i, j), sp.exp(BETA[b] * S[b, i, j])),
-           ("Erow", (b, i), _sum(E_pair[b, i, j], j, n_tok)),
-           ("E", (b,), _sum(E_row[b, i] / (2 * BETA[b] * n_tok**2), i, n_tok))]
-    return TensorProgram(f"energy_{weights}", tuple(inputs), ((n_tok, "X", 1), (d_dim, "X", 2)),
-                         tuple(st), ("E",), doc="interaction energy (spec §1.4)",
-                         input_kinds=(("X", "unit_rows"),))
-
-
-# ============================================================================ scalar symbols
-BETA_P = Parameter("beta", nonnegative, r"\beta", "inverse temperature")
-N_P = Parameter("n", Domain(2.0, float("inf"), lo_closed=True, integer=True), "n",
-                "number of tokens")
-RHO0_P = Parameter("rho0", Domain(0.0, 1.0, lo_closed=True), r"\rho_0",
-                   "initial pairwise inner product (equiangular start)")
-TARGET_P = Parameter("target", Domain(0.0, 1.0), r"\rho_\star",
-                     "inner product whose hitting time is returned")
-
-beta, n, rho0, target = (p.symbol for p in (BETA_P, N_P, RHO0_P, TARGET_P))
-rho = sp.Symbol("rho", real=True)
-t = sp.Symbol("t", nonnegative=True)
-gamma = sp.Symbol("gamma", positive=True)
-t_sa, t_usa, rhodot_sa, rhodot_usa, rho_t = sp.symbols("t_sa t_usa rhodot_sa rhodot_usa rho_t")
-cos_out = sp.Symbol("cos_out")
-Fs, Gs = sp.Function("F"), sp.Function("G")
-
-SYMBOL_NAMES = {t_sa: r"t_{\rm SA}", t_usa: r"t_{\rm USA}", rhodot_sa: r"\dot\rho_{\rm SA}",
-                rhodot_usa: r"\dot\rho_{\rm USA}", rho_t: r"\rho(t)", rho0: r"\rho_0",
-                target: r"\rho_\star", cos_out: r"\langle\theta_1,\theta_2\rangle_{\rm out}"}
-
-
-class _GramVector:
-    """A vector written as a combination of the tokens, ``{token: coefficient}``; inner
-    products through a symbolic Gram matrix. Used to substitute the equiangular ansatz
-    into the particle velocity without coordinates."""
-
-    def __init__(self, coeffs: Mapping[int, sp.Expr]):
-        self.c = dict(coeffs)
-
-    def __sub__(self, other: "_GramVector") -> "_GramVector":
-        out = dict(self.c)
-        for k, v in other.c.items():
-            out[k] = out.get(k, 0) - v
-        return _GramVector(out)
-
-    def scale(self, s: sp.Expr) -> "_GramVector":
-        return _GramVector({k: s * v for k, v in self.c.items()})
-
-    def dot(self, other: "_GramVector", G: sp.Matrix) -> sp.Expr:
-        return sp.Add(*[a * b * G[k, l] for k, a in self.c.items() for l, b in other.c.items()])
-
-
-def gram_velocity(G: sp.Matrix, dynamics: str, beta_: sp.Expr) -> list[_GramVector]:
-    r"""The identity-weight velocity (§1.1) of every token, as combinations of the tokens:
-    $v_i=U_i-\langle U_i,x_i\rangle x_i$, $U_i=\sum_jw_{ij}x_j$, $w$ the SA/USA weights of
-    the logits $\beta G_{ij}$ (the same statements as :func:`velocity_program`)."""
-    m = G.shape[0]
-    out = []
-    for i in range(m):
-        logits = [beta_ * G[i, j] for j in range(m)]
-        if dynamics == "SA":
-            Z = sp.Add(*[sp.exp(lg) for lg in logits])
-            w = [sp.exp(lg) / Z for lg in logits]
-        else:
-            w = [sp.exp(lg) / m for lg in logits]
-        Ui = _GramVector({j: w[j] for j in range(m)})
-        xi = _GramVector({i: 1})
-        out.append(Ui - xi.scale(Ui.dot(xi, G)))
-    return out
-
-
-def _primitive(expr: sp.Expr) -> sp.Expr:
-    r"""An antiderivative in $\rho$ of ``expr`` = (sum of $C e^{k\rho}$) / (product of linear
-    factors positive on $[0,1)$): partial fractions of the rational part, then term-wise
-    $\int e^{k\rho}/(1+a\rho)\,d\rho=e^{-k/a}\mathrm{Ei}(k(1+a\rho)/a)/a$ or a logarithm."""
-    num, den = sp.fraction(sp.factor(expr))
-    poly = sp.Mul(*[f for f in sp.Mul.make_args(den) if f.is_polynomial(rho)])
-    rest = sp.powsimp(sp.expand(num * poly / den))  # exponential factors of 1/den
-    total = sp.Integer(0)
-    for pf in sp.Add.make_args(sp.apart(1 / poly, rho)):
-        pnum, lin = sp.fraction(sp.factor(pf))
-        a1, a0 = sp.Poly(lin, rho).all_coeffs()
-        # normalise the linear factor to u = 1 + (a1/a0) rho, positive on [0, 1)
-        pnum, lin, a1 = sp.cancel(pnum / a0), sp.expand(lin / a0), sp.cancel(a1 / a0)
-        for term in sp.Add.make_args(sp.expand(pnum * rest)):
-            k = sp.cancel(sp.diff(sp.log(term), rho))  # term = C e^{k rho}
-            C = sp.simplify(term * sp.exp(-k * rho))
-            if k == 0:
-                total += sp.cancel(C / a1) * sp.log(lin)
-            else:  # u = 1 + a1 rho > 0: int e^{k rho}/u drho = e^{-k/a1} Ei(k u/a1)/a1
-                total += (sp.cancel(C / a1) * sp.exp(sp.cancel(-k / a1))
-                          * sp.Ei(sp.factor(k * lin / a1)))
-    total = sp.powsimp(sp.expand(total))
-    return sp.collect(total, sorted(total.atoms(sp.Ei) | total.atoms(sp.log),
-                                    key=sp.default_sort_key), sp.factor)
-
+__all__ = ["TokenDynamics", "MODEL"]
 
 
 # ============================================================================ the model
@@ -263,7 +87,7 @@ class TokenDynamics(Model):
         equiangular Gram matrix substituted (derived from the particle velocity)."""
         G = sp.Matrix(m, m, lambda k, l: 1 if k == l else rho)
         v = gram_velocity(G, dynamics, beta)
-        x1, x2 = _GramVector({0: 1}), _GramVector({1: 1})
+        x1, x2 = GramVector({0: 1}), GramVector({1: 1})
         return sp.simplify(v[0].dot(x2, G) + x1.dot(v[1], G))
 
     @cached_property
@@ -297,8 +121,8 @@ class TokenDynamics(Model):
         r"""$F$ with $F'(\rho)=2n/\dot\rho_{\rm SA}$ and $G$ with $G'(\rho)=2/\dot\rho_{\rm USA}$,
         so that $t=(F(\rho)-F(\rho_0))/(2n)$ resp. $(G(\rho)-G(\rho_0))/2$ (derived:
         partial fractions in $\rho$, then term-wise integration; exp_polar removed)."""
-        sa = _primitive(2 * n / self.equiangular_rhs["SA"])
-        usa = _primitive(2 / self.equiangular_rhs["USA"])
+        sa = primitive(2 * n / self.equiangular_rhs["SA"])
+        usa = primitive(2 / self.equiangular_rhs["USA"])
         return {"SA": sa, "USA": usa}
 
     @cached_property
@@ -313,7 +137,7 @@ class TokenDynamics(Model):
     @cached_property
     def antiderivative_beta0(self) -> sp.Expr:
         r"""$F_0$ with $F_0'=2n/\dot\rho$ at $\beta=0$ (SA = USA there; derived)."""
-        return _primitive(sp.simplify(2 * n / self.equiangular_rhs["SA"].subs(beta, 0)))
+        return primitive(sp.simplify(2 * n / self.equiangular_rhs["SA"].subs(beta, 0)))
 
     @cached_property
     def beta0_solution(self) -> sp.Expr:
@@ -609,32 +433,6 @@ class TokenDynamics(Model):
         from numerics.simulate.token_dynamics import simulate
 
         return simulate(**kwargs)
-
-
-def kuramoto_program(dynamics: str = "SA") -> TensorProgram:
-    r"""$\dot\theta_i=\sum_jw_{ij}[\alpha\sin(\theta_j-\theta_i)+\omega\cos(\theta_j-\theta_i)
-    -\sigma\sin(\theta_i+\theta_j-2\chi)]$, $w$ = softmax or $\frac1n e^{\cdot}$ of
-    $\beta\cos(\theta_i-\theta_j)$ (§2.4, derived in :attr:`TokenDynamics.kuramoto_pair_term`).
-    Inputs ``theta (B, n)``, ``beta, alpha, omega, sigma, chi`` of shape (B,)."""
-    b, i, j = b_, i_, j_
-    th_i, th_j = sp.symbols("theta_i theta_j", real=True)
-    al, om, sg, chi = sp.symbols("alpha omega sigma chi", real=True)
-    P = {s: sp.IndexedBase(s.name) for s in (al, om, sg, chi)}
-    pair = (al * sp.sin(th_j - th_i) + om * sp.cos(th_j - th_i)
-            - sg * sp.sin(th_i + th_j - 2 * chi))
-    sub = {th_i: THETA[b, i], th_j: THETA[b, j], **{s: P[s][b] for s in P}}
-    logit = BETA[b] * sp.cos(THETA[b, i] - THETA[b, j])
-    st: list[tuple[str, tuple, sp.Expr]] = [("L", (b, i, j), logit)]
-    if dynamics == "SA":
-        st.append(("W", (b, i, j), Softmax(L[b, i, j], j)))
-    else:
-        st.append(("W", (b, i, j), sp.exp(L[b, i, j]) / n_tok))
-    st.append(("K", (b, i, j), pair.xreplace(sub)))
-    Kt = sp.IndexedBase("K")
-    st.append(("thetadot", (b, i), _sum(W[b, i, j] * Kt[b, i, j], j, n_tok)))
-    inputs = (("theta", 2), ("beta", 1), ("alpha", 1), ("omega", 1), ("sigma", 1), ("chi", 1))
-    return TensorProgram(f"kuramoto_{dynamics.lower()}", inputs, ((n_tok, "theta", 1),),
-                         tuple(st), ("thetadot",), doc=f"{dynamics} Kuramoto reduction, d = 2 (§2.4)")
 
 
 #: the registry entry (see derive/models/__init__.py)
