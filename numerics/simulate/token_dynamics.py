@@ -21,7 +21,7 @@ import numpy as np
 from numerics import particles
 
 __all__ = ["velocity_loop", "velocity_batch", "energy_batch", "kuramoto_loop",
-           "equiangular_start", "long_context_gram", "simulate"]
+           "equiangular_start", "long_context_gram", "simulate", "equiangular_hitting_time"]
 
 
 def velocity_loop(X: np.ndarray, beta: float, dynamics: str = "SA", Q: np.ndarray | None = None,
@@ -149,3 +149,37 @@ def simulate(n: int = 32, d: int = 8, beta: Any = 1.0, dynamics: str = "SA", T: 
     return {"times": traj.times, "beta": betas,
             "pair_fraction": np.stack([np.asarray(s[0]) for s in traj.states]),
             "clusters": np.stack([np.asarray(s[1]) for s in traj.states])}
+
+
+def equiangular_hitting_time(n: int, d: int, beta: float, rho0: float, target: float,
+                             dynamics: str = "SA", h: float = 1e-3, t_max: float = 1e3,
+                             max_steps: int = 200_000) -> float:
+    r"""Time for the mean pairwise inner product of ``n`` tokens started equiangular at ``rho0``
+    (:func:`equiangular_start`, ``d >= n + 1``) to reach ``target`` under the hand-written
+    ``dynamics`` field (RK4, step ``h``, linear interpolation inside the last step); ``inf`` if
+    not reached by ``t_max`` or ``max_steps``. The check of the closed-form hitting time."""
+    if dynamics not in ("SA", "USA"):
+        raise ValueError(f"dynamics must be 'SA' or 'USA', got {dynamics!r}")
+    if not (0 <= rho0 < 1 and rho0 <= target < 1):
+        raise ValueError(f"need 0 <= rho0 <= target < 1, got rho0={rho0}, target={target}")
+    X = equiangular_start(int(n), int(d), float(rho0))
+
+    def cos(Y: np.ndarray) -> float:
+        G = Y[0] @ Y[0].T
+        return float((G.sum() - np.trace(G)) / (n * (n - 1)))
+
+    def field(Y: np.ndarray) -> np.ndarray:
+        return velocity_batch(Y, beta, dynamics)
+
+    t, c = 0.0, cos(X)
+    if c >= target:
+        return 0.0
+    for _ in range(int(max_steps)):
+        if t >= t_max:
+            break
+        Xn = particles.step(field, X, h, "rk4")
+        cn = cos(Xn)
+        if cn >= target:
+            return t + h * (target - c) / (cn - c)
+        X, c, t = Xn, cn, t + h
+    return math.inf

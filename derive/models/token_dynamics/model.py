@@ -434,6 +434,29 @@ class TokenDynamics(Model):
 
         return simulate(**kwargs)
 
+    def simulate_point(self, *, d: int, trials: int = 1, seed: int = 0, backend: str = "numpy",
+                       **params: Any) -> dict[str, tuple[float, float]]:
+        """``attn-theory simulate``: the hitting times ``t_sa``, ``t_usa`` measured by integrating
+        ``n`` hand-written particles from the equiangular start in dimension ``d >= n + 1``
+        (:func:`numerics.simulate.token_dynamics.equiangular_hitting_time`; deterministic, so
+        ``trials``/``seed`` are unused and the error bar is 0). Step: 1/2000 of the predicted time."""
+        from numerics.simulate.token_dynamics import equiangular_hitting_time
+
+        v = {k: float(x) for k, x in self.validate(params).items()}
+        self._check_target(v["rho0"], v["target"])
+        n = int(v["n"])
+        if d < n + 1:
+            raise ValueError(f"simulate: dimension d = {d} must be >= n + 1 = {n + 1} for the "
+                             f"equiangular start of n = {n} tokens")
+        out = {}
+        for dyn, key in (("SA", "t_sa"), ("USA", "t_usa")):
+            t_th = self.equiangular_hitting_time(v["beta"], n, dyn, v["rho0"], v["target"])
+            h = min(1e-2, t_th / 2000) if np.isfinite(t_th) and t_th > 0 else 1e-2
+            t_max = 2 * t_th + 1 if np.isfinite(t_th) else 1e3
+            out[key] = (equiangular_hitting_time(n, d, v["beta"], v["rho0"], v["target"], dyn,
+                                                 h=h, t_max=t_max), 0.0)
+        return out
+
 
 #: the registry entry (see derive/models/__init__.py)
 MODEL = TokenDynamics
