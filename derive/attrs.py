@@ -41,6 +41,7 @@ BOOKKEEPING_ATTRS: dict[str, dict[str, str]] = {
     "finished": {"long_name": "point finished and written to the store"},
     "sweep_run": {"long_name": "sweep run that computed the point (1, 2, ... on resume)"},
     "solution": {"long_name": "fixed point index (multi-start, in start order)"},
+    "unit_sha256": {"long_name": "SHA-256 digest of each variable of each work unit (store integrity)"},
 }
 
 _DIMENSIONLESS = ("", "1")
@@ -102,12 +103,12 @@ def annotate(ds: Any, model: Any) -> Any:
 
 
 def variable_label(da: Any, symbol: bool = True) -> str:
-    """An axis label from a variable's attributes: ``long_name $symbol$ [units]`` (falls back
+    """An axis label from a variable's attributes: ``long_name ($symbol$) [units]`` (falls back
     to the variable's name)."""
     a = da.attrs
     s = str(a.get("long_name") or da.name or "")
     if symbol and a.get("symbol"):
-        s += f" ${a['symbol']}$"
+        s += f" (${a['symbol']}$)"
     if a.get("units") and str(a["units"]) not in _DIMENSIONLESS:
         s += f" [{a['units']}]"
     return s
