@@ -27,7 +27,7 @@ from sympy.logic.boolalg import BooleanFalse, BooleanTrue
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
-from .functions import LogAddExp, Sigmoid, Softplus
+from .functions import BivariateNormalCDF, LogAddExp, NormalCDF, Sigmoid, Softplus
 
 __all__ = ["XpPrinter", "MpmathPrinter", "UnmappedNodeError", "check_supported", "identifier"]
 
@@ -66,6 +66,13 @@ FUNCTION_TABLE: dict[type, tuple[str, str]] = {
     Softplus: ("xp.logaddexp(0.0, {0})", "_mp_logaddexp(mp, 0, {0})"),
     LogAddExp: ("xp.logaddexp({0}, {1})", "_mp_logaddexp(mp, {0}, {1})"),
     Sigmoid: ("special.expit({0})", "(1 / (1 + mp.exp(-({0}))))"),
+    NormalCDF: ("special.ndtr({0})", "mp.ncdf({0})"),
+    # array: numerics.special.bvn_cdf (Owen's T formula, tails relative-accurate; NumPy only);
+    # mpmath: Plackett, Φ2 = Φ(h)Φ(k) + ∫_0^r φ2(h, k; t) dt at the working precision
+    BivariateNormalCDF: (
+        "__import__('numerics.special').special.bvn_cdf({0}, {1}, {2})",
+        "(mp.ncdf({0})*mp.ncdf({1}) + mp.quad(lambda _t: mp.exp(-(({0})**2 - 2*_t*({0})*({1})"
+        " + ({1})**2)/(2*(1 - _t**2)))/(2*mp.pi*mp.sqrt(1 - _t**2)), [0, {2}]))"),
 }
 
 # Structural nodes every target prints by itself.
