@@ -136,7 +136,7 @@ def _run(args) -> None:
     print(f"loop (extrapolated): {t_loop:.1f} s", flush=True)
     dev = {k: max(abs(float(out[k][i]) - r[k]) / max(1e-300, abs(r[k]))
                   for i, r in zip(idx, ref)) for k in ("s_q", "e_attn_max", "alpha_pool")}
-    from derive.models._sparse_token_readout import readout_errors
+    readout_errors = derive.models.get("sparse-token").trained_readout  # public API
 
     al = np.logspace(-0.5, 1, 6)
     t = time.perf_counter()

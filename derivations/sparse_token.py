@@ -32,7 +32,6 @@ from typing import Any, Sequence
 import numpy as np
 
 import derive
-from derive.models._sparse_token_readout import readout_errors
 from numerics.simulate import sparse_token as sim
 
 MODEL = "sparse-token"
@@ -230,7 +229,7 @@ def test_error(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[Path
     beta_q = FIG1_QUERY["beta"] * float(q.q_norm)
     s_q = float(q.s_q)
     al = np.array(cfg.te_alpha1)
-    th = readout_errors(alpha1=al, lam=FIG1_LAM, loss=1, beta_q=beta_q, s_q=s_q,
+    th = derive.models.get(MODEL).trained_readout(alpha1=al, lam=FIG1_LAM, loss=1, beta_q=beta_q, s_q=s_q,
                         n_mc=cfg.te_n_mc, seed=seed, **FIG1)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, r in th.items():
@@ -242,7 +241,7 @@ def test_error(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[Path
     rows = []
     for name in ("attention", "pooled", "vectorised"):
         d = cfg.te_d_vec if name == "vectorised" else cfg.te_d
-        t1 = readout_errors(alpha1=np.array(cfg.te_sim_alpha1), lam=FIG1_LAM, loss=1,
+        t1 = derive.models.get(MODEL).trained_readout(alpha1=np.array(cfg.te_sim_alpha1), lam=FIG1_LAM, loss=1,
                             beta_q=beta_q, s_q=s_q, n_mc=cfg.te_n_mc, seed=seed, **FIG1)[name]
         for i, a in enumerate(cfg.te_sim_alpha1):
             r = [sim.simulate_readout(d=d, alpha1=a, lam=FIG1_LAM, loss="square", features=name,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import derive
-from derive.models import _sparse_token_readout as ro
+from derive.models.sparse_token import readout as ro
 
 MODEL = derive.models.get("sparse-token")
 BASE = dict(L=10, R=1, pi=0.5, theta=5.0, beta=1.0, eta_w=1.0, eta_q=1.0, alpha0=2.0, b1=0.0)

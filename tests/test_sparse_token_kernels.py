@@ -43,7 +43,7 @@ def test_registered():
     (dict(L=2.5), "'L'.*integers"),
     (dict(loss=2), "option 'loss' = 2 must be 'logistic' or 'square'"),
     (dict(loss="hinge"), "option 'loss' = 'hinge' must be one of"),
-    (dict(quantity="test"), "option 'quantity' = 'test' must be one of"),
+    (dict(quantity="test"), "option 'quantity' = 'test' .*must be one of"),
     (dict(alpha1=-1.0), "'alpha1'.*outside its valid range"),
     (dict(lam=0.0), "'lam'.*outside its valid range"),
     (dict(alpha0=np.nan), "'alpha0'.*NaN"),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from derive.codegen import generate
-from derive.models import _sparse_token_readout as ro
+from derive.models.sparse_token import readout as ro
 from numerics.simulate import sparse_token as sim
 
 FIG1 = dict(L=10, R=1, pi=0.5, theta=5.0)

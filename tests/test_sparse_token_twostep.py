@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from derive.models import _sparse_token_twostep as ts
+from derive.models.sparse_token import twostep as ts
 from derive.models import sparse_token as st
 
 MODEL = st.SparseToken()

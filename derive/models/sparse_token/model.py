@@ -44,146 +44,26 @@ from numerics.roots import bracketed_root
 
 from sympy.codegen.cfunctions import expm1, log1p
 
-from ..codegen import Program
-from ..codegen.functions import LogAddExp, Softplus
-from ..declarations import (Observable, Option, check_real_array, declare, init_option,
+from ...codegen import Program
+from ...codegen.functions import LogAddExp, Softplus
+from ...declarations import (Observable, Option, check_real_array, declare, init_option,
                             stability_option)
-from ..model import Equation, Model
-from ..params import Domain, Parameter, nonnegative, positive
+from ...model import Equation, Model
+from .readout import readout_programs
+from ...params import Domain, Parameter, nonnegative, positive
+from .statement import (A, B2, C, CLASSIFIERS, Eh2_m, Eh2_p, Eh_m, Eh_p, J, Jb, Jbb, Jt, Jtb,
+                        Jtt, KERNEL_PARAMS, L, LOSS_NAMES, PARAMETERS, Phi, QUANTITIES, R,
+                        READOUT_DEFAULTS, READOUT_OBS, S0_s, S1_s, S2_s, SYMBOL_NAMES, Sv_s,
+                        TWO_STEP_OBS, X_s, Z_s, a_, alpha0, alpha1, alpha_pool, alpha_vec,
+                        att_r_s, att_score_s, attn_s, b1, bb, beta, bq_s, c_m, c_p, cos_w, e2_s,
+                        e_max, e_pool, e_s, e_vec, eta_q, eta_w, ev_s, ex_s, fq_s, g_max,
+                        gardner_F, gp_max, h2_m, h2_p, h_m, h_p, hbar, kap_s, lam, log1mQ,
+                        logPhi_m, log_Phi, loss, loss_prime, m1, mu, mu_m, mu_p, nu_s, phi, pi,
+                        pool_s, q_norm, q_xi, rho_s, s_q, sc_s, shift_s, sigma1, t0, t_m, t_tok,
+                        theta, u2, v_tok, vec_s, vecr_s, vxi_s, wq, xbar_s, y, yp_s, yplus_s,
+                        zeta)
 
-__all__ = ["SparseToken", "MODEL", "LOSSES"]
-
-#: loss codes (the ``loss`` parameter)
-LOSSES = {0: "logistic", 1: "square"}
-
-# ----------------------------------------------------------------------------- parameters
-integer_ge1 = Domain(1.0, math.inf, lo_closed=True, integer=True)
-open_unit = Domain(0.0, 1.0)
-real_line = Domain(-math.inf, math.inf)
-loss_codes = Domain(0.0, 1.0, lo_closed=True, hi_closed=True, integer=True)
-
-L_P = Parameter("L", integer_ge1, "L", "sequence length (tokens)")
-R_P = Parameter("R", integer_ge1, "R", "informative tokens per positive sample (R <= L)")
-PI_P = Parameter("pi", open_unit, r"\pi", "class prior P(y = +1)")
-THETA_P = Parameter("theta", nonnegative, r"\theta", "signal strength")
-BETA_P = Parameter("beta", positive, r"\beta", "softmax inverse temperature")
-ETAW_P = Parameter("eta_w", positive, r"\eta_w", "learning rate of the readout step")
-ETAQ_P = Parameter("eta_q", positive, r"\eta_q", "learning rate of the query step")
-ALPHA0_P = Parameter("alpha0", positive, r"\alpha_0", "samples per dimension in D0, n0/d")
-B1_P = Parameter("b1", real_line, r"b^{(1)}", "step-1 bias (0, or logit(pi) = fitted bias)")
-#: the loss is a model *option* (``loss='logistic'|'square'``, or the old codes 0 / 1); its
-#: symbol is an input of the kernels (0 = logistic, 1 = square)
-LOSS_P = Parameter("loss", loss_codes, r"\ell", "loss: 0 = logistic, 1 = square")
-ALPHA1_P = Parameter("alpha1", positive, r"\alpha_1",
-                     "samples per dimension for the readout, n1/d (default 2; quantity='readout')")
-LAM_P = Parameter("lam", positive, r"\lambda",
-                  "ridge penalty: lam d / 2 times the squared norm of w (default 1e-2; "
-                  "quantity='readout')")
-#: defaults of the parameters that only the trained readout uses (filled in by ``validate``)
-READOUT_DEFAULTS = {"alpha1": 2.0, "lam": 1e-2}
-
-PARAMETERS = (L_P, R_P, PI_P, THETA_P, BETA_P, ETAW_P, ETAQ_P, ALPHA0_P, B1_P, ALPHA1_P, LAM_P)
-(L, R, pi, theta, beta, eta_w, eta_q, alpha0, b1, alpha1, lam) = (p.symbol for p in PARAMETERS)
-loss = LOSS_P.symbol
-#: the parameters of the two-step / oracle / capacity kernels, in their input order
-KERNEL_PARAMS = ("L", "R", "pi", "theta", "beta", "eta_w", "eta_q", "alpha0", "b1", "loss")
-
-TWO_STEP_OBS = ("m1", "u2", "cos_w", "q_xi", "q_norm", "s_q", "e_pool", "e_vec",
-                "e_attn_max", "b_max", "alpha_pool", "alpha_vec", "m_pool", "b_pool")
-READOUT_OBS = ("m", "Q", "V", "w_q", "b", "test_error", "train_loss", "train_error")
-QUANTITIES = ("two_step", "readout", "capacity_attention")
-CLASSIFIERS = ("attention", "pooled", "vectorised")
-LOSS_NAMES = {"logistic": 0.0, "square": 1.0}
-
-# ----------------------------------------------------------------------------- symbols
-y, z = sp.symbols("y z", real=True)  # label, pre-activation
-zeta = sp.Symbol("zeta", real=True)  # standard Gaussian (quadrature node)
-c_p, c_m = sp.symbols("c_p c_m", real=True)
-m1, u2 = sp.Symbol("m1", real=True), sp.Symbol("u2", nonnegative=True)
-cos_w, sigma1 = sp.Symbol("cos_w"), sp.Symbol("sigma1", positive=True)
-mu_p, mu_m = sp.symbols("mu_p mu_m", real=True)
-h_p, h_m, h2_p, h2_m = sp.symbols("h_p h_m h2_p h2_m", real=True)
-Eh_p, Eh_m, Eh2_p, Eh2_m = sp.symbols("Eh_p Eh_m Eh2_p Eh2_m", real=True)
-hbar, A, B2, C = sp.Symbol("hbar"), sp.Symbol("A"), sp.Symbol("B2"), sp.Symbol("C")
-q_xi, q_norm, s_q = sp.Symbol("q_xi"), sp.Symbol("q_norm"), sp.Symbol("s_q")
-mu, t0, e_pool, e_vec = sp.Symbol("mu", nonnegative=True), sp.Symbol("t0"), *sp.symbols("e_pool e_vec")
-bb = sp.Symbol("b", real=True)  # a threshold / bias
-a_ = sp.Symbol("a", real=True)
-e_max, g_max, gp_max = sp.symbols("e_max g_max gp_max")
-logPhi_m, log1mQ = sp.symbols("logPhi_m log1mQ")
-t_m = sp.Symbol("t", real=True)  # m = tanh(t)
-J, Jt, Jb, Jtt, Jtb, Jbb = sp.symbols("J J_t J_b J_tt J_tb J_bb")
-alpha_pool, alpha_vec = sp.symbols("alpha_pool alpha_vec")
-m_cap = sp.Symbol("m_cap")
-# attention capacity (per Monte-Carlo sample of the token scores)
-wq, rho_s, nu_s, kap_s = sp.Symbol("w_q", real=True), sp.Symbol("rho", real=True), \
-    sp.Symbol("nu", real=True), sp.Symbol("kappa", positive=True)
-
-# attention features of one latent sample (token score t, signal indicator v, shift)
-t_tok, v_tok, yp_s, bq_s, shift_s = sp.symbols("t_tok v_tok yplus beta_q shift", real=True)
-sc_s, e_s, ex_s, ev_s, e2_s = sp.symbols("score e ex ev e2", real=True)
-S0_s, S1_s, Sv_s, S2_s = sp.symbols("S0 S1 Sv S2", real=True)
-
-# display-only symbols for the model's definition (§1)
-X_s, Z_s, vxi_s, yplus_s = sp.symbols("X Z vxi yplus")
-fq_s, attn_s, xbar_s, pool_s = sp.symbols("fqX attn xbar pooled_score")
-vec_s, vecr_s, att_score_s, att_r_s = sp.symbols("vec_score vec_rhs att_score att_rhs")
-
-SYMBOL_NAMES = {
-    X_s: "X", Z_s: "Z", vxi_s: r"v\xi^\top", yplus_s: "y^+", fq_s: "f_q(X)",
-    attn_s: r"X^\top\operatorname{softmax}(\beta Xq)", xbar_s: r"\bar x",
-    pool_s: r"\hat y_{\rm pool}", vec_s: r"\hat y_{\rm vec}",
-    vecr_s: r"\operatorname{sign}(\langle W,X\rangle_F+b)", att_score_s: r"\hat y_{\rm att}",
-    att_r_s: r"\operatorname{sign}(w^\top f_q(X)+b)",
-    m1: r"m_1", u2: r"u^2", cos_w: r"\cos(w^{(1)},\xi)", sigma1: r"\sigma_1",
-    mu_p: r"\mu_+", mu_m: r"\mu_-", c_p: r"c_+", c_m: r"c_-", hbar: r"\bar h",
-    Eh_p: r"\mathbb E_+h", Eh_m: r"\mathbb E_-h", Eh2_p: r"\mathbb E_+h^2", Eh2_m: r"\mathbb E_-h^2",
-    h_p: r"h_+", h_m: r"h_-", h2_p: r"h_+^2", h2_m: r"h_-^2", B2: r"B^2",
-    q_xi: r"\langle q^{(2)},\xi\rangle", q_norm: r"\|q^{(2)}\|", s_q: r"s_q",
-    e_pool: r"E^*_{\rm pool}", e_vec: r"E^*_{\rm vec}", e_max: r"E_{\max}(b)", t0: r"t_0",
-    g_max: r"g(b)", gp_max: r"g'(b)", alpha_pool: r"\alpha^\star_{\rm pool}",
-    alpha_vec: r"\alpha^\star_{\rm vec}", zeta: r"\zeta", wq: r"w_q", rho_s: r"\rho",
-    nu_s: r"\nu", kap_s: r"\kappa", logPhi_m: r"\log\Phi(b-\theta)", log1mQ: r"\log\Phi(b)",
-}
-
-
-# ----------------------------------------------------------------------------- building blocks
-def Phi(x: sp.Expr) -> sp.Expr:
-    r"""Standard normal CDF $\Phi(x)=\tfrac12\operatorname{erfc}(-x/\sqrt2)$."""
-    return sp.erfc(-x / sp.sqrt(2)) / 2
-
-
-def log_Phi(x: sp.Expr) -> sp.Expr:
-    r"""$\log\Phi(x)$: $\log(\tfrac12\operatorname{erfc}(-x/\sqrt2))$ for $x>-30$; below, where
-    erfc underflows in float64, the asymptotic series
-    $-\tfrac{x^2}2-\log(-x)-\tfrac12\log2\pi+\log(1-x^{-2}+3x^{-4}-15x^{-6}+105x^{-8}-945x^{-10})$
-    (relative error of the sum below $10395/x^{12}<2\cdot10^{-14}$)."""
-    series = 1 - x**-2 + 3 * x**-4 - 15 * x**-6 + 105 * x**-8 - 945 * x**-10
-    asym = -x**2 / 2 - sp.log(-x) - sp.log(2 * sp.pi) / 2 + sp.log(series)
-    return sp.Piecewise((sp.log(Phi(x)), x > -30), (asym, True))
-
-
-def phi(x: sp.Expr) -> sp.Expr:
-    """Standard normal density."""
-    return sp.exp(-x**2 / 2) / sp.sqrt(2 * sp.pi)
-
-
-def gardner_F(x: sp.Expr) -> sp.Expr:
-    r"""$F(a)=\mathbb E_G[(G-a)_+^2]=(1+a^2)\Phi(-a)-a\varphi(a)$ (derived; tested against the
-    integral in mpmath)."""
-    return (1 + x**2) * Phi(-x) - x * phi(x)
-
-
-def loss_fn(yy: sp.Expr, zz: sp.Expr) -> sp.Expr:
-    r"""$\ell(y,\hat y)$: logistic $\log(1+e^{-y\hat y})$ (``loss = 0``) or square
-    $(y-\hat y)^2/2$ (``loss = 1``)."""
-    return sp.Piecewise((Softplus(-yy * zz), sp.Eq(loss, 0)), ((yy - zz)**2 / 2, True))
-
-
-def loss_prime(yy: sp.Expr, zz: sp.Expr) -> sp.Expr:
-    r"""$\ell'(y,\hat y)=\partial_{\hat y}\ell$, by SymPy differentiation of each branch."""
-    w = sp.Dummy("w", real=True)
-    return sp.Piecewise(*[(sp.diff(e, w).subs(w, zz), c) for e, c in loss_fn(yy, w).args])
+__all__ = ["SparseToken", "MODEL"]
 
 
 class SparseToken(Model):
@@ -265,7 +145,10 @@ class SparseToken(Model):
     kernel_input_ranges = {"s_q": (-0.99, 0.99), "S0": (0.5, 3.0), "S2": (0.1, 2.0),
                            "kappa": (0.1, 2.0), "L": (2.0, 50.0), "R": (1.0, 2.0),
                            "pi": (0.05, 0.95), "theta": (0.0, 5.0), "alpha0": (0.2, 5.0),
-                           "beta": (0.2, 3.0), "eta_w": (0.2, 2.0), "eta_q": (0.2, 2.0)}
+                           "beta": (0.2, 3.0), "eta_w": (0.2, 2.0), "eta_q": (0.2, 2.0),
+                           # readout programs (prox scale, V, Q > 0) and the capacity objective (D > 0)
+                           "s": (0.1, 3.0), "V": (0.1, 3.0), "Q": (0.05, 3.0), "D": (0.05, 2.0),
+                           "alpha1": (0.2, 5.0), "lam": (1e-3, 1.0)}
 
     #: Gauss–Hermite order for the step-3 expectations (error estimated against order + 20)
     gh_order = 80
@@ -336,12 +219,12 @@ class SparseToken(Model):
     @cached_property
     def step1(self) -> list[tuple[sp.Symbol, sp.Expr]]:
         r"""Readout after one step from zero, and the law of the step-3 pre-activation (§3.2),
-        **derived by SymPy** (:func:`derive.models._sparse_token_twostep.step1_derived`):
+        **derived by SymPy** (:func:`derive.models.sparse_token.twostep.step1_derived`):
         $w^{(1)}=-\frac{\eta_w}{n_0}\sum_i c_{y_i}\bar x_i$, $c_\pm=\ell'(\pm1,b^{(1)})$; the
         pre-activation of a *training* sample is $\mu_y+\sigma_1\zeta$ with its own term
         $-\eta_wc_y/(\alpha_0L)$ kept. :attr:`step1_hand` is the earlier hand form (tests: equal).
         """
-        from ._sparse_token_twostep import step1_derived
+        from .twostep import step1_derived
 
         return list(step1_derived())
 
@@ -373,11 +256,11 @@ class SparseToken(Model):
     @cached_property
     def step2(self) -> list[tuple[sp.Symbol, sp.Expr]]:
         r"""The query after its step (§3.2, Thm 3), **derived by SymPy**
-        (:func:`derive.models._sparse_token_twostep.step2_general`): $A=\mathbb E[G_\xi]$,
+        (:func:`derive.models.sparse_token.twostep.step2_general`): $A=\mathbb E[G_\xi]$,
         $B^2=\mathbb E[G_u]^2$, $C=\mathbb E[h^2\|PXw^{(1)}\|^2]/\alpha_0$ with
         $G=h\,X^\top PXw^{(1)}$; $\langle q^{(2)},\xi\rangle=-\eta_q\beta A/L$,
         $\|q^{(2)}\|=\frac{\eta_q\beta}L\sqrt{A^2+B^2+C}$, $s_q=-A/\sqrt{A^2+B^2+C}$."""
-        from ._sparse_token_twostep import step2_general
+        from .twostep import step2_general
 
         g = step2_general()
         def col(e: sp.Expr) -> sp.Expr:  # display: one factored coefficient per expectation
@@ -511,7 +394,44 @@ class SparseToken(Model):
                                           tuple(zip(Fs, [Fatt] + g3 + h3)), Fs,
                                           doc="Per-sample Gardner term for attention features, "
                                               "gradient, Hessian (§3.4)."),
+            "capacity_objective": self.capacity_objective_program,
+            **{f"readout_{k}": p for k, p in readout_programs().items()},
         }
+
+    @cached_property
+    def capacity_objective_program(self) -> Program:
+        r"""$J(t,w_q,b)=\log D-\log(1-\tanh^2t)$ with $D=\mathbb E_\omega F$ (§3.4): its gradient and
+        Hessian from those of $D$ by SymPy differentiation of $J$ with $D$ an undefined function
+        of $(t,w_q,b)$ (chain rule derived, not typed). Inputs: $t$ and the averages
+        $D,\partial D,\partial^2D$ (upper triangle); outputs $J$, $\nabla J$, $\nabla^2J$."""
+        th = (t_m, wq, bb)
+        Df = sp.Function("D")(*th)
+        Jx = sp.log(Df) - 2 * (sp.log(2) - LogAddExp(t_m, -t_m))  # log(1 - tanh^2 t) = 2 log(2/(e^t + e^-t))
+        tags = ("t", "wq", "b")
+        D0 = sp.Symbol("D")
+        d1 = {i: sp.Symbol(f"D_{tags[i]}") for i in range(3)}
+        d2 = {(i, j): sp.Symbol(f"D_{tags[i]}{tags[j]}") for i in range(3) for j in range(i, 3)}
+        repl = {}
+        for (i, j), sym in d2.items():
+            repl[sp.Derivative(Df, th[i], th[j]) if i != j else sp.Derivative(Df, (th[i], 2))] = sym
+        for i, sym in d1.items():
+            repl[sp.Derivative(Df, th[i])] = sym
+
+        def lower(e: sp.Expr) -> sp.Expr:
+            e = e.doit()
+            e = e.replace(lambda x: isinstance(x, sp.Derivative),
+                          lambda x: repl[sp.Derivative(Df, *x.variables)] if sp.Derivative(
+                              Df, *x.variables) in repl else repl[sp.Derivative(Df, *reversed(x.variables))])
+            return e.subs(Df, D0)
+
+        outs = [(sp.Symbol("J_att"), Jx.subs(Df, D0))]
+        outs += [(sp.Symbol(f"J_{tags[i]}"), lower(sp.diff(Jx, th[i]))) for i in range(3)]
+        outs += [(sp.Symbol(f"J_{tags[i]}{tags[j]}"), lower(sp.diff(Jx, th[i], th[j])))
+                 for i in range(3) for j in range(i, 3)]
+        return Program("sparse_capacity_objective", (t_m, D0, *d1.values(), *d2.values()),
+                       tuple(outs), tuple(o for o, _ in outs),
+                       doc="log-average capacity objective, gradient and Hessian by the chain rule "
+                           "(derived by SymPy, §3.4)")
 
     def equations(self) -> list[Equation]:
         E = self.max_detector_error_def()
@@ -531,7 +451,7 @@ class SparseToken(Model):
             Equation("optimal max-detector threshold", g_max,
                      self.max_detector_stable[g_max], "derived", "§2.2", "root of g(b) = 0"),
         ]
-        by = "obtained by SymPy in derive/models/_sparse_token_twostep.py; equals the hand form"
+        by = "obtained by SymPy in derive/models/sparse_token/twostep.py; equals the hand form"
         eqs += [Equation(f"step 1: {lhs}", lhs, rhs, "derived", "§3.2", by) for lhs, rhs in self.step1]
         eqs += [Equation(f"integrand {lhs}", lhs, rhs, "derived", "§3.2") for lhs, rhs in self.integrand]
         eqs += [Equation(f"step 2: {lhs}", lhs, rhs, "derived", "§3.2, Thm 3",
@@ -760,9 +680,9 @@ class SparseToken(Model):
     def _readout(self, kp: Mapping[str, Any], two: Mapping[str, Any],
                  o: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Trained readout (§3.3, Thm 4/5) per point, batched over points sharing the data law:
-        :func:`derive.models._sparse_token_readout.solve_readout` (RS fixed point by
+        :func:`derive.models.sparse_token.readout.solve_readout` (RS fixed point by
         ``numerics.fixed_point``). Baselines rescaled as in ``readout_errors``."""
-        from ._sparse_token_readout import attention_samples, gm_samples, solve_readout
+        from .readout import attention_samples, gm_samples, solve_readout
 
         n = kp["L"].shape[0]
         cls = o["classifier"]
@@ -914,6 +834,7 @@ class SparseToken(Model):
         feats = [self.attention_features(L=L, R=R, pi=pi, theta=theta, beta_q=beta_q, s_q=s_q,
                                          n=n_mc, rng=rng, backend=be) for _ in range(n_rep)]
         gnames, hnames = ("F_t", "F_wq", "F_b"), ("F_tt", "F_twq", "F_tb", "F_wqwq", "F_wqb", "F_bb")
+        kj, tags = self.kernel("capacity_objective"), ("t", "wq", "b")
         iu = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
 
         def fgh(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -929,14 +850,13 @@ class SparseToken(Model):
                     g[j] += w * np.array([xp.mean(o[nm]) for nm in gnames])
                     for (a, b), nm in zip(iu, hnames):
                         H[j, a, b] += w * xp.mean(o[nm])
-            H = H + np.triu(H, 1).transpose(0, 2, 1)
-            th = np.tanh(x[:, 0])
-            J_ = np.log(D) + 2 * (np.logaddexp(x[:, 0], -x[:, 0]) - math.log(2))
-            gJ = g / D[:, None]
-            gJ[:, 0] += 2 * th
-            HJ = H / D[:, None, None] - np.einsum("ni,nj->nij", g, g) / D[:, None, None]**2
-            HJ[:, 0, 0] += 2 * (1 - th**2)
-            return J_, gJ, HJ
+            o = kj(xp, sp_, x[:, 0], D, *(g[:, i] for i in range(3)),
+                   *(H[:, a, b] for a, b in iu))  # chain rule: generated (capacity_objective)
+            gJ = np.stack([o[f"J_{t_}"] for t_ in tags], axis=1)
+            HJ = np.empty((len(rows), 3, 3))
+            for (a, b) in iu:
+                HJ[:, a, b] = HJ[:, b, a] = o[f"J_{tags[a]}{tags[b]}"]
+            return np.broadcast_to(o["J_att"], (len(rows),)).copy(), gJ, HJ
 
         x0 = np.tile([0.3, 0.5, 0.0], (n_rep, 1))
         res = newton_minimize(fgh, x0, gtol=1e-10, maxiter=maxiter, xp=np)
@@ -950,8 +870,8 @@ class SparseToken(Model):
     def trained_readout(self, **kwargs: Any) -> dict[str, dict]:
         """Test error / training loss of the trained readout (§3.3, Thm 4/5): attention (given
         ``beta_q = beta |q2|`` and ``s_q``), pooled and vectorised, along ``alpha1``; see
-        :func:`derive.models._sparse_token_readout.readout_errors`."""
-        from ._sparse_token_readout import readout_errors
+        :func:`derive.models.sparse_token.readout.readout_errors`."""
+        from .readout import readout_errors
 
         return readout_errors(**kwargs)
 

@@ -35,20 +35,15 @@ from functools import lru_cache
 
 import sympy as sp
 
+from . import statement as st
+
 __all__ = ["gradients_at_init", "step1_derived", "step2_moments", "step2_general"]
-
-
-def _syms():
-    from . import sparse_token as st
-
-    return st
 
 
 def gradients_at_init(Lc: int, dc: int = 2) -> dict[str, sp.Matrix]:
     r"""SymPy gradients of the attention score at ``q = 0`` for a concrete ``L, d``:
     ``grad_w`` (at any ``w``), ``grad_q`` (at ``q = 0``), and the stated forms ``xbar``,
     ``(beta / L) X^T P X w`` for comparison."""
-    st = _syms()
     X = sp.Matrix(Lc, dc, lambda i, j: sp.Symbol(f"X_{i}{j}", real=True))
     q = sp.Matrix(dc, 1, lambda i, j: sp.Symbol(f"q_{i}", real=True))
     w = sp.Matrix(dc, 1, lambda i, j: sp.Symbol(f"w_{i}", real=True))
@@ -72,7 +67,6 @@ def step1_derived() -> tuple[tuple[sp.Symbol, sp.Expr], ...]:
     $n_0=\alpha_0d$; a training sample's pre-activation $S=b^{(1)}+w^{(1)\top}\bar x_i$ has mean
     $\mu_y=b^{(1)}+m_1\theta y^+R/L-\eta_wc_y\|\bar x_i\|^2/n_0$ (its own term) and standard
     deviation $\sigma_1=\sqrt{(m_1^2+u^2)/L}$."""
-    st = _syms()
     d, n0, zz = sp.symbols("d n_0 z", positive=True)
     cy = {1: st.c_p, -1: st.c_m}
     prob = {1: st.pi, -1: 1 - st.pi}
@@ -121,7 +115,6 @@ def step2_moments(Lc: int, Rc: int) -> dict[str, sp.Expr]:
     r"""For concrete ``(L, R)``: $A=\mathbb E[G_\xi]$, $E_u=\mathbb E[G_u]$, $N=\mathbb E[h^2\|PXw\|^2]$
     in terms of $\mathbb E_\pm[h]$, $\mathbb E_\pm[h^2]$ (symbols), and the coefficients of $\zeta$,
     $\zeta^2$ left after conditioning (``zeta_terms``; all zero)."""
-    st = _syms()
     zeta = sp.Symbol("zeta_c", real=True)
     un = sp.Symbol("u_n", positive=True)  # |u| = sqrt(u2)
     zx = [sp.Symbol(f"zx{i}", real=True) for i in range(Lc)]
@@ -159,7 +152,6 @@ def step2_general() -> dict[str, sp.Expr]:
     r"""$A$, $B^2$, $C$ for general $(L,R)$: $L\cdot A$, $E_u$ and $L\cdot N$ identified as
     polynomials of total degree $\le3$ in $(L,R)$ from :data:`FIT_POINTS` (exact rational
     linear algebra); $B^2=E_u^2$, $C=N/\alpha_0$."""
-    st = _syms()
     mons = [(i, j) for i in range(4) for j in range(4) if i + j <= 3]
     # 15 points for 10 monomials (least squares, exact when the degree bound holds)
     M = sp.Matrix([[sp.Integer(Lc)**i * sp.Integer(Rc)**j for i, j in mons]
