@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -14,18 +13,12 @@ from numerics.results import STATUS_MEANINGS
 
 from . import models
 from .attrs import annotate
+from .version import package_version
 
 __all__ = ["solve", "package_version"]
 
 #: grid points evaluated per call of the model pipeline (bounds memory, drives the progress bar)
 CHUNK = 1 << 20
-
-
-def package_version() -> str:
-    try:
-        return version("attention-theory")
-    except PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
 
 
 def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None = None,

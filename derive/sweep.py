@@ -42,6 +42,7 @@ from . import models
 from .attrs import annotate
 from .model import Model
 from .store import ZarrSweepStore
+from .version import package_version
 
 __all__ = ["SweepGrid", "make_grid", "plan_units", "run_unit", "sweep", "summary_line"]
 
@@ -50,8 +51,6 @@ _BOOKKEEPING = ("converged", "residual", "iterations", "status")
 
 
 def _package_version() -> str:
-    from .solve import package_version
-
     return package_version()
 
 
