@@ -110,6 +110,18 @@ class Equation:
     def pretty(self) -> str:
         return sp.pretty(sp.Eq(self.lhs, self.rhs, evaluate=False), use_unicode=True)
 
+    # -- Jupyter display -----------------------------------------------------------------
+    def provenance(self) -> str:
+        """``source, reference`` (e.g. ``paper, eq. (12)``)."""
+        return self.source + (f", {self.reference}" if self.reference else "")
+
+    def _repr_latex_(self) -> str:
+        return f"$$ {self.latex()} $$"
+
+    def _repr_markdown_(self) -> str:
+        out = f"**{_md(self.label)}** [{_md(self.provenance())}]\n\n$$ {self.latex()} $$"
+        return out + (f"\n\n*{_md(self.note)}*" if self.note else "")
+
 
 class Model:
     """Base class: subclasses set the class attributes and implement the hooks."""
@@ -454,3 +466,73 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<model {self.name!r}: {self.title}>"
+
+    # -- Jupyter display: equations with provenance, parameters, options, observables ---------
+    def _equation_latex(self) -> list[tuple[Equation, str]]:
+        """``(equation, its LaTeX)`` for every equation (computed once per model)."""
+        cache = self.__dict__.get("_eq_latex")
+        if cache is None:
+            cache = [(eq, eq.latex(self.symbol_names)) for eq in self.equations()]
+            self.__dict__["_eq_latex"] = cache
+        return cache
+
+    def _repr_latex_(self) -> str:
+        """Every equation as a display formula tagged with its label and provenance (MathJax)."""
+        out = [f"$$\\textbf{{{_tex_text(self.title)}}}$$"]
+        for eq, tex in self._equation_latex():
+            out.append(f"$$ {tex} \\qquad \\text{{[{_tex_text(eq.label)}; "
+                       f"{_tex_text(eq.provenance())}]}} $$")
+        return "\n".join(out)
+
+    def _repr_markdown_(self) -> str:
+        """The model as a notebook page: title and paper, parameters with their domains,
+        options with valid values, observables with long names and units, then every
+        equation with its provenance."""
+        lines = [f"### {_md(self.title)}", "", f"`{self.name}` · {_md(self.paper)}", ""]
+        if self.parameters:
+            lines += ["**Parameters**", "", "| name | symbol | domain | meaning |", "|---|---|---|---|"]
+            lines += [f"| `{p.name}` | ${p.latex}$ | {_md(str(p.domain))} | {_md(p.description)} |"
+                      for p in self.parameters]
+            lines.append("")
+        if self.options:
+            info = getattr(self, "option_info", {}) or {}
+            lines += ["**Options**", "", "| option | default | valid values | meaning |", "|---|---|---|---|"]
+            for k, v in self.options.items():
+                o = info.get(k)
+                default = repr(v) if not hasattr(v, "shape") else f"array{tuple(v.shape)}"
+                lines.append(f"| `{k}` | `{_md(default[:40])}` | {_md(o.describe() if o else '')} | "
+                             f"{_md(o.description if o else '')} |")
+            lines.append("")
+        if self.observables:
+            info = getattr(self, "observable_info", {}) or {}
+            lines += ["**Observables**", "", "| name | symbol | meaning | units | range |", "|---|---|---|---|---|"]
+            for k in self.observables:
+                ob = info.get(k)
+                sym = f"${ob.symbol}$" if ob is not None and ob.symbol else ""
+                units = ob.units if ob is not None and ob.units not in ("", "1") else "–"
+                rng = ob.range_str() if ob is not None and hasattr(ob, "range_str") else ""
+                lines.append(f"| `{k}` | {sym} | {_md(ob.long_name if ob else '')} | {_md(units)} | "
+                             f"{_md(rng)} |")
+            lines.append("")
+        eqs = self._equation_latex()
+        if eqs:
+            lines += [f"**Equations** ({len(eqs)})", ""]
+            for eq, tex in eqs:
+                lines += [f"*{_md(eq.label)}* [{_md(eq.provenance())}]", "", f"$$ {tex} $$", ""]
+                if eq.note:
+                    lines += [f"> {_md(eq.note)}", ""]
+        return "\n".join(lines)
+
+
+def _md(s: str) -> str:
+    """Text for a Markdown table cell or line: pipes escaped, newlines flattened."""
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&",
+                "#": r"\#", "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}"}
+
+
+def _tex_text(s: str) -> str:
+    """``s`` escaped for ``\\text{...}`` (MathJax and LaTeX)."""
+    return "".join(_TEX_SPECIAL.get(c, c) for c in str(s))

@@ -127,10 +127,8 @@ def _label(da: Any, name: str | None = None, symbol: bool = True, wrap: int = 0)
     base = variable_label(da, symbol=False)
     tail = s[len(base):] if s.startswith(base) else ""
     lines = textwrap.wrap(base if tail else s, wrap) or [s]
-    if tail and len(lines[-1]) + len(tail) > wrap + 12:
+    if tail:  # the symbol (and units) on a line of their own
         lines.append(tail.strip())
-    elif tail:
-        lines[-1] += tail
     return "\n".join(lines)
 
 
@@ -292,7 +290,7 @@ def _draw_lines(ax: Any, ds: Any, var: str, x: str, hue: str | None, logy: bool)
         norm = (mpl.colors.LogNorm if is_geometric(fin) else mpl.colors.Normalize)(fin.min(), fin.max())
         colors = [cmap(norm(v)) if np.isfinite(v) else "k" for v in hv]
         cb = ax.figure.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax)
-        cb.set_label(_label(ds[hue], hue, wrap=34))
+        cb.set_label(_label(ds[hue], hue, wrap=30))
     else:
         colors = [f"C{i}" for i in range(len(hues))]
     bad_total = 0
@@ -313,15 +311,17 @@ def _draw_lines(ax: Any, ds: Any, var: str, x: str, hue: str | None, logy: bool)
         bad_total += int(bad.sum())
         y = (sub.isel(solution=0) if nsol > 1 else sub).transpose(x).values[xi].astype(float)
         fin = bad & np.isfinite(y)
-        ax.plot(xv[fin], y[fin], ls="none", marker="o", ms=7, mfc="none", mec="red", mew=1.2)
+        if fin.any():
+            ax.plot(xv[fin], y[fin], ls="none", marker="o", ms=7, mfc="none", mec="red", mew=1.2)
         nan = bad & ~np.isfinite(y)
-        ax.plot(xv[nan], np.zeros(int(nan.sum())), ls="none", marker="x", ms=6, color="red",
-                transform=ax.get_xaxis_transform(), clip_on=False)
+        if nan.any():  # (an empty unclipped line would break the layout)
+            ax.plot(xv[nan], np.zeros(int(nan.sum())), ls="none", marker="x", ms=6, color="red",
+                    transform=ax.get_xaxis_transform(), clip_on=False)
     if is_geometric(ds[x].values):
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    ax.set_ylabel(_label(da, var, wrap=34))
+    ax.set_ylabel(_label(da, var, wrap=30))
     ax.grid(True, alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if bad_total:
@@ -360,7 +360,7 @@ def _draw_map(fig: Any, ax: Any, ds: Any, var: str, x: str, y: str, logz: bool) 
         norm = mpl.colors.LogNorm(vmin=np.nanmin(z[z > 0]), vmax=np.nanmax(z[z > 0]))
     mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm, shading="flat")
     cb = fig.colorbar(mesh, ax=ax)
-    cb.set_label(_label(da, var, wrap=34))
+    cb.set_label(_label(da, var, wrap=30))
     bad_total = 0
     if "converged" in ds:
         c = ds["converged"]
@@ -383,7 +383,7 @@ def _draw_map(fig: Any, ax: Any, ds: Any, var: str, x: str, y: str, logz: bool) 
         ax.set_yscale("log")
     ax.set_xlim(xe[0], xe[-1])
     ax.set_ylim(ye[0], ye[-1])
-    ax.set_ylabel(_label(ds[y], y, wrap=34))
+    ax.set_ylabel(_label(ds[y], y, wrap=30))
     note = "; ".join(n for n in (xnote, ynote) if n)
     if note:
         ax.annotate(note, (1, 0), xycoords="axes fraction", ha="right", va="bottom", fontsize="x-small")
@@ -427,7 +427,18 @@ def plot(ds: Any, var: Sequence[str] | str | None = None, *, x: str | None = Non
     head = title if title is not None else str(a.get("title") or a.get("model") or "")
     if "solution" in ds.dims:
         fixed += ("; " if fixed else "") + f"lines: first fixed point of {ds.sizes['solution']} starts"
-    fig.suptitle(head + (("\n" + fixed) if fixed else ""), fontsize="medium")
+    import textwrap
+
+    lines = textwrap.wrap(head, 80) if head else []
+    row = ""
+    for part in fixed.split(", ") if fixed else []:  # never break inside a $symbol$
+        if row and len(row) + len(part) > 80:
+            lines.append(row)
+            row = ""
+        row = f"{row}, {part}" if row else part
+    if row:
+        lines.append(row)
+    fig.suptitle("\n".join(lines), fontsize="medium")
     return fig
 
 

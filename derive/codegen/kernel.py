@@ -377,6 +377,24 @@ class Kernel:
         p.write_text(self.source)
         return p
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the kernel's signature and key, and its generated source (highlighted by
+        Pygments where installed), folded in a ``<details>`` element."""
+        import html
+
+        head = (f"<b>kernel</b> <code>{html.escape(self.name)}</code> ({html.escape(self.target)}): "
+                f"{html.escape(', '.join(self.inputs))} &rarr; {html.escape(', '.join(self.outputs))}"
+                f" &middot; key <code>{self.key[:12]}</code> &middot; {len(self.source.splitlines())} lines")
+        try:
+            from pygments import highlight
+            from pygments.formatters import HtmlFormatter
+            from pygments.lexers import PythonLexer
+
+            body = highlight(self.source, PythonLexer(), HtmlFormatter(noclasses=True, nobackground=True))
+        except ImportError:  # pragma: no cover - pygments ships with Jupyter
+            body = f"<pre>{html.escape(self.source)}</pre>"
+        return f"<details><summary>{head}</summary>{body}</details>"
+
 
 def _fingerprint(expr: sp.Basic, h: "hashlib._Hash") -> None:
     """Feed a DAG serialisation of ``expr`` to ``h``: each distinct node once, children by

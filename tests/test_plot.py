@@ -1,0 +1,102 @@
+"""``attn-theory plot FILE`` and :mod:`derive.plot` (issue 14, item 4), on the Agg backend."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import derive
+from derive.cli import app
+from derive.plot import PlotError, is_geometric, load, plot
+from derive.store import write_dataset
+
+ICL = dict(kappa=0.5, rho=0.01, lam=0.0)
+
+
+@pytest.fixture(scope="module")
+def lines_file(tmp_path_factory):
+    """τ on a linear grid through the pole τ = 1 (λ = 0): two points do not converge."""
+    ds = derive.solve("icl-linear-attention", tau=np.linspace(0.5, 1.5, 21), alpha=np.array([1.0, 10.0]), **ICL)
+    assert int((~ds["converged"]).sum()) == 2
+    p = tmp_path_factory.mktemp("plot") / "c.nc"
+    write_dataset(ds, p)
+    return p
+
+
+def test_cli_lines_png(lines_file) -> None:
+    out = lines_file.with_name("fig.png")
+    r = CliRunner().invoke(app, ["plot", str(lines_file), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert f"wrote {out}" in r.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    r = CliRunner().invoke(app, ["plot", str(lines_file)])  # default: beside the input
+    assert r.exit_code == 0 and lines_file.with_suffix(".png").exists()
+
+
+def test_lines_are_labelled(lines_file) -> None:
+    ds = load(lines_file)
+    fig = plot(ds)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == ds["tau"].attrs["long_name"] + r" ($\tau$)"
+    assert ax.get_ylabel().replace("\n", " ").startswith(ds["e_icl"].attrs["long_name"])
+    assert ax.get_xscale() == "linear"  # a linspace grid
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:2] == [r"$\alpha$ = 1", r"$\alpha$ = 10"]
+    assert any(t.startswith("not converged (2 points") for t in labels)
+    title = fig._suptitle.get_text()
+    assert "In-context learning" in title and r"$\kappa$ = 0.5" in title and r"$\lambda$ = 0" in title
+    # the two pole points: red crosses on the bottom edge (their values are NaN)
+    reds = [ln for ln in ax.lines if ln.get_marker() == "x" and len(ln.get_xdata())]
+    assert sorted(float(x) for ln in reds for x in ln.get_xdata()) == [1.0, 1.0]
+
+
+def test_map_geometric_axes_and_hatched_cells(tmp_path) -> None:
+    ds = derive.solve("icl-linear-attention", tau=np.geomspace(0.25, 4, 13), alpha=np.linspace(0.5, 5, 12), **ICL)
+    bad = int((~ds["converged"]).sum())
+    assert bad == 12  # the pole column tau = 1
+    fig = plot(ds, var="e_icl", logy=True)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "linear"
+    assert ax.get_ylabel().replace("\n", " ").startswith(ds["alpha"].attrs["long_name"])
+    cbar = fig.axes[1]
+    assert cbar.get_ylabel().replace("\n", " ").startswith(ds["e_icl"].attrs["long_name"])
+    hatched = [c for c in ax.collections if c.get_hatch()]
+    assert len(hatched) == 1 and len(hatched[0].get_paths()) == bad
+    fig.savefig(tmp_path / "m.pdf")
+    assert (tmp_path / "m.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_sweep_store(tmp_path) -> None:
+    pytest.importorskip("zarr")
+    store = tmp_path / "s.zarr"
+    derive.solve("icl-linear-attention", tau=np.array([0.5, 2.0, 3.0]), alpha=np.array([1.0, 10.0]),
+                 store=store, chunk=2, progress=False, **ICL)
+    out = tmp_path / "s.png"
+    r = CliRunner().invoke(app, ["plot", str(store), "--var", "e_icl,e_idg", "--x", "tau", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.exists()
+
+
+def test_errors(lines_file, tmp_path) -> None:
+    r = CliRunner().invoke(app, ["plot", str(lines_file), "--var", "nope"])
+    assert r.exit_code == 2 and "no variable 'nope'" in r.output and "e_icl" in r.output
+    r = CliRunner().invoke(app, ["plot", str(lines_file), "--x", "kappa"])
+    assert r.exit_code == 2 and "not a dimension" in r.output
+    r = CliRunner().invoke(app, ["plot", str(tmp_path / "missing.nc")])
+    assert r.exit_code == 2 and "no file" in r.output
+    r = CliRunner().invoke(app, ["plot", str(lines_file), "--kind", "map", "--hue", "alpha", "--sel", "x"])
+    assert r.exit_code == 2 and "NAME=VALUE" in r.output
+    one = derive.solve("icl-linear-attention", tau=2.0, alpha=1.0, **ICL)
+    with pytest.raises(PlotError, match="single point"):
+        plot(one)
+
+
+def test_is_geometric() -> None:
+    assert is_geometric(np.geomspace(1e-3, 1e3, 61)) and is_geometric([1, 10, 100])
+    assert not is_geometric(np.linspace(0.1, 10, 200)) and not is_geometric([1.0, 10.0])
+    assert is_geometric([1e-4, 0.5, 2.0])  # more than three decades
+    assert not is_geometric([0.0, 1.0, 10.0]) and not is_geometric(["a", "b"])
