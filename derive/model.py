@@ -19,7 +19,7 @@ from .codegen import Kernel, Program, generate
 from .declarations import Observable, Option, check_outputs
 from .params import Parameter
 
-__all__ = ["Equation", "Model", "NUMERICAL_ERRORS", "BudgetExceeded"]
+__all__ = ["Equation", "Model", "SimulationResult", "NUMERICAL_ERRORS", "BudgetExceeded"]
 
 
 class BudgetExceeded(Exception):
@@ -123,6 +123,34 @@ class Equation:
         return out + (f"\n\n*{_md(self.note)}*" if self.note else "")
 
 
+def _count_and_rng(n: Any, rng: Any) -> tuple[int, Any]:
+    """``(n, rng)`` in either order (older models wrote ``random_points(rng, n)``)."""
+    if not isinstance(n, (int,)) and isinstance(rng, (int,)):
+        n, rng = rng, n
+    return int(n), rng
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """A finite-size simulation at one point: ``mean[obs]`` and its standard error ``sem[obs]``
+    over ``trials`` independent runs at dimension ``d`` from ``seed`` (the one result type of
+    :meth:`Model.simulate_point`). ``items()`` yields ``(obs, (mean, sem))``."""
+
+    model: str
+    point: dict[str, float]
+    mean: dict[str, float]
+    sem: dict[str, float]
+    d: int
+    trials: int
+    seed: int
+
+    def items(self):
+        return ((k, (self.mean[k], self.sem.get(k, float("nan")))) for k in self.mean)
+
+    def summary(self) -> str:
+        return "\n".join(f"{k}: {m:.6g} ± {s:.2g}" for k, (m, s) in self.items())
+
+
 class Model:
     """Base class: subclasses set the class attributes and implement the hooks."""
 
@@ -172,6 +200,67 @@ class Model:
     def evaluate_mp(self, point: Mapping[str, Any], dps: int = 50) -> dict[str, Any]:  # pragma: no cover
         """The same pipeline in mpmath at one point."""
         raise NotImplementedError
+
+    # -- the model contract (tests/test_model_contract.py runs it over every registered model) --
+    #: why :meth:`evaluate_mp` is not available ("" when it is): a declared "not available"
+    mp_unavailable: str = ""
+    #: why :meth:`simulate_point` is not available ("" when it is)
+    simulate_unavailable: str = ""
+
+    def random_points(self, n: int, rng: Any) -> list[dict[str, float]]:
+        """``n`` valid parameter points (name -> float) for ``attn-theory verify`` and the contract
+        test. Default: each parameter drawn from its domain restricted to a practical range
+        (log-uniform in [1e-2, 1e2] on an unbounded positive side, uniform on a bounded domain,
+        integers rounded). Models with constraints between parameters override this."""
+        import math
+
+        import numpy as np
+
+        n, rng = _count_and_rng(n, rng)
+        pts = []
+        for _ in range(n):
+            pt = {}
+            for p in self.parameters:
+                d = p.domain
+                lo = d.lo if math.isfinite(d.lo) else -10.0
+                hi = d.hi if math.isfinite(d.hi) else None
+                if hi is None:
+                    base = max(lo, 0.0)
+                    v = base + 10 ** rng.uniform(-2, 2) if lo >= 0 else rng.uniform(lo, 10.0)
+                else:
+                    a, b = lo, hi
+                    pad = 1e-3 * (b - a)
+                    v = rng.uniform(a + pad, b - pad)
+                if d.integer:
+                    v = float(max(math.ceil(lo), round(v)))
+                pt[p.name] = float(v)
+            pts.append(pt)
+        return pts
+
+    def simulate_point(self, *, d: int, trials: int = 1, seed: int = 0, backend: str = "numpy",
+                       **params: Any) -> "SimulationResult":
+        """Finite-size simulation at one point: mean and standard error per observable
+        (:class:`SimulationResult`). Default: the model's ``simulate(d=, trials=, seed=, backend=,
+        **params)`` whose result has ``mean(name)``/``sem(name)``; a model without a simulator
+        declares :attr:`simulate_unavailable` (raised as ``NotImplementedError``)."""
+        sim = getattr(self, "simulate", None)
+        if self.simulate_unavailable or sim is None:
+            raise NotImplementedError(f"model {self.name!r}: no point simulation: "
+                                      f"{self.simulate_unavailable or 'no finite-size simulator'}")
+        res = sim(d=d, trials=trials, seed=seed, backend=backend, **params)
+        if isinstance(res, SimulationResult):
+            return res
+        mean, sem = {}, {}
+        for o in self.observables:
+            try:
+                mean[o], sem[o] = float(res.mean(o)), float(res.sem(o))
+            except (KeyError, AttributeError, ValueError):
+                continue
+        if not mean:
+            raise NotImplementedError(f"model {self.name!r}: its simulate() result has no "
+                                      "mean/sem of any observable")
+        return SimulationResult(self.name, {k: float(v) for k, v in params.items()}, mean, sem,
+                                d, trials, seed)
 
     # -- fixed-point models (saddle-point / state-evolution equations) --------------------
     #: observables that make up the state ``x`` of the model's fixed-point map, in order.
