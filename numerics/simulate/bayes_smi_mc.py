@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["softmax_rows", "attention", "labels", "recover_h", "lambdas_mc"]
+__all__ = ["softmax_rows", "attention", "labels", "recover_h", "lambdas_mc", "branch_moments_mc"]
 
 
 def softmax_rows(S: np.ndarray) -> np.ndarray:
@@ -67,4 +67,41 @@ def lambdas_mc(c: float, n_teachers: int = 2000, n_proposals: int = 8000, seed: 
         v = np.concatenate(vals[k])
         out[f"lam{k}"] = float(v.mean())
         out[f"lam{k}_se"] = float(v.std(ddof=1) / np.sqrt(v.size))
+    return out
+
+
+def branch_moments_mc(c: float, q22: float, n_teachers: int = 4000, n_proposals: int = 20000,
+                      seed: int = 0, chunk: int = 20) -> dict[str, float]:
+    """On the layer-2 branch (Q₁₁ = 0, Q₂₂ = q22): ``f2 = E‖g_out,2‖²`` and
+    ``lam1 = E‖E[z1 z1ᵀ|y, ω2] − I‖²`` with standard errors, by plain Monte Carlo over teachers
+    (``ω2 = √q ξ``, ``z2 = ω2 + √(1−q) u``, labels through explicit softmax matrices, ``h``
+    recovered from the logits) and self-normalised importance sampling over ``z1`` proposals
+    from the prior (weights ``φ_V(±A⁻¹h − ω2)/|det A|``, both signs). Biased by O(1/ESS) when
+    ``1 − q22`` is small: meant for moderate ``q22``."""
+    rng = np.random.default_rng(seed)
+    V = 1.0 - q22
+    z1s = rng.standard_normal((n_teachers, 2))
+    om = np.sqrt(q22) * rng.standard_normal((n_teachers, 2))
+    z2s = om + np.sqrt(V) * rng.standard_normal((n_teachers, 2))
+    h = recover_h(labels(z1s, z2s, c))
+    prop = rng.standard_normal((n_proposals, 2))
+    A = attention(prop, c)
+    Ainv = np.linalg.inv(A)
+    ladet = np.log(np.abs(np.linalg.det(A)))
+    f2, l1 = [], []
+    for s in range(0, n_teachers, chunk):
+        hh, oo = h[s:s + chunk], om[s:s + chunk]
+        u = np.einsum("mij,nj->nmi", Ainv, hh)                        # (n, m, 2)
+        lp = -((u - oo[:, None, :]) ** 2).sum(-1) / (2 * V) - ladet[None, :]
+        lm = -((u + oo[:, None, :]) ** 2).sum(-1) / (2 * V) - ladet[None, :]
+        mx = np.maximum(lp.max(1, keepdims=True), lm.max(1, keepdims=True))
+        wp, wm = np.exp(lp - mx), np.exp(lm - mx)
+        Z = (wp + wm).sum(1, keepdims=True)
+        m2 = np.einsum("nm,nmi->ni", (wp - wm) / Z, u)
+        M1 = np.einsum("nm,mi,mj->nij", (wp + wm) / Z, prop, prop)
+        f2.append((((m2 - oo) / V) ** 2).sum(-1))
+        l1.append(((M1 - np.eye(2)) ** 2).sum(axis=(1, 2)))
+    out = {}
+    for k, v in (("f2", np.concatenate(f2)), ("lam1", np.concatenate(l1))):
+        out[k], out[k + "_se"] = float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))
     return out
