@@ -405,14 +405,17 @@ def verify(model: str, points: int = typer.Option(50, min=1, help="random points
     """Compare the float64 pipeline with mpmath at DPS digits on random points."""
     from .verify import verify as _verify
 
+    from .verify import pipeline_check_available
+
     m = _model(model)
-    if not hasattr(m, "random_points"):  # no mpmath pipeline: verify every generated kernel
-        typer.echo(f"{m.name}: every generated float64 kernel vs mpmath at {dps} digits, "
+    why = pipeline_check_available(m)
+    if why:  # no mpmath pipeline (the contract says why): verify every generated kernel
+        typer.echo(f"{m.name}: {why}; every generated float64 kernel vs mpmath at {dps} digits, "
                    f"{points} random inputs (fewest agreeing digits)")
         for name, digits in m.verify_kernels(points, seed, dps).items():
             typer.echo(f"  {name:24s} {digits:5.1f}")
         return
-    pts = m.random_points(np.random.default_rng(seed), points)
+    pts = m.random_points(points, np.random.default_rng(seed))
     typer.echo(_verify(m, pts, dps=dps).table())
 
 

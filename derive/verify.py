@@ -16,7 +16,7 @@ from numerics.highprec import agreeing_digits
 
 from .model import Model
 
-__all__ = ["VerifyReport", "verify"]
+__all__ = ["VerifyReport", "verify", "pipeline_check_available"]
 
 
 @dataclass
@@ -44,6 +44,19 @@ class VerifyReport:
         return "\n".join(rows)
 
 
+def pipeline_check_available(model: Model) -> str:
+    """"" when ``model`` states the whole contract for check 1 -- its own ``evaluate_mp`` and its
+    own ``random_points`` (valid points of its domain) -- else the reason it does not (then
+    ``attn-theory verify`` checks every generated kernel against mpmath instead)."""
+    if model.mp_unavailable:
+        return f"no mpmath pipeline ({model.mp_unavailable})"
+    if type(model).evaluate_mp is Model.evaluate_mp:
+        return "no mpmath pipeline (evaluate_mp not implemented)"
+    if type(model).random_points is Model.random_points:
+        return "no model-specific random_points for the whole pipeline"
+    return ""
+
+
 def verify(model: Model, points: Sequence[Mapping[str, float]], *, dps: int = 50,
            observables: Sequence[str] | None = None) -> VerifyReport:
     """Evaluate ``points`` with the float64 pipeline and with mpmath; count agreeing digits."""
@@ -54,11 +67,10 @@ def verify(model: Model, points: Sequence[Mapping[str, float]], *, dps: int = 50
     for p in model.parameters:
         p.validate(flat[p.name])
     out = model.evaluate(flat, be)
-    ref: dict[str, list[Any]] = {n: [] for n in names}
-    for pt in pts:
-        mp_out = model.evaluate_mp(pt, dps=dps)
-        for n in names:
-            ref[n].append(mp_out[n])
+    mp_outs = [model.evaluate_mp(pt, dps=dps) for pt in pts]
+    if observables is None:  # the observables the mpmath pipeline computes
+        names = [n for n in names if all(n in o for o in mp_outs)]
+    ref: dict[str, list[Any]] = {n: [o[n] for o in mp_outs] for n in names}
     digits = {n: agreeing_digits(out[n], np.array(ref[n], dtype=object)) for n in names}
     return VerifyReport(model.name, pts, digits, {n: np.asarray(out[n]) for n in names},
                         ref, dps)

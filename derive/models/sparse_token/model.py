@@ -48,7 +48,7 @@ from ...codegen import Program
 from ...codegen.functions import LogAddExp, Softplus
 from ...declarations import (Observable, Option, check_real_array, declare, init_option,
                             stability_option)
-from ...model import Equation, Model
+from ...model import Equation, Model, SimulationResult, _count_and_rng
 from .readout import readout_programs
 from ...params import Domain, Parameter, nonnegative, positive
 from .statement import (A, B2, C, CLASSIFIERS, Eh2_m, Eh2_p, Eh_m, Eh_p, J, Jb, Jbb, Jt, Jtb,
@@ -875,10 +875,11 @@ class SparseToken(Model):
 
         return readout_errors(**kwargs)
 
-    def random_points(self, rng: np.random.Generator, n: int) -> list[dict[str, float]]:
+    def random_points(self, n: int, rng: np.random.Generator) -> list[dict[str, float]]:
         """Random points over a practical domain: L in [2, 1e4], R in [1, min(L, 10)],
         pi in [0.05, 0.95], theta in [0.1, 10], alpha0 in [0.1, 20], both biases (the loss is
         an option)."""
+        n, rng = _count_and_rng(n, rng)
         pts = []
         for _ in range(n):
             Lv = int(10 ** rng.uniform(np.log10(2), 4))
@@ -898,6 +899,23 @@ class SparseToken(Model):
         from numerics.simulate import sparse_token
 
         return sparse_token.simulate_alignment(**kwargs)
+
+    def simulate_point(self, *, d: int, trials: int = 1, seed: int = 0, backend: str = "numpy",
+                       loss: str = "logistic", **params: Any) -> SimulationResult:
+        """The alignment after the two steps (``m1, cos_w, q_xi, q_norm, s_q``) measured by the
+        independent simulator (:func:`numerics.simulate.sparse_token.simulate_alignment`) at
+        dimension ``d``: mean and standard error over ``trials`` seeds."""
+        from numerics.simulate import sparse_token
+
+        v = {k: float(x) for k, x in self.validate(params).items()}
+        kw = {k: v[k] for k in ("alpha0", "pi", "theta", "beta", "eta_w", "eta_q", "b1")}
+        runs = [sparse_token.simulate_alignment(d=d, L=int(v["L"]), R=int(v["R"]), loss=loss,
+                                                seed=seed + t, **kw) for t in range(trials)]
+        names = ("m1", "cos_w", "q_xi", "q_norm", "s_q")
+        mean = {k: float(np.mean([getattr(r, k) for r in runs])) for k in names}
+        sem = {k: float(np.std([getattr(r, k) for r in runs], ddof=1) / math.sqrt(trials))
+               if trials > 1 else float("nan") for k in names}
+        return SimulationResult(self.name, dict(params), mean, sem, d, trials, seed)
 
 
 #: the registry entry (see derive/models/__init__.py)

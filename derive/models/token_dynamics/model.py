@@ -52,7 +52,7 @@ from numerics.results import Status
 from ...codegen import Kernel, Program
 from ...codegen.tensor import TensorProgram
 from ...declarations import Observable, declare
-from ...model import Equation, Model
+from ...model import Equation, Model, SimulationResult, _count_and_rng
 from .programs import (BETA, DYNAMICS, E_out, E_pair, E_row, MASK, QX, SHIFT, THETA, VX, KX, Km,
                        L, Qm, R, S, U, Vm, W, X, a_, b_, c_, d_dim, energy_program, i_, j_,
                        kuramoto_program, n_tok, v_out, velocity_program)
@@ -416,9 +416,10 @@ class TokenDynamics(Model):
         out = self.evaluate({k: be.asarray(np.atleast_1d(v)) for k, v in vals.items()}, be)
         return float(out["t_sa" if dynamics == "SA" else "t_usa"][0])
 
-    def random_points(self, rng: np.random.Generator, n: int) -> list[dict[str, float]]:
+    def random_points(self, n: int, rng: np.random.Generator) -> list[dict[str, float]]:
         """Random points of the domain (for ``attn-theory verify``): β ∈ {0} ∪ [1e-3, 60]
         (log scale), n ∈ [2, 1e5] (log scale, integer), ρ0 ∈ {0} ∪ [0, 0.9], target ∈ (ρ0, 1 - 1e-6)."""
+        n, rng = _count_and_rng(n, rng)
         pts = []
         for _ in range(n):
             b = 0.0 if rng.random() < 0.1 else 10 ** rng.uniform(-3, math.log10(60))
@@ -435,7 +436,7 @@ class TokenDynamics(Model):
         return simulate(**kwargs)
 
     def simulate_point(self, *, d: int, trials: int = 1, seed: int = 0, backend: str = "numpy",
-                       **params: Any) -> dict[str, tuple[float, float]]:
+                       **params: Any) -> SimulationResult:
         """``attn-theory simulate``: the hitting times ``t_sa``, ``t_usa`` measured by integrating
         ``n`` hand-written particles from the equiangular start in dimension ``d >= n + 1``
         (:func:`numerics.simulate.token_dynamics.equiangular_hitting_time`; deterministic, so
@@ -453,9 +454,9 @@ class TokenDynamics(Model):
             t_th = self.equiangular_hitting_time(v["beta"], n, dyn, v["rho0"], v["target"])
             h = min(1e-2, t_th / 2000) if np.isfinite(t_th) and t_th > 0 else 1e-2
             t_max = 2 * t_th + 1 if np.isfinite(t_th) else 1e3
-            out[key] = (equiangular_hitting_time(n, d, v["beta"], v["rho0"], v["target"], dyn,
-                                                 h=h, t_max=t_max), 0.0)
-        return out
+            out[key] = equiangular_hitting_time(n, d, v["beta"], v["rho0"], v["target"], dyn,
+                                                h=h, t_max=t_max)
+        return SimulationResult(self.name, v, out, {k: 0.0 for k in out}, d, trials, seed)
 
 
 #: the registry entry (see derive/models/__init__.py)
