@@ -446,8 +446,12 @@ def simulate(ctx: typer.Context, model: str, d: int = typer.Option(32, min=1, he
         raise typer.BadParameter("simulate takes one value per parameter")
     _check_backend(backend)
     point = getattr(m, "simulate_point", None)
-    if point is not None:  # a model's point simulation: {observable: (mean, standard error)}
-        res = point(d=d, trials=trials, seed=seed, backend=backend, **params)
+    if point is not None:  # the contract: SimulationResult, items() = (observable, (mean, sem))
+        try:
+            res = point(d=d, trials=trials, seed=seed, backend=backend, **params)
+        except NotImplementedError as exc:
+            raise typer.BadParameter(f"{exc}; its finite-size checks run with "
+                                     f"`attn-theory reproduce {m.name}`") from None
         th = _solve(model, **params)
         for obs, (mean, sem) in res.items():
             typer.echo(f"{obs}: simulation {mean:.6g} ± {sem:.2g}   theory {float(th[obs]):.6g}")
