@@ -123,6 +123,24 @@ class Equation:
         return out + (f"\n\n*{_md(self.note)}*" if self.note else "")
 
 
+def _random_points_n_rng(fn: Any) -> Any:
+    """Wrap a model's ``random_points`` so that it is called as the contract states,
+    ``random_points(n, rng)``, whichever order the model wrote (older models: ``(rng, n)``)."""
+    import functools
+    import inspect
+
+    first = list(inspect.signature(fn).parameters)[1:2]
+    rng_first = first == ["rng"]
+
+    @functools.wraps(fn)
+    def random_points(self: Any, n: Any, rng: Any) -> Any:
+        n, rng = _count_and_rng(n, rng)
+        return fn(self, rng, n) if rng_first else fn(self, n, rng)
+
+    random_points._contract = True  # type: ignore[attr-defined]
+    return random_points
+
+
 def _count_and_rng(n: Any, rng: Any) -> tuple[int, Any]:
     """``(n, rng)`` in either order (older models wrote ``random_points(rng, n)``)."""
     if not isinstance(n, (int,)) and isinstance(rng, (int,)):
@@ -179,6 +197,9 @@ class Model:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        rp = cls.__dict__.get("random_points")
+        if rp is not None and not getattr(rp, "_contract", False):  # the contract: (n, rng)
+            cls.random_points = _random_points_n_rng(rp)
         info = cls.__dict__.get("option_info")
         if info:
             extra = {k: v for k, v in dict(cls.__dict__.get("options", {})).items() if k not in info}
