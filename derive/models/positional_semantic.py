@@ -109,6 +109,9 @@ class PositionalSemantic(Model):
              "(Cui, Behrens, Krzakala, Zdeborová 2024)")
     paper = "arXiv:2402.03902; NeurIPS 2024; JSTAT 2025"
     parameters = (ALPHA, OMEGA, SIGMA, LAM)
+    #: the model contract (derive/model.py): no 50-digit pipeline, and why
+    mp_unavailable = ("the saddle point averages a multi-start prox (a global minimisation) over "
+                      "quadrature nodes; every generated kernel is checked against mpmath instead")
     symbol_names = SYMBOL_NAMES
     observables = ("q", "m", "v", "theta", "qhat", "mhat", "vhat", "thetahat", "mse", "phi",
                    "free_energy", "train_loss", "mse_linear", "branch", "stability")

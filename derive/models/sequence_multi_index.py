@@ -97,6 +97,9 @@ class SequenceMultiIndex(Model):
              "(Troiani, Cui, Dandi, Krzakala, Zdeborová 2025)")
     paper = "arXiv:2502.00901 (ICML 2025)"
     parameters = (SKIP,)
+    #: the model contract (derive/model.py): no 50-digit pipeline, and why
+    mp_unavailable = ("thresholds come from state-evolution fixed points with quadrature over the "
+                      "channel and a bisection; every generated kernel is checked against mpmath instead")
     symbol_names = SYMBOL_NAMES
     observables = ("alpha2", "alpha1", "alpha1_err", "alpha1_from_zero")
     option_info = declare(
