@@ -47,8 +47,15 @@ def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None 
         return sweep(name, store=store, backend=backend if isinstance(backend, str) else backend.name,
                      chunk=None if chunk == CHUNK else chunk, client=client,
                      continuation=continuation, starts=starts, progress=progress, **params)
+    if time_limit is not None and not (isinstance(time_limit, (int, float)) and not isinstance(time_limit, bool)
+                                       and 0 < float(time_limit) < float("inf")):
+        raise ValueError(f"time_limit must be None or a positive number of seconds, got {time_limit!r}")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     model = models.get(name)
     be = get_backend(backend)
+    if "progress" in model.options and progress is not None:  # the model's own progress option
+        params.setdefault("progress", progress)
     opts = model.validate_options({k: params.pop(k) for k in list(params) if k in model.options})
     checked = model.validate(params)
     dims = [k for k in params if np.ndim(params[k]) >= 1]
@@ -81,6 +88,9 @@ def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None 
     ds["converged"] = ds["converged"].astype(bool)
     ds["status"] = ds["status"].astype(np.int8)
     annotate(ds, model)  # CF attributes: long_name, symbol, units; status flag_values/meanings
+    for k, ob in model.observable_info.items():  # declared, but not computed with these options
+        if k in ds.data_vars and not ob.is_computed(opts):
+            ds[k].attrs["comment"] = "not computed with these options (NaN)"
     ds.attrs.update(
         model=model.name,
         title=model.title,
@@ -98,4 +108,6 @@ def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None 
             ds.attrs[k] = float(v)
     for k, v in opts.items():
         ds.attrs[f"option_{k}"] = v if isinstance(v, (int, float, str)) else repr(v)
+    if time_limit is not None:
+        ds.attrs["time_limit_seconds_per_chunk"] = float(time_limit)
     return ds
