@@ -177,7 +177,8 @@ class PositionalSemantic(Model):
         Observable("free_energy", "free energy, -Phi", "f", "1"),
         Observable("train_loss", "training loss", r"\epsilon_t", "1", 0.0),
         Observable("mse_linear", "test error of the linear (dense) baseline", r"\mathrm{mse}_{\rm lin}", "1", 0.0),
-        Observable("branch", "fixed point: 0 positional, 1 semantic, 2 agnostic, 3 mixed", "", "1", 0.0, 3.0),
+        Observable("branch", "fixed point: 0 positional, 1 semantic, 2 agnostic, 3 mixed", r"\mathrm{branch}",
+                   "1", 0.0, 3.0),
         Observable("stability", "leading eigenvalue of the Jacobian of the undamped map (real part)",
                    r"\lambda_{\max}", "1", optional=True, computed=lambda o: bool(o.get("stability"))),
     )
