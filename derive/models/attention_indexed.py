@@ -42,7 +42,7 @@ import numpy as np
 import sympy as sp
 
 from numerics.backend import Backend
-from numerics.fixed_point import solve_fixed_point
+from numerics.state_evolution import solve_two_stage
 from numerics.quadrature import graded_gauss_legendre, tensor_rule_2d
 from numerics.results import Status
 
@@ -445,7 +445,8 @@ class AttentionIndexed(Model):
             raise ValueError(f"option 'tol' must be in (0, 1e-3), got {opts['tol']!r}")
         return opts
 
-    def rie_error(self, delta_eff: np.ndarray, rho_v: np.ndarray) -> np.ndarray:
+    def rie_error(self, delta_eff: np.ndarray, rho_v: np.ndarray, n_nodes: int = 32,
+                  tol: float | None = 1e-11) -> np.ndarray:
         """mmse_RIE of √ρ·MP(1/ρ) at noise Δ: the quadratic network's RIE through the ρ map;
         Δ = ∞ (no information) gives the uninformed error."""
         from . import get
@@ -457,7 +458,8 @@ class AttentionIndexed(Model):
         m_ewq = np.array(np.broadcast_to(mp_["m_0"], d_v.shape), dtype=float)   # Δ = ∞
         if fin.any():
             m_ewq[fin] = ewq.mmse_rie(np.asarray(mp_["Delta_ewq"])[fin],
-                                      np.broadcast_to(mp_["kappa_ewq"], d_v.shape)[fin])
+                                      np.broadcast_to(mp_["kappa_ewq"], d_v.shape)[fin],
+                                      n_nodes=n_nodes, tol=tol)
         return np.asarray(self.kernel("prior")(np, None, r_v, m_ewq)["m_new"], float)
 
     def hardmax_information(self, q_v: np.ndarray, V_v: np.ndarray, derivative: str = "correct",
@@ -480,14 +482,19 @@ class AttentionIndexed(Model):
         return out
 
     def se_map(self, m_v: np.ndarray, a: np.ndarray, Tv: np.ndarray, r: np.ndarray,
-               activation: str, derivative: str, panels: int, nodes: int) -> tuple[np.ndarray, np.ndarray]:
-        """One undamped step m ↦ mmse_RIE(1/q̂(m)); returns (new m, q̂)."""
+               activation: str, derivative: str, panels: int, nodes: int, coarse: bool = False
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """One undamped step m ↦ mmse_RIE(1/q̂(m)); returns (new m, q̂). ``coarse``: cheap
+        quadratures (the first stage of :func:`numerics.state_evolution.solve_two_stage`)."""
         if activation == "softmax":
             ch = self.kernel("softmax_channel")(np, None, a, Tv, m_v)
         else:
             ob = self.kernel("observables")(np, None, r, m_v)
-            Ev = self.hardmax_information(ob["q"], ob["V"], derivative, panels, nodes)
+            Ev = self.hardmax_information(ob["q"], ob["V"], derivative,
+                                          *((6, 4) if coarse else (panels, nodes)))
             ch = self.kernel("hardmax_channel")(np, None, a, Ev)
+        if coarse:
+            return self.rie_error(ch["Delta_eff"], r, 16, None), np.asarray(ch["qhat"], float)
         return self.rie_error(ch["Delta_eff"], r), np.asarray(ch["qhat"], float)
 
     def random_states(self, n: int, rng: Any) -> np.ndarray:
@@ -509,9 +516,10 @@ class AttentionIndexed(Model):
         x0 = parse_init(init, np.ones((n, 1)), domain=lambda s: s[:, 0] > 0)
         q0 = np.asarray(self.kernel("observables")(np, None, r, np.zeros(n))["Q_0"], float)
 
-        def F(xv: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        def F(xv: np.ndarray, idx: np.ndarray, coarse: bool = False) -> np.ndarray:
             mm = np.clip(xv[:, 0], 1e-300, q0[idx])
-            return self.se_map(mm, a[idx], Tv[idx], r[idx], activation, derivative, panels, nodes)[0][:, None]
+            return self.se_map(mm, a[idx], Tv[idx], r[idx], activation, derivative, panels, nodes,
+                               coarse)[0][:, None]
 
         mm = np.full(n, np.nan)
         conv = np.zeros(n, bool)
@@ -524,9 +532,15 @@ class AttentionIndexed(Model):
             def Fs(xv: np.ndarray, idx: np.ndarray) -> np.ndarray:
                 return F(xv, sel[idx])
 
+            def Fc(xv: np.ndarray, idx: np.ndarray) -> np.ndarray:
+                return F(xv, sel[idx], True)
+
+            # two stages (shared driver): cheap quadratures to 1e-7, then the accurate map to tol;
+            # convergence is judged on the accurate map's undamped residual only
             with np.errstate(all="ignore"):
-                res = solve_fixed_point(Fs, x0[sel], damping=0.5, anderson=3, tol=tol, maxiter=maxiter,
-                                        project=lambda xv, idx: (xv[:, 0] > 0) & (xv[:, 0] < q0[sel[idx]]))
+                res = solve_two_stage(Fs, Fc, x0[sel], tol=tol, coarse_tol=1e-7, maxiter=maxiter,
+                                      damping=0.5, anderson=3,
+                                      project=lambda xv, idx: (xv[:, 0] > 0) & (xv[:, 0] < q0[sel[idx]]))
             conv[sel] = res.converged
             mm[sel] = np.where(res.converged, res.x[:, 0], np.nan)
             resid[sel] = res.residual
@@ -543,21 +557,35 @@ class AttentionIndexed(Model):
                "converged": conv, "residual": resid, "iterations": iters, "status": status}
         return {k: be.asarray(v) for k, v in out.items()}
 
+    mp_unavailable = ("the SE needs the numeric RIE density quadrature; the generated kernels are "
+                      "checked against their mpmath versions instead (verify_kernels), the threshold "
+                      "and the Nishimori identity at 50 digits")
+
     def evaluate_mp(self, point: Mapping[str, Any], dps: int = 50) -> dict[str, Any]:
-        raise NotImplementedError("the SE needs the numeric RIE density quadrature; the generated "
-                                  "kernels are checked against their mpmath versions instead "
-                                  "(verify_kernels), the threshold and Nishimori identity at 50 digits")
+        raise NotImplementedError(self.mp_unavailable)
 
     def alpha_pr(self, T: Any, rho: Any) -> np.ndarray:
         """Softmax perfect-recovery threshold (2ρ − ρ²)/(T² + T − 2) (ρ < 1), 1/(T² + T − 2)."""
         return np.asarray(self.kernel("alpha_pr")(np, None, np.asarray(T, float),
                                                    np.asarray(rho, float))["alpha_PR"], float)
 
-    def simulate(self, **kwargs: Any) -> Any:
-        """Finite-d GAMP-RIE (independent of this module): :func:`numerics.amp.attention_indexed.run`."""
+    def simulate(self, *, d: int = 60, trials: int = 2, seed: int = 0, backend: str = "numpy",
+                 alpha: float, T: float, rho: float, activation: str = "softmax",
+                 derivative: str = "correct", n_iter: int = 40) -> Any:
+        """Finite-d GAMP-RIE (independent of this module, :func:`numerics.amp.attention_indexed.run`)
+        on ``trials`` instances (seeds ``seed, seed + 1, …``): the mean and standard error of
+        ‖Ŝ − S*‖²_F/d as ``mmse``."""
         from numerics.amp.attention_indexed import run
 
-        return run(**kwargs)
+        from ..model import SimulationResult
+
+        if backend != "numpy":
+            raise ValueError("the GAMP-RIE simulator runs on NumPy only")
+        self._check_activation(activation, derivative)
+        r = run(d=int(d), alpha=float(alpha), rho=float(rho), T=int(T), activation=activation,
+                derivative=derivative, seeds=range(int(seed), int(seed) + int(trials)), n_iter=n_iter)
+        return SimulationResult(self.name, {"alpha": float(alpha), "T": float(T), "rho": float(rho)},
+                                {"mmse": r["mean"]}, {"mmse": r["sem"]}, int(d), int(trials), int(seed))
 
 
 class _AuthorsPhi2(BivariateNormalCDF):
