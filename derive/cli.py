@@ -496,7 +496,9 @@ def plot(file: Path,
                                   "most 10 values, else a heat map)"),
          sel: Optional[list[str]] = typer.Option(
              None, "--sel", help="fix a further dimension: --sel kappa=inf (default: its first value)"),
-         logy: bool = typer.Option(False, "--logy", help="log scale for the observable"),
+         logy: Optional[bool] = typer.Option(
+             None, "--logy/--linear", help="log or linear scale for the observable (default: log when "
+                                           "its values are positive and span over two decades)"),
          output: Optional[Path] = typer.Option(
              None, "-o", "--output", help="figure file, .png, .pdf or .svg (default: FILE with .png)")) -> None:
     """Draw FILE (a .nc from `solve -o` or a .zarr sweep store): lines over one grid dimension, one

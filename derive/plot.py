@@ -272,7 +272,15 @@ def _finite_axis(c: np.ndarray) -> tuple[np.ndarray, str]:
     return np.flatnonzero(ok), note
 
 
-def _draw_lines(ax: Any, ds: Any, var: str, x: str, hue: str | None, logy: bool) -> int:
+def wide_positive(values: Any) -> bool:
+    """Finite values all positive and spanning more than two decades (a pole, a power law):
+    drawn on a log scale unless asked otherwise."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return bool(v.size > 1 and np.all(v > 0) and v.max() / v.min() > 100.0)
+
+
+def _draw_lines(ax: Any, ds: Any, var: str, x: str, hue: str | None, logy: bool | None) -> int:
     """Lines of ``var`` over ``x``, one per ``hue`` value; returns the non-converged count."""
     import matplotlib as mpl
     from matplotlib.lines import Line2D
@@ -319,7 +327,7 @@ def _draw_lines(ax: Any, ds: Any, var: str, x: str, hue: str | None, logy: bool)
                     transform=ax.get_xaxis_transform(), clip_on=False)
     if is_geometric(ds[x].values):
         ax.set_xscale("log")
-    if logy:
+    if logy or (logy is None and wide_positive(da.values)):
         ax.set_yscale("log")
     ax.set_ylabel(_label(da, var, wrap=30))
     ax.grid(True, alpha=0.3)
@@ -339,7 +347,7 @@ def _draw_lines(ax: Any, ds: Any, var: str, x: str, hue: str | None, logy: bool)
     return bad_total
 
 
-def _draw_map(fig: Any, ax: Any, ds: Any, var: str, x: str, y: str, logz: bool) -> int:
+def _draw_map(fig: Any, ax: Any, ds: Any, var: str, x: str, y: str, logz: bool | None) -> int:
     """Heat map of ``var`` over ``x`` × ``y`` with non-converged cells hatched."""
     import matplotlib as mpl
     from matplotlib.collections import PolyCollection
@@ -356,7 +364,7 @@ def _draw_map(fig: Any, ax: Any, ds: Any, var: str, x: str, y: str, logz: bool) 
     xe, ye = _edges(xv, lx), _edges(yv, ly)
     cmap = mpl.colormaps["viridis"].with_extremes(bad="0.85")
     norm = None
-    if logz and np.any(z > 0):
+    if (logz or (logz is None and wide_positive(z))) and np.any(z > 0):
         norm = mpl.colors.LogNorm(vmin=np.nanmin(z[z > 0]), vmax=np.nanmax(z[z > 0]))
     mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm, shading="flat")
     cb = fig.colorbar(mesh, ax=ax)
@@ -392,14 +400,14 @@ def _draw_map(fig: Any, ax: Any, ds: Any, var: str, x: str, y: str, logz: bool) 
 
 def plot(ds: Any, var: Sequence[str] | str | None = None, *, x: str | None = None,
          hue: str | None = None, kind: str | None = None, sel: Mapping[str, Any] | None = None,
-         logy: bool = False, title: str | None = None) -> Any:
+         logy: bool | None = None, title: str | None = None) -> Any:
     """A figure of ``ds`` (one panel per variable in ``var``; default: the first observable).
 
     ``x``: the dimension along the horizontal axis (default: the longest numeric one); ``hue``:
     one line per value of this dimension (``kind="line"``), or the vertical axis of a heat map
     (``kind="map"``; the default when the second dimension has more than :data:`MAX_LINES`
     values); ``sel``: values of further dimensions (default: their first); ``logy``: log scale
-    for the observable. Returns a ``matplotlib.figure.Figure`` (not shown, not saved)."""
+    for the observable (default: when its values are positive and span over two decades). Returns a ``matplotlib.figure.Figure`` (not shown, not saved)."""
     from matplotlib.figure import Figure
 
     names = choose_variables(ds, var)
