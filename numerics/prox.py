@@ -90,11 +90,12 @@ def newton_minimize(fgh: FGH, x0: Any, *, gtol: float = 1e-10, maxiter: int = 50
         accepted = xp.zeros(active.size, dtype=bool)
         xn = xa.copy()
         fn = fa.copy()
+        gn_, Hn_ = g[active], H[active]  # kept where no step is accepted
         todo = xp.arange(active.size)
         for _ in range(max_halvings):
             cand = xa[todo] + t[todo, None] * p[todo]
             with np.errstate(over="ignore", invalid="ignore"):
-                fc, _, _ = fgh(cand, base[active[todo]])
+                fc, gc, Hc = fgh(cand, base[active[todo]])
             # Armijo, with room for round-off in f near the minimum (else the last
             # quadratic steps are rejected and Newton degrades to halvings)
             slack = 8 * np.finfo(float).eps * xp.maximum(1.0, xp.abs(fa[todo]))
@@ -102,6 +103,8 @@ def newton_minimize(fgh: FGH, x0: Any, *, gtol: float = 1e-10, maxiter: int = 50
             sel = todo[ok]
             xn[sel] = cand[ok]
             fn[sel] = fc[ok]
+            gn_[sel] = gc[ok]  # the accepted trial's gradient and Hessian: no second evaluation
+            Hn_[sel] = Hc[ok]
             accepted[sel] = True
             todo = todo[~ok]
             if todo.size == 0:
@@ -110,8 +113,8 @@ def newton_minimize(fgh: FGH, x0: Any, *, gtol: float = 1e-10, maxiter: int = 50
         # rows where no decrease was possible sit at a minimum to round-off: stop them
         stalled = active[~accepted]
         x[active] = xn
-        fa2, ga2, Ha2 = fgh(x[active], base[active])
-        f[active], g[active], H[active] = fa2, ga2, Ha2
+        ga2 = gn_
+        f[active], g[active], H[active] = fn, gn_, Hn_
         gn[active] = xp.max(xp.abs(ga2), axis=1)
         iterations[active] = it
         done = gn[active] <= gtol

@@ -52,18 +52,13 @@ from typing import Any, Mapping
 import numpy as np
 import sympy as sp
 
-from numerics.backend import Backend
-from numerics.fixed_point import solve_fixed_point
-from numerics.phases import jacobian_fd, stability
-from numerics.progress import progress_bar
-from numerics.prox import minimize_multistart
-from numerics.quadrature import Rule, gauss_hermite, sobol_normal
-from numerics.results import Status
+from numerics.quadrature import Rule
+from numerics.saddle import SaddleProblem
 
 from ..codegen import Program, Sigmoid, generate
 from ..params import Parameter, nonnegative, positive, unit_interval
 
-__all__ = ["GeneralLR", "GeneralSolver", "default_encodings", "default_A", "GENERAL_BRANCHES"]
+__all__ = ["GeneralLR", "general_problem", "general_outputs", "default_encodings", "default_A", "GENERAL_BRANCHES"]
 
 alpha, omega, sigma, lam = (Parameter(n, d, n, "").symbol for n, d in
                             (("alpha", positive), ("omega", unit_interval), ("sigma", positive),
@@ -317,6 +312,8 @@ class GeneralLR:
                 new.append((sp.Symbol(f"new_{s}", real=True), e))
         E_in = tuple(_upper(Eq)) + tuple(_flat(Em)) + tuple(_flat(Eth)) + tuple(_flat(EV))
         phi = sp.Symbol("phi", real=True)
+        ETs = [sp.Symbol(f"E{t}", real=True) for t in Ts]
+        ETT, mse_lin = sp.symbols("ETT mse_linear", real=True)
         hat_out = tuple(lhs for lhs, _ in hat_assign)
         hat_in = tuple(_upper(S["qh"]) + _flat(S["mh"]) + _upper(S["Vh"]) + _flat(S["thh"]))
         return {
@@ -345,6 +342,10 @@ class GeneralLR:
             "mse_integrand": Program(
                 "mse_integrand_general", tuple(hs) + (sigma,) + tuple(Ts), ((imse, self.loss(S["h"])),), (imse,),
                 "test-error integrand"),
+            "baseline": Program(
+                "baseline_general", tuple(ETs) + (ETT, sigma),
+                ((mse_lin, sigma**2 * (ETT - sum(e**2 for e in ETs))),), (mse_lin,),
+                "MSE of the best dense linear positional map Ŵ = E T (θ = 0, t ~ N(0, ρ I))"),
         }
 
     def envelope_program(self) -> Program:
@@ -440,264 +441,139 @@ def branch_init(spec: GeneralLR, branch: str) -> tuple[np.ndarray, list[int]]:
     return x, pins
 
 
-class GeneralSolver:
-    """Batched pipeline for general (L, r): symmetrized QMC over (ξ, w) ∈ R^{L(r+r*)}, one batched
-    multistart Newton prox over x ∈ R^{L×r} per node and point, Anderson-accelerated fixed point
-    on the undamped residual of all free state entries (gauge-pinned ones are held at 0 and their
-    map value is reported as ``gauge_residual``)."""
+def general_problem(spec: GeneralLR, p: Mapping[str, Any], o: Mapping[str, Any], xp: Any,
+                    sp_: Any) -> SaddleProblem:
+    """The general-(L, r) kernels wrapped as the driver's callables (argument order only): symmetrized
+    QMC over (ξ, w) ∈ R^{L(r+r*)}, a deterministic multistart prox over x ∈ R^{L×r} from h with each
+    column's sign flipped (S(x) is invariant under x[:, j] → −x[:, j]: 2^r mirror wells)."""
+    L, r, rs = spec.L, spec.r, spec.rs
+    k = {nm: spec.kernel(nm) for nm in ("channel", "prox_fgh", "hat_integrands", "update", "free_energy",
+                                         "mse_integrand")}
+    A = np.asarray(o["A"], dtype=float).reshape(-1)
+    nq, nm_, nth = r * (r + 1) // 2, spec.k * r, r * rs
+    nx = L * r
+    pairs = [(i, j) for i in range(nx) for j in range(i, nx)]
+    names = spec.state_names
+    S = spec.S
 
-    def __init__(self, spec: GeneralLR, params: Mapping[str, Any], backend: Backend,
-                 o: Mapping[str, Any]) -> None:
-        self.spec, self.be, self.xp, self.o = spec, backend, backend.xp, o
-        xp = self.xp
-        self.p = {k: xp.asarray(v, dtype=float).reshape(-1) for k, v in params.items()}
-        self.n = int(self.p["alpha"].shape[0])
-        L, r, rs = spec.L, spec.r, spec.rs
-        dim = L * (r + rs)
-        group = 4 * 2 ** (r - 1)
-        if o["quadrature"] == "qmc":
-            base = sobol_normal(max(1, int(o["n_quad"]) // group), dim, seed=int(o["seed"]))
-            rule = symmetrized_rule(base, L, r, rs).to(xp)
-        else:
-            rule = gauss_hermite(int(o["n_quad"]), dim).pruned(1e-14).to(xp)
-        self.nodes, self.weights, self.N = rule.nodes, rule.weights, rule.size
-        self.A = np.asarray(o["A"], dtype=float)
-        self.k = {nm: spec.kernel(nm) for nm in
-                  ("channel", "prox_fgh", "hat_integrands", "update", "free_energy", "mse_integrand")}
-        self.nx = L * r
-        self.warm = xp.full((self.n, self.N, self.nx), xp.nan)
-        self.names = spec.state_names
-        self.nq = r * (r + 1) // 2
-        self.nm = spec.k * r
-        self.nth = r * rs
-
-    # state slices
-    def _split(self, x: Any) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
-        nq, nm, nth = self.nq, self.nm, self.nth
+    def split(x: Any) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
         cols = [x[:, i] for i in range(x.shape[1])]
-        return cols[:nq], cols[nq:nq + nm], cols[nq + nm:2 * nq + nm], cols[2 * nq + nm:2 * nq + nm + nth]
+        return cols[:nq], cols[nq:nq + nm_], cols[nq + nm_:2 * nq + nm_], cols[2 * nq + nm_:2 * nq + nm_ + nth]
 
-    def _rho(self, sig: Any) -> list[Any]:
-        rs = self.spec.rs
+    def rho(sig: Any) -> list[Any]:
         return [sig**2 if a == b else 0 * sig for a in range(rs) for b in range(a, rs)]
 
-    def _channel(self, x: Any, idx: Any) -> dict[str, Any]:
-        xp, sp_ = self.xp, self.be.special
-        P, N = idx.shape[0], self.N
-        pt = xp.repeat(idx, N)
-        nd = xp.tile(xp.arange(N), P)
-        z = self.nodes[nd]
-        rep = lambda c: xp.repeat(c, N)  # noqa: E731
-        qs, ms, Vs, ths = self._split(x)
-        sig = self.p["sigma"][pt]
-        a_in = [xp.full(P * N, a) for a in self.A.reshape(-1)]
-        c = self.k["channel"](xp, sp_, *[z[:, i] for i in range(z.shape[1])], *map(rep, qs), *map(rep, ms),
-                              *map(rep, ths), *self._rho(sig), self.p["omega"][pt], *a_in)
-        h = xp.stack([c[str(s)] for s in _flat(self.spec.S["h"])], axis=1)
-        T = [c[str(s)] for s in _flat(self.spec.S["T"])]
-        return dict(pt=pt, z=z, h=h, T=T, V=[rep(v) for v in Vs], q=[rep(v) for v in qs],
-                    th=[rep(v) for v in ths], sigma=sig)
+    def channel(xr: Any, pt: Any, z: Any) -> dict:
+        qs, ms, Vs, ths = split(xr)
+        sig = p["sigma"][pt]
+        a_in = [xp.full(xr.shape[0], a) for a in A]
+        c = k["channel"](xp, sp_, *[z[:, i] for i in range(z.shape[1])], *qs, *ms, *ths, *rho(sig),
+                         p["omega"][pt], *a_in)
+        h = xp.stack([c[str(s)] for s in _flat(S["h"])], axis=1)
+        T = [c[str(s)] for s in _flat(S["T"])]
+        return dict(h=h, T_list=T, V=Vs, q=qs, th=ths, sigma=sig)
 
-    def _prox(self, c: Mapping[str, Any], idx: Any, full: bool) -> Any:
-        xp, sp_ = self.xp, self.be.special
-        n = self.nx
-        k = self.k["prox_fgh"]
-        pairs = [(i, j) for i in range(n) for j in range(i, n)]
-
-        def fgh(x: Any, rows: Any):
-            out = k(xp, sp_, *[x[:, i] for i in range(n)], *[c["h"][rows, i] for i in range(n)],
-                    *[v[rows] for v in c["V"]], c["sigma"][rows], *[t[rows] for t in c["T"]])
-            g = xp.stack([out[f"g_{i}"] for i in range(n)], axis=1)
-            H = xp.empty((x.shape[0], n, n))
-            for (i, j) in pairs:
-                H[:, i, j] = out[f"H_{i}_{j}"]
-                H[:, j, i] = out[f"H_{i}_{j}"]
-            f = xp.asarray(out["M"], dtype=float) + 0.0 * x[:, 0]
-            # far trial points of the line search can overflow exp() in the L > 2 softmax
-            # derivatives (inf/inf): report them as f = inf, so the search rejects them
-            bad = ~(xp.isfinite(f) & xp.all(xp.isfinite(g), axis=1) & xp.all(xp.isfinite(H), axis=(1, 2)))
-            if bool(xp.any(bad)):
-                f = xp.where(bad, xp.inf, f)
-                g[bad] = 0.0
-                H[bad] = xp.eye(n)[None]
-            return f, g, H
-
-        h = c["h"]
-        warm = self.warm[idx].reshape(-1, n)
-        have_warm = bool(xp.all(xp.isfinite(warm)))
-        starts = [h] if (have_warm and not full) else [h, xp.zeros_like(h)]
-        if have_warm:
-            starts.append(warm)
-        res, distinct = minimize_multistart(fgh, starts, gtol=1e-13, maxiter=60, xp=xp)
-        self.warm[idx] = res.x.reshape(idx.shape[0], self.N, n)
-        return res
-
-    def hats_and_map(self, x: Any, idx: Any, final: bool = False) -> dict[str, Any]:
-        """The undamped map at points ``idx`` (and every observable with ``final``). exp() may
-        overflow in the L > 2 softmax, 1/(… + inf) = 0 being the right limit: not warned about."""
+    def fgh(y: Any, c: Mapping[str, Any], rows: Any):
         with np.errstate(over="ignore"):
-            return self._hats_and_map(x, idx, final)
+            out = k["prox_fgh"](xp, sp_, *[y[:, i] for i in range(nx)], *[c["h"][rows, i] for i in range(nx)],
+                                *[v[rows] for v in c["V"]], c["sigma"][rows], *[t[rows] for t in c["T_list"]])
+        g = xp.stack([out[f"g_{i}"] for i in range(nx)], axis=1)
+        H = xp.empty((y.shape[0], nx, nx))
+        for (i, j) in pairs:
+            H[:, i, j] = out[f"H_{i}_{j}"]
+            H[:, j, i] = out[f"H_{i}_{j}"]
+        f = xp.asarray(out["M"], dtype=float) + 0.0 * y[:, 0]
+        # far trial points of the line search can overflow exp() in the L > 2 softmax
+        # derivatives (inf/inf): report them as f = inf, so the search rejects them
+        bad = ~(xp.isfinite(f) & xp.all(xp.isfinite(g), axis=1) & xp.all(xp.isfinite(H), axis=(1, 2)))
+        if bool(xp.any(bad)):
+            f = xp.where(bad, xp.inf, f)
+            g[bad] = 0.0
+            H[bad] = xp.eye(nx)[None]
+        return f, g, H
 
-    def _hats_and_map(self, x: Any, idx: Any, final: bool = False) -> dict[str, Any]:
-        xp, sp_ = self.xp, self.be.special
-        spec = self.spec
-        c = self._channel(x, idx)
-        res = self._prox(c, idx, full=final)
-        z = c["z"]
-        qs, ms, Vs, ths = self._split(x)
-        P, N = idx.shape[0], self.N
-        I = self.k["hat_integrands"](xp, sp_, *[res.x[:, i] for i in range(self.nx)],
-                                     *[c["h"][:, i] for i in range(self.nx)], *[z[:, i] for i in range(z.shape[1])],
-                                     *c["q"], *c["V"], *c["th"], *self._rho(c["sigma"]), c["sigma"], *c["T"])
-        E = {kk: (v.reshape(P, N) * self.weights[None, :]).sum(axis=1) for kk, v in I.items()}
-        S = spec.S
-        r = spec.r
+    def integrands(y: Any, c: Mapping[str, Any], z: Any, xr: Any, pt: Any) -> dict:
+        with np.errstate(over="ignore"):
+            I = dict(k["hat_integrands"](xp, sp_, *[y[:, i] for i in range(nx)], *[c["h"][:, i] for i in range(nx)],
+                                         *[z[:, i] for i in range(z.shape[1])], *c["q"], *c["V"], *c["th"],
+                                         *rho(c["sigma"]), c["sigma"], *c["T_list"]))
+            I["i_mse"] = k["mse_integrand"](xp, sp_, *[c["h"][:, i] for i in range(nx)], c["sigma"],
+                                            *c["T_list"])["i_mse"]
+        return I
+
+    def update(E: Mapping[str, Any], x: Any, idx: Any) -> dict:
+        qs, ms, Vs, ths = split(x)
         Ein = ([E[f"i_qhat_{a + 1}{b + 1}"] for a in range(r) for b in range(a, r)]
                + [E[f"i_mhat_{j + 1}_{a + 1}"] for j in range(spec.k) for a in range(r)]
-               + [E[f"i_thetahat_{a + 1}_{e + 1}"] for a in range(r) for e in range(spec.rs)]
+               + [E[f"i_thetahat_{a + 1}_{e + 1}"] for a in range(r) for e in range(rs)]
                + [E[f"i_vhat_{a + 1}_{b + 1}"] for a in range(r) for b in range(r)])
-        sig = self.p["sigma"][idx]
-        u = self.k["update"](xp, sp_, self.p["alpha"][idx], *Ein, *qs, *ths, sig, *self._rho(sig),
-                             self.p["lam"][idx])
-        fx = xp.stack([u[f"new_{nm}"] for nm in self.names], axis=1)
-        out = {"map": fx, "prox_ok": res.converged.reshape(P, N).all(axis=1)}
-        if final:
-            hat_in = [u[str(s)] for s in _upper(S["qh"]) + _flat(S["mh"]) + _upper(S["Vh"]) + _flat(S["thh"])]
-            f = self.k["free_energy"](xp, sp_, *qs, *ms, *Vs, *ths, *hat_in, sig, *self._rho(sig),
-                                      self.p["lam"][idx], self.p["alpha"][idx], E["i_M"])
-            mi = self.k["mse_integrand"](xp, sp_, *[c["h"][:, i] for i in range(self.nx)], c["sigma"], *c["T"])
-            out.update(phi=f["phi"], train_loss=E["i_loss"],
-                       mse=(mi["i_mse"].reshape(P, N) * self.weights[None, :]).sum(axis=1),
-                       hats={str(s): u[str(s)] for s in hat_in_syms(S)})
+        sig = p["sigma"][idx]
+        u = k["update"](xp, sp_, p["alpha"][idx], *Ein, *qs, *ths, sig, *rho(sig), p["lam"][idx])
+        hat_in = [u[str(s)] for s in hat_in_syms(S)]
+        f = k["free_energy"](xp, sp_, *qs, *ms, *Vs, *ths, *hat_in, sig, *rho(sig), p["lam"][idx],
+                             p["alpha"][idx], E["i_M"])
+        out = {"map": xp.stack([u[f"new_{nm}"] for nm in names], axis=1), "phi": f["phi"],
+               "mse": E["i_mse"], "train_loss": E["i_loss"]}
+        out.update({str(s): u[str(s)] for s in hat_in_syms(S)})
         return out
 
-    def baseline(self, n_gh: int = 48) -> Any:
-        """MSE of the best dense linear positional map Ŵ = E T (θ = 0; t ~ N(0, ρ I))."""
-        xp, sp_ = self.xp, self.be.special
-        spec = self.spec
-        L, r, rs = spec.L, spec.r, spec.rs
-        rule = gauss_hermite(n_gh if L * rs <= 2 else 8, L * rs).pruned(1e-14).to(xp)
-        P, N = self.n, rule.size
-        pt = xp.repeat(xp.arange(P), N)
-        sig = self.p["sigma"][pt]
-        zero = xp.zeros(P * N)
-        one = xp.ones(P * N)
-        xi = [zero] * (L * r)
-        w = [xp.tile(rule.nodes[:, i], P) for i in range(L * rs)]
-        qs = [one if a == b else zero for a in range(r) for b in range(a, r)]
-        c = self.k["channel"](xp, sp_, *xi, *w, *qs, *([zero] * (spec.k * r)), *([zero] * (r * rs)),
-                              *self._rho(sig), self.p["omega"][pt], *[xp.full(P * N, a) for a in self.A.reshape(-1)])
-        W = rule.weights[None, :]
-        Ts = [c[str(s)].reshape(P, N) for s in _flat(spec.S["T"])]
-        ET = [(t * W).sum(axis=1) for t in Ts]
-        ETT = sum((t**2 * W).sum(axis=1) for t in Ts)
-        return self.p["sigma"] ** 2 * (ETT - sum(e**2 for e in ET))
-
-    def solve(self, branch: str) -> dict[str, Any]:
-        xp, o = self.xp, self.o
-        spec = self.spec
-        x_def, pins = branch_init(spec, branch)
-        K = len(self.names)
-        x0 = xp.tile(xp.asarray(x_def)[None, :], (self.n, 1))
-        init = o.get("init")
-        if init is not None:
-            arr = np.asarray(init, dtype=float)
-            if arr.ndim == 1:
-                arr = np.tile(arr[None, :], (self.n, 1))
-            if arr.shape != (self.n, K):
-                raise ValueError(f"option 'init' must have length {K} or shape (n_points, {K}) with the "
-                                 f"state {self.names}; got shape {arr.shape}")
-            good = np.all(np.isfinite(arr), axis=1)
-            x0[xp.asarray(good)] = xp.asarray(arr[good])
-        pins_a = np.array(pins, dtype=int)
-        if pins:
-            x0[:, pins_a] = 0.0
-        r = spec.r
-        iu = np.triu_indices(r)
-
-        def mats(x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            xn = np.asarray(x)
-            n = xn.shape[0]
-            q = np.zeros((n, r, r))
-            V = np.zeros((n, r, r))
-            q[:, iu[0], iu[1]] = xn[:, :self.nq]
-            q[:, iu[1], iu[0]] = xn[:, :self.nq]
-            V[:, iu[0], iu[1]] = xn[:, self.nq + self.nm:2 * self.nq + self.nm]
-            V[:, iu[1], iu[0]] = xn[:, self.nq + self.nm:2 * self.nq + self.nm]
-            th = xn[:, 2 * self.nq + self.nm:].reshape(n, r, spec.rs)
-            return q, V, th
-
-        sig2 = np.asarray(self.p["sigma"]) ** 2
-
-        def inside(x: Any, idx: Any) -> Any:
-            q, V, th = mats(x)
-            with np.errstate(invalid="ignore"):
-                ok = (np.linalg.eigvalsh(q)[:, 0] > 0) & (np.linalg.eigvalsh(V)[:, 0] > 0)
-                qi = np.linalg.inv(np.where(ok[:, None, None], q, np.eye(r)))
-                Bs = sig2[np.asarray(idx)][:, None, None] * np.eye(spec.rs) - np.einsum("nae,nab,nbf->nef", th, qi, th)
-                ok &= np.linalg.eigvalsh(Bs)[:, 0] > 0
-            return xp.asarray(ok)
-
-        def F(x: Any, idx: Any) -> Any:
-            out = self.hats_and_map(x, idx)
-            fx = out["map"]
-            if pins:
-                fx[:, pins_a] = 0.0
-            fx[~out["prox_ok"]] = xp.nan
-            return fx
-
-        bar = progress_bar(total=int(o["maxiter"]), desc=f"positional-semantic L={spec.L} r={r} [{branch}]",
-                           unit="it", enabled=bool(o["progress"]), leave=False)
-
-        def cb(it: int, active: Any, res: Any) -> None:
-            bar.update(1)
-
-        fp = solve_fixed_point(F, x0, damping=float(o["damping"]), anderson=int(o["anderson"]),
-                               tol=float(o["tol"]), maxiter=int(o["maxiter"]), xp=xp, project=inside,
-                               names=self.names, callback=cb)
-        bar.close()
-        idx = xp.arange(self.n)
-        fin = self.hats_and_map(fp.x, idx, final=True)
-        fmap = fin["map"]
-        free = np.setdiff1d(np.arange(K), pins_a)
-        rel = xp.abs(fmap - fp.x) / xp.maximum(1.0, xp.abs(fp.x))
-        res_full = xp.max(rel[:, free], axis=1)
-        gauge_res = xp.max(rel[:, pins_a], axis=1) if pins else xp.zeros(self.n)
-        ok = res_full <= float(o["tol"])
-        fp.status[fp.converged & ~ok] = int(Status.MAXITER)
-        fp.converged = fp.converged & ok
-        fp.residual = xp.where(xp.isfinite(res_full), xp.maximum(fp.residual, res_full), fp.residual)
-        X = canonical_signs(spec, np.asarray(fp.x))
-        out = {nm: xp.asarray(X[:, i]) for i, nm in enumerate(self.names)}
-        q, V, th = mats(X)
-        mm = X[:, self.nq:self.nq + self.nm]
-        out.update(q=xp.asarray(np.trace(q, axis1=1, axis2=2)), v=xp.asarray(np.trace(V, axis1=1, axis2=2)),
-                   m=xp.asarray(np.sqrt((mm**2).sum(1))), theta=xp.asarray(np.sqrt((th**2).sum((1, 2)))))
-        qe = np.linalg.eigvalsh(q)
-        out["q_eig_min"], out["q_eig_max"] = xp.asarray(qe[:, 0]), xp.asarray(qe[:, -1])
-        out.update(mse=fin["mse"], phi=fin["phi"], free_energy=-fin["phi"], train_loss=fin["train_loss"])
-        out["gauge_residual"] = gauge_res
-        out["mse_linear"] = self.baseline()
-        out["branch"] = xp.full(self.n, GENERAL_BRANCHES.index(branch), dtype=np.int8)
-        if o["stability"]:
-            def Fs(x: Any, i: Any) -> Any:
-                fx = self.hats_and_map(x, i)["map"]
-                return fx[:, free]
-
-            def Fr(xr: Any, i: Any) -> Any:
-                xf = xp.zeros((xr.shape[0], K))
-                xf[:, free] = xr
-                return Fs(xf, i)
-            J = jacobian_fd(Fr, fp.x[:, free], idx, rel_step=1e-5, xp=xp)
-            out["stability"], _ = stability(J, xp)
-        else:
-            out["stability"] = xp.full(self.n, xp.nan)
-        conv = fp.converged
-        for kk in list(out):
-            if kk not in ("branch", "mse_linear"):
-                out[kk] = xp.where(conv, out[kk], xp.nan)
-        out.update(converged=conv, residual=fp.residual, iterations=fp.iterations, status=fp.status)
+    def starts(c: Mapping[str, Any]) -> list:
+        h = c["h"]
+        out = []
+        for signs in range(2**r):
+            s = np.array([-1.0 if (signs >> j) & 1 else 1.0 for j in range(r)])
+            out.append(h * xp.asarray(np.tile(s, L))[None, :])
         return out
+
+    sig2 = np.asarray(p["sigma"]) ** 2
+    iu = np.triu_indices(r)
+
+    def inside(x: Any, idx: Any) -> Any:
+        q, V, th = _mats(x, r, rs, nq, nm_)
+        with np.errstate(invalid="ignore"):
+            ok = (np.linalg.eigvalsh(q)[:, 0] > 0) & (np.linalg.eigvalsh(V)[:, 0] > 0)
+            qi = np.linalg.inv(np.where(ok[:, None, None], q, np.eye(r)))
+            Bs = sig2[np.asarray(idx)][:, None, None] * np.eye(rs) - np.einsum("nae,nab,nbf->nef", th, qi, th)
+            ok &= np.linalg.eigvalsh(Bs)[:, 0] > 0
+        return xp.asarray(ok)
+
+    del iu
+    return SaddleProblem(len(names), channel, fgh, integrands, update, starts, inside, (), names)
+
+
+def _mats(x: Any, r: int, rs: int, nq: int, nm: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(q, V, θ) matrices per row of the flattened state."""
+    iu = np.triu_indices(r)
+    xn = np.asarray(x)
+    n = xn.shape[0]
+    q = np.zeros((n, r, r))
+    V = np.zeros((n, r, r))
+    q[:, iu[0], iu[1]] = xn[:, :nq]
+    q[:, iu[1], iu[0]] = xn[:, :nq]
+    V[:, iu[0], iu[1]] = xn[:, nq + nm:2 * nq + nm]
+    V[:, iu[1], iu[0]] = xn[:, nq + nm:2 * nq + nm]
+    th = xn[:, 2 * nq + nm:2 * nq + nm + r * rs].reshape(n, r, rs)
+    return q, V, th
+
+
+def general_outputs(spec: GeneralLR, res: Any, X: np.ndarray, xp: Any) -> dict[str, Any]:
+    """Observables of the general model: every state entry (sign representative, see
+    :func:`canonical_signs`), the summaries q = tr q, v = tr V, m = ‖m‖, θ = ‖θ‖, the extreme
+    eigenvalues of q, mse, Φ, training loss, the gauge residual."""
+    r, rs = spec.r, spec.rs
+    nq, nm = r * (r + 1) // 2, spec.k * r
+    X = canonical_signs(spec, X)
+    out = {nm_: xp.asarray(X[:, i]) for i, nm_ in enumerate(spec.state_names)}
+    q, V, th = _mats(X, r, rs, nq, nm)
+    mm = X[:, nq:nq + nm]
+    out.update(q=xp.asarray(np.trace(q, axis1=1, axis2=2)), v=xp.asarray(np.trace(V, axis1=1, axis2=2)),
+               m=xp.asarray(np.sqrt((mm**2).sum(1))), theta=xp.asarray(np.sqrt((th**2).sum((1, 2)))))
+    qe = np.linalg.eigvalsh(q)
+    out["q_eig_min"], out["q_eig_max"] = xp.asarray(qe[:, 0]), xp.asarray(qe[:, -1])
+    out.update(mse=res.obs["mse"], phi=res.obs["phi"], free_energy=-res.obs["phi"],
+               train_loss=res.obs["train_loss"])
+    out["gauge_residual"] = res.gauge_residual
+    return out
 
 
 def hat_in_syms(S: Mapping[str, sp.Matrix]) -> list[sp.Symbol]:

@@ -28,19 +28,18 @@ import numpy as np
 import sympy as sp
 
 from numerics.backend import Backend
-from numerics.fixed_point import solve_fixed_point
-from numerics.phases import jacobian_fd, stability
 from numerics.progress import progress_bar
-from numerics.prox import minimize_multistart
-from numerics.quadrature import Rule, gauss_hermite, sobol_normal
+from numerics.quadrature import Rule, gauss_hermite
 from numerics.results import Status
+from numerics.saddle import ReplicaRule, SaddleDriver, SaddleProblem, SaddleResult, replica_rule
 
 from ..codegen import Program, Sigmoid
 from ..declarations import (Observable, Option, declare, init_option, progress_option,
                             stability_option)
 from ..model import Equation, Model
 from ..params import Domain, Parameter, nonnegative, positive, unit_interval
-from ._positional_semantic_general import GeneralLR, GeneralSolver, default_A
+from ._positional_semantic_general import (GENERAL_BRANCHES, GeneralLR, branch_init, default_A, general_outputs,
+                                          general_problem, symmetrized_rule)
 
 __all__ = ["PositionalSemantic", "BRANCHES", "BRANCH_INIT"]
 
@@ -114,7 +113,9 @@ class PositionalSemantic(Model):
                       "quadrature nodes; every generated kernel is checked against mpmath instead")
     symbol_names = SYMBOL_NAMES
     observables = ("q", "m", "v", "theta", "qhat", "mhat", "vhat", "thetahat", "mse", "phi",
-                   "free_energy", "train_loss", "mse_linear", "branch", "stability")
+                   "free_energy", "train_loss", "mse_linear", "branch", "stability",
+                   "q_err", "m_err", "v_err", "theta_err", "mse_err", "phi_err", "quad_error",
+                   "multiple_minima")
     kernel_input_ranges = {
         "q": (0.02, 1.0), "V": (1.0, 30.0), "Vstar": (0.1, 0.5), "rho": (0.25, 0.25),
         "sigma": (0.3, 1.0), "lam": (0.0, 0.1), "alpha": (0.1, 3.0), "omega": (0.0, 1.0),
@@ -127,7 +128,8 @@ class PositionalSemantic(Model):
         "r": 1,  # rank of the tied query/key (r = 2: general construction, matrix order parameters)
         "quadrature": "qmc",  # "qmc" (scrambled Sobol') or "gauss-hermite"
         "n_quad": 4096,  # QMC points (rounded up to a power of 2), or GH nodes per variable
-        "seed": 0,  # scrambling seed of the QMC rule (replicas with other seeds give the error)
+        "seed": 0,  # scrambling seed of the first QMC replica (replica j: seed + j)
+        "replicas": 4,  # independent scrambled replicas pooled; their spread gives the quadrature error
         "tol": 1e-10,  # undamped residual of the fixed point, all order parameters
         "maxiter": 400,
         "damping": 0.2,  # the undamped map has eigenvalues below -1 (it oscillates): the authors' 0.2
@@ -148,8 +150,11 @@ class PositionalSemantic(Model):
         Option("n_quad", 4096, "QMC points (>= 64, rounded up to a power of 2) or Gauss–Hermite "
                "nodes per variable (>= 6, at most 2^22 nodes in all)",
                kind="int", domain=Domain(6, 2**24, True, True, integer=True)),
-        Option("seed", 0, "scrambling seed of the QMC rule", kind="int",
+        Option("seed", 0, "scrambling seed of the first QMC replica (replica j: seed + j)", kind="int",
                domain=Domain(0, 2**63 - 1, True, True, integer=True)),
+        Option("replicas", 4, "independent scrambled QMC replicas of n_quad points each, pooled; the "
+               "quadrature error of the fixed point is their spread (linear response), 1: no estimate",
+               kind="int", domain=Domain(1, 64, True, True, integer=True)),
         Option("tol", 1e-10, "undamped residual of the fixed point (looser tolerances stop "
                "far from it)", kind="float", domain=Domain(1e-15, 1e-6, True, True)),
         Option("maxiter", 400, "iteration budget per point", kind="int",
@@ -179,6 +184,16 @@ class PositionalSemantic(Model):
         Observable("mse_linear", "test error of the linear (dense) baseline", r"\mathrm{mse}_{\rm lin}", "1", 0.0),
         Observable("branch", "fixed point: 0 positional, 1 semantic, 2 agnostic, 3 mixed", r"\mathrm{branch}",
                    "1", 0.0, 3.0),
+        Observable("q_err", "quadrature error of q (replica spread, linear response)", r"\delta q", "1", 0.0,
+                   optional=True),
+        Observable("m_err", "quadrature error of m", r"\delta m", "1", 0.0, optional=True),
+        Observable("v_err", "quadrature error of V", r"\delta V", "1", 0.0, optional=True),
+        Observable("theta_err", "quadrature error of theta", r"\delta\theta", "1", 0.0, optional=True),
+        Observable("mse_err", "quadrature error of mse", r"\delta\,\mathrm{mse}", "1", 0.0, optional=True),
+        Observable("phi_err", "quadrature error of Phi", r"\delta\Phi", "1", 0.0, optional=True),
+        Observable("quad_error", "max relative quadrature error over q, m, V, theta, mse, Phi", r"\delta_{\rm quad}", "1", 0.0,
+                   optional=True),
+        Observable("multiple_minima", "quadrature nodes whose prox has several local minima", r"n_{\rm multi}", "1", 0.0),
         Observable("stability", "leading eigenvalue of the Jacobian of the undamped map (real part)",
                    r"\lambda_{\max}", "1", optional=True, computed=lambda o: bool(o.get("stability"))),
     )
@@ -322,12 +337,42 @@ class PositionalSemantic(Model):
         return eqs
 
     # ---- programs -------------------------------------------------------------------------
+    def prox_fgh_chain(self) -> tuple[tuple[sp.Symbol, sp.Expr], ...]:
+        r"""$\mathcal M$, gradient and Hessian by the chain rule through the two softmax scores
+        $a=x_1^2-x_1x_2$, $b=x_2^2-x_1x_2$: the softmax is $S=\begin{pmatrix}\sigma(a)&\sigma(-a)\\
+        \sigma(-b)&\sigma(b)\end{pmatrix}$, so $\mathcal M=\|x-h\|^2/V+\ell(s_a,s_b)$ with
+        $s=\sigma(\cdot)$, $s'=s(1-s)$, $s''=s'(1-2s)$, and every derivative of $\ell$, $a$, $b$ taken
+        by SymPy. Two ``expit`` per node; equal to ``sp.diff`` of :attr:`moreau` (tested)."""
+        sa, sb, da, db = sp.symbols("s_a s_b ds_a ds_b", real=True)
+        La, Lb, Laa, Lab, Lbb = sp.symbols("l_a l_b l_aa l_ab l_bb", real=True)
+        a_, b_ = x1 * x1 - x1 * x2, x2 * x2 - x1 * x2
+        two = {Sigmoid(a_): sa, Sigmoid(-a_): 1 - sa, Sigmoid(b_): sb, Sigmoid(-b_): 1 - sb}
+        ell = self.loss(x1, x2).xreplace(two)
+        assert not ell.has(Sigmoid) and not ell.has(x1) and not ell.has(x2)
+        xs, hs = (x1, x2), (h1, h2)
+        assign: list[tuple[sp.Symbol, sp.Expr]] = [
+            (sa, Sigmoid(a_)), (sb, Sigmoid(b_)), (da, sa * (1 - sa)), (db, sb * (1 - sb)),
+            (La, sp.diff(ell, sa)), (Lb, sp.diff(ell, sb)), (Laa, sp.diff(ell, sa, 2)),
+            (Lab, sp.diff(ell, sa, sb)), (Lbb, sp.diff(ell, sb, 2)),
+            (Mval, sum((xv - hv) ** 2 for xv, hv in zip(xs, hs)) / V + ell)]
+        # first and second derivatives of ℓ(σ(a(x)), σ(b(x))) in x
+        ga, gb = [sp.diff(a_, v) for v in xs], [sp.diff(b_, v) for v in xs]
+        for i, gs in enumerate((g1, g2)):
+            assign.append((gs, La * da * ga[i] + Lb * db * gb[i] + 2 * (xs[i] - hs[i]) / V))
+        for (i, j), Hs in zip(((0, 0), (0, 1), (1, 1)), (H11, H12, H22)):
+            e = ((Laa * da**2 + La * da * (1 - 2 * sa)) * ga[i] * ga[j] + La * da * sp.diff(a_, xs[i], xs[j])
+                 + (Lbb * db**2 + Lb * db * (1 - 2 * sb)) * gb[i] * gb[j] + Lb * db * sp.diff(b_, xs[i], xs[j])
+                 + Lab * da * db * (ga[i] * gb[j] + ga[j] * gb[i]) + (2 / V if i == j else 0))
+            assign.append((Hs, e))
+        return tuple(assign)
+
     def programs(self) -> dict[str, Program]:
         ch = self.channel
         ch_assign = tuple((k, ch[k]) for k in (Vstar, h1, h2, T11, T12, T21, T22))
         Mx = self.moreau
         grad = [sp.diff(Mx, v) for v in (x1, x2)]
         hess = [sp.diff(grad[0], x1), sp.diff(grad[0], x2), sp.diff(grad[1], x2)]
+        fgh_assign = self.prox_fgh_chain()
         T_in = (T11, T12, T21, T22)
         hats = self.stated_hat_integrands
         ov = self.stated_overlaps
@@ -338,7 +383,7 @@ class PositionalSemantic(Model):
                 ch_assign, (Vstar, h1, h2) + T_in, "§2: pre-activations and teacher attention at (ξ, w)"),
             "prox_fgh": Program(
                 "prox_fgh", (x1, x2, h1, h2, V, sigma) + T_in,
-                ((Mval, Mx), (g1, grad[0]), (g2, grad[1]), (H11, hess[0]), (H12, hess[1]), (H22, hess[2])),
+                fgh_assign,
                 (Mval, g1, g2, H11, H12, H22), "§3: M, gradient and Hessian (SymPy) for the Newton prox"),
             "hat_integrands": Program(
                 "hat_integrands", (x1, x2, h1, h2, xi1, xi2, w1, w2, q, V, Vstar, sigma) + T_in,
@@ -418,7 +463,8 @@ class PositionalSemantic(Model):
 
     # ---- numeric pipeline -----------------------------------------------------------------------
     # ---- general (L, r): one SymPy construction per size, its kernels hashed and shipped -------
-    _GENERAL_KERNELS = ("channel", "prox_fgh", "hat_integrands", "update", "free_energy", "mse_integrand")
+    _GENERAL_KERNELS = ("channel", "prox_fgh", "hat_integrands", "update", "free_energy", "mse_integrand",
+                        "baseline")
 
     def general(self, L: int, r: int) -> GeneralLR:
         """The general-(L, r) construction, one per size in this process (kernels cached on it)."""
@@ -451,20 +497,57 @@ class PositionalSemantic(Model):
                 raise ValueError(f"kernel {name!r}: this process already holds other equations")
             g._kernels.setdefault(key, k)
 
+    def saddle(self, params: Mapping[str, Any], backend: Backend | None = None, **options: Any) -> tuple[SaddleDriver, SaddleProblem]:
+        """The shared driver (:mod:`numerics.saddle`) set up on the flat batch ``params``: the
+        stated (2, 1) model's kernels, or the general construction's for other (L, r).
+
+        Quadrature (2, 1), for the option ``branch``: ``replicas`` scrambled Sobol' rules closed under the one symmetry that
+        keeps the branch's invariant set exact — ``w → −w`` (θ = 0) on the positional branch, the
+        token exchange (m = 0) on the semantic one, both on the agnostic one. Each closure halves
+        the independent points, and the integrands are not symmetric off the invariant set: the
+        half-closed rule has about half the quadrature error of the fully closed one at equal size
+        (measured: ``docs/models/positional-semantic.md``)."""
+        from numerics.backend import get_backend
+
+        be = backend or get_backend("numpy")
+        o = self.validate_options(options)
+        xp = be.xp
+        p = {k: xp.asarray(v, dtype=float).reshape(-1) for k, v in params.items()}
+        n = int(p["alpha"].shape[0])
+        L, r = int(o["L"]), int(o["r"])
+        if (L, r) == (2, 1):
+            problem = _problem_r1(self, p, o, xp, be.special)
+            close = {"positional": teacher_flip_closed, "semantic": token_swap_closed}.get(o["branch"], symmetrized)
+            dim = 4
+        else:
+            spec = self.general(L, r)
+            problem = general_problem(spec, p, o, xp, be.special)
+            close = lambda rule: symmetrized_rule(rule, L, r, spec.rs)  # noqa: E731
+            dim = L * (r + spec.rs)
+        if o["quadrature"] == "qmc":
+            rule = replica_rule(int(o["n_quad"]), dim, int(o["replicas"]), int(o["seed"]), close)
+        else:
+            gh = gauss_hermite(int(o["n_quad"]), dim).pruned(1e-14)
+            rule = ReplicaRule(gh.nodes, gh.weights, np.zeros(gh.size, dtype=int), 1, gh.kind)
+        problem.context.update(special=be.special, sigma=p["sigma"], params=p)
+        return SaddleDriver(problem, rule, n, xp), problem
+
     def evaluate(self, params: Mapping[str, Any], backend: Backend, **options: Any) -> dict[str, Any]:
-        """Solve the saddle point on a flat batch of points: :class:`_Solver` for the paper's
-        (L, r) = (2, 1); the general construction (:mod:`._positional_semantic_general`) otherwise."""
+        """Solve the saddle point on a flat batch of points with the shared driver
+        (:class:`numerics.saddle.SaddleDriver`): each branch from its start, then (``global``)
+        the branch with the larger Φ among the converged ones."""
         o = self.validate_options(options)
         xp = backend.xp
         L, r = int(o["L"]), int(o["r"])
         if (L, r) == (2, 1):
-            solver: Any = _Solver(self, params, backend, o)
             all_branches = BRANCHES[:2]
         else:
-            solver = GeneralSolver(self.general(L, r), params, backend, o)
             all_branches = BRANCHES[:2] + (("mixed",) if r >= 2 else ())
         branches = all_branches if o["branch"] == "global" else (o["branch"],)
-        results = {b: solver.solve(b) for b in branches}
+        results = {}
+        for b in branches:
+            driver, problem = self.saddle(params, backend, **{**o, "branch": b})
+            results[b] = self._solve_branch(driver, problem, b, o, L, r, xp)
         if len(branches) == 1:
             return results[branches[0]]
         # global: the larger Φ among converged branches (= lower minimal risk)
@@ -479,6 +562,61 @@ class PositionalSemantic(Model):
             best["converged"] = conv
         best["status"] = xp.where(best["converged"], int(Status.OK), best["status"]).astype(np.int8)
         return best
+
+    def _solve_branch(self, driver: SaddleDriver, problem: SaddleProblem, branch: str, o: Mapping[str, Any],
+                      L: int, r: int, xp: Any) -> dict[str, Any]:
+        """One branch at every point: start, driver, representative of the sign symmetry, outputs."""
+        n = driver.P
+        if (L, r) == (2, 1):
+            x_def, pins = np.asarray(BRANCH_INIT[branch], dtype=float), []
+        else:
+            x_def, pins = branch_init(self.general(L, r), branch)
+        problem.pins = tuple(pins)
+        names = self.state_names(L, r)
+        K = len(names)
+        x0 = np.tile(x_def[None, :], (n, 1))
+        if o["init"] is not None:  # one start for all points, or per-point rows (NaN rows: default)
+            init = np.asarray(o["init"], dtype=float)
+            init = np.tile(init[None, :], (n, 1)) if init.ndim == 1 else init
+            if init.shape != (n, K):
+                raise ValueError(f"option 'init' must have shape ({K},) or (n_points, {K}) = ({n}, {K}) "
+                                 f"with the state {names}; got {init.shape}")
+            good = np.all(np.isfinite(init), axis=1)
+            x0[good] = init[good]
+        bar = progress_bar(total=int(o["maxiter"]), desc=f"positional-semantic L={L} r={r} [{branch}]",
+                           unit="it", enabled=bool(o["progress"]), leave=False)
+
+        def cb(it: int, active: Any, res: Any) -> None:
+            bar.update(1)
+            bar.set_postfix(active=int(active.shape[0]))
+
+        want_J = bool(o["stability"])
+        res = driver.solve(xp.asarray(x0), tol=float(o["tol"]), maxiter=int(o["maxiter"]),
+                           damping=float(o["damping"]), anderson=int(o["anderson"]), jacobian=want_J,
+                           callback=cb)
+        bar.close()
+        X = np.asarray(res.x)
+        Xerr = np.asarray(res.x_error)
+        if (L, r) == (2, 1):
+            out = _outputs_r1(res, X, xp)
+        else:
+            out = general_outputs(self.general(L, r), res, X, xp)
+        for i, nm in enumerate(names):
+            out[f"{nm}_err"] = xp.asarray(Xerr[:, i])
+        for k in ("mse", "phi"):
+            out[f"{k}_err"] = res.obs_error[k]
+        out["quad_error"] = _max_relative_error(out, names)
+        out["multiple_minima"] = xp.asarray(np.asarray(res.multiple_minima, dtype=float))
+        out["mse_linear"] = baseline_mse(self, driver, problem, L, r, xp, problem.context["special"],
+                                         problem.context["sigma"])
+        out["branch"] = xp.full(n, GENERAL_BRANCHES.index(branch), dtype=np.int8)
+        out["stability"] = res.lead if want_J else xp.full(n, xp.nan)
+        conv = res.converged
+        for k in list(out):
+            if k not in ("branch", "mse_linear"):
+                out[k] = xp.where(conv, out[k], xp.nan)
+        out.update(converged=conv, residual=res.residual, iterations=res.iterations, status=res.status)
+        return out
 
     # ---- fixed-point protocol -------------------------------------------------------------------
     #: the state of the (L, r) = (2, 1) map, in order (general (L, r): :meth:`state_names`)
@@ -539,186 +677,125 @@ def symmetrized(rule: Rule) -> Rule:
     return Rule(nodes, np.tile(rule.weights, 4) / 4, rule.kind + "-symmetrized", rule.order * 4)
 
 
-class _Solver:
-    """The batched pipeline: Gauss–Hermite over (ξ₁, ξ₂, w₁, w₂), one batched multistart Newton
-    prox per node and point shared by all four conjugate integrands, Anderson-accelerated
-    fixed point on the undamped residual of (q, m, V, θ)."""
+def teacher_flip_closed(rule: Rule) -> Rule:
+    """``rule`` closed under ``w → −w`` only (T is even in t: θ = 0 stays exactly invariant)."""
+    z = rule.nodes
+    nodes = np.concatenate([z, z * np.array([1.0, 1.0, -1.0, -1.0])])
+    return Rule(nodes, np.tile(rule.weights, 2) / 2, rule.kind + "-wflip", rule.order * 2)
 
-    def __init__(self, model: PositionalSemantic, params: Mapping[str, Any], backend: Backend,
-                 o: Mapping[str, Any]) -> None:
-        self.model, self.be, self.xp, self.o = model, backend, backend.xp, o
-        xp = self.xp
-        self.p = {k: xp.asarray(v, dtype=float).reshape(-1) for k, v in params.items()}
-        self.n = int(self.p["alpha"].shape[0])
-        if o["quadrature"] == "qmc":
-            rule = symmetrized(sobol_normal(max(1, int(o["n_quad"]) // 4), 4, seed=int(o["seed"]))).to(xp)
-        else:
-            rule = gauss_hermite(int(o["n_quad"]), 4).pruned(1e-14).to(xp)
-        self.nodes, self.weights, self.N = rule.nodes, rule.weights, rule.size
-        self.A = o["A"]
-        self.k = {name: model.kernel(name) for name in
-                  ("channel", "prox_fgh", "hat_integrands", "update", "free_energy", "mse_integrand",
-                   "baseline")}
-        #: last prox solution per (point, node): a third Newton start (warm start)
-        self.warm = xp.full((self.n, self.N, 2), xp.nan)
-        self.multiple_minima = 0
 
-    # -- helpers --------------------------------------------------------------------------------
-    def _rows(self, idx: Any) -> tuple[Any, Any]:
-        """(point index, node index) of every row for points ``idx`` (rows = point-major)."""
-        xp = self.xp
-        pt = xp.repeat(idx, self.N)
-        nd = xp.tile(xp.arange(self.N), idx.shape[0])
-        return pt, nd
+def token_swap_closed(rule: Rule) -> Rule:
+    """``rule`` closed under the token exchange ``(ξ₁, w₁) ↔ (ξ₂, w₂)`` only (m = 0 stays exactly
+    invariant for a swap-symmetric A)."""
+    z = rule.nodes
+    nodes = np.concatenate([z, z[:, [1, 0, 3, 2]]])
+    return Rule(nodes, np.tile(rule.weights, 2) / 2, rule.kind + "-swap", rule.order * 2)
 
-    def _channel(self, x: Any, idx: Any) -> dict[str, Any]:
-        xp, sp_ = self.xp, self.be.special
-        pt, nd = self._rows(idx)
-        z = self.nodes[nd]
-        q_, m_, th_ = (xp.repeat(x[:, j], self.N) for j in (0, 1, 3))
-        sig = self.p["sigma"][pt]
-        c = self.k["channel"](xp, sp_, z[:, 0], z[:, 1], z[:, 2], z[:, 3], q_, m_, th_, sig**2,
-                              self.p["omega"][pt], *(a for row in self.A for a in row))
-        c.update(pt=pt, nd=nd, z=z, q=q_, V=xp.repeat(x[:, 2], self.N), sigma=sig)
+
+def _problem_r1(model: PositionalSemantic, p: Mapping[str, Any], o: Mapping[str, Any], xp: Any,
+                sp_: Any) -> SaddleProblem:
+    """The (L, r) = (2, 1) kernels wrapped as the driver's callables (argument order only)."""
+    k = {name: model.kernel(name) for name in
+         ("channel", "prox_fgh", "hat_integrands", "update", "free_energy", "mse_integrand")}
+    A = [a for row in o["A"] for a in row]
+    Tk = ("T11", "T12", "T21", "T22")
+
+    def channel(xr: Any, pt: Any, z: Any) -> dict:
+        sig = p["sigma"][pt]
+        c = dict(k["channel"](xp, sp_, z[:, 0], z[:, 1], z[:, 2], z[:, 3], xr[:, 0], xr[:, 1], xr[:, 3],
+                              sig**2, p["omega"][pt], *A))
+        c.update(h=xp.stack([c["h1"], c["h2"]], axis=1), V=xr[:, 2], q=xr[:, 0], sigma=sig,
+                 T_list=[c[t] for t in Tk])
         return c
 
-    def _prox(self, c: Mapping[str, Any], idx: Any, full: bool = True) -> Any:
-        """Global minimiser of M per row: Newton from ``h`` and from ``0`` (the authors' start),
-        plus the previous solution (warm start). With ``full=False`` and a warm start available,
-        only ``h`` and the warm start are tried (inside the fixed-point loop; the final
-        evaluation is always ``full``, and the residual is re-checked there)."""
-        xp, sp_ = self.xp, self.be.special
-        T = tuple(c[k] for k in ("T11", "T12", "T21", "T22"))
+    def fgh(y: Any, c: Mapping[str, Any], rows: Any):
+        out = k["prox_fgh"](xp, sp_, y[:, 0], y[:, 1], c["h1"][rows], c["h2"][rows], c["V"][rows],
+                            c["sigma"][rows], *(c[t][rows] for t in Tk))
+        g = xp.stack([out["g1"], out["g2"]], axis=1)
+        H = xp.stack([xp.stack([out["H11"], out["H12"]], 1), xp.stack([out["H12"], out["H22"]], 1)], 1)
+        return out["M"], g, H
 
-        def fgh(x: Any, rows: Any):
-            out = self.k["prox_fgh"](xp, sp_, x[:, 0], x[:, 1], c["h1"][rows], c["h2"][rows],
-                                     c["V"][rows], c["sigma"][rows], *(t[rows] for t in T))
-            g = xp.stack([out["g1"], out["g2"]], axis=1)
-            H = xp.stack([xp.stack([out["H11"], out["H12"]], 1), xp.stack([out["H12"], out["H22"]], 1)], 1)
-            return out["M"], g, H
+    def integrands(y: Any, c: Mapping[str, Any], z: Any, xr: Any, pt: Any) -> dict:
+        T = [c[t] for t in Tk]
+        I = dict(k["hat_integrands"](xp, sp_, y[:, 0], y[:, 1], c["h1"], c["h2"], z[:, 0], z[:, 1], z[:, 2],
+                                     z[:, 3], c["q"], c["V"], c["Vstar"], c["sigma"], *T))
+        I["i_mse"] = k["mse_integrand"](xp, sp_, c["h1"], c["h2"], c["sigma"], *T)["i_mse"]
+        return I
 
-        h = xp.stack([c["h1"], c["h2"]], axis=1)
-        warm = self.warm[idx].reshape(-1, 2)
-        have_warm = bool(xp.all(xp.isfinite(warm)))
-        starts = [h] if (have_warm and not full) else [h, xp.zeros_like(h)]
-        if have_warm:
-            starts.append(warm)
-        res, distinct = minimize_multistart(fgh, starts, gtol=1e-13, maxiter=60, xp=xp)
-        self.warm[idx] = res.x.reshape(idx.shape[0], self.N, 2)
-        self.multiple_minima = int((distinct > 0).sum())
-        return res
+    def update(E: Mapping[str, Any], x: Any, idx: Any) -> dict:
+        sig = p["sigma"][idx]
+        u = k["update"](xp, sp_, p["alpha"][idx], E["i_mhat"], E["i_qhat"], E["i_thetahat"], E["i_Vhat"],
+                        x[:, 0], x[:, 3], sig, sig**2, p["lam"][idx])
+        f = k["free_energy"](xp, sp_, x[:, 0], x[:, 1], x[:, 2], x[:, 3], u["qhat"], u["mhat"], u["Vhat"],
+                             u["thetahat"], sig, sig**2, p["lam"][idx], p["alpha"][idx], E["i_M"])
+        return {"map": xp.stack([u["q_new"], u["m_new"], u["V_new"], u["theta_new"]], axis=1),
+                "qhat": u["qhat"], "mhat": u["mhat"], "vhat": u["Vhat"], "thetahat": u["thetahat"],
+                "phi": f["phi"], "mse": E["i_mse"], "train_loss": E["i_loss"]}
 
-    def hats_and_map(self, x: Any, idx: Any, final: bool = False) -> dict[str, Any]:
-        """The undamped map at the points ``idx`` (and, with ``final``, every observable)."""
-        xp, sp_ = self.xp, self.be.special
-        c = self._channel(x, idx)
-        res = self._prox(c, idx, full=final)
-        xs = res.x
-        T = tuple(c[k] for k in ("T11", "T12", "T21", "T22"))
-        z = c["z"]
-        I = self.k["hat_integrands"](xp, sp_, xs[:, 0], xs[:, 1], c["h1"], c["h2"], z[:, 0], z[:, 1],
-                                     z[:, 2], z[:, 3], c["q"], c["V"], c["Vstar"], c["sigma"], *T)
-        P, N = idx.shape[0], self.N
-        E = {k: (I[k].reshape(P, N) * self.weights[None, :]).sum(axis=1) for k in I}
-        sig = self.p["sigma"][idx]
-        u = self.k["update"](xp, sp_, self.p["alpha"][idx], E["i_mhat"], E["i_qhat"], E["i_thetahat"],
-                             E["i_Vhat"], x[:, 0], x[:, 3], sig, sig**2, self.p["lam"][idx])
-        out = {"map": xp.stack([u["q_new"], u["m_new"], u["V_new"], u["theta_new"]], axis=1),
-               "prox_ok": res.converged.reshape(P, N).all(axis=1)}
-        if final:
-            f = self.k["free_energy"](xp, sp_, x[:, 0], x[:, 1], x[:, 2], x[:, 3], u["qhat"], u["mhat"],
-                                      u["Vhat"], u["thetahat"], sig, sig**2, self.p["lam"][idx],
-                                      self.p["alpha"][idx], E["i_M"])
-            mi = self.k["mse_integrand"](xp, sp_, c["h1"], c["h2"], c["sigma"], *T)["i_mse"]
-            out.update(qhat=u["qhat"], mhat=u["mhat"], vhat=u["Vhat"], thetahat=u["thetahat"],
-                       phi=f["phi"], train_loss=E["i_loss"],
-                       mse=(mi.reshape(P, N) * self.weights[None, :]).sum(axis=1))
-        return out
+    def starts(c: Mapping[str, Any]) -> list:
+        # S(x) = S(−x): the loss has two mirror wells; Newton from h and from −h reaches both
+        return [c["h"], -c["h"]]
 
-    def baseline(self, n_gh: int = 48) -> Any:
-        """MSE of the linear positional baseline at every point (§5): a 2-D expectation over
-        ``w`` (smooth: tensor Gauss–Hermite, ``n_gh`` nodes per variable)."""
-        xp, sp_ = self.xp, self.be.special
-        rule = gauss_hermite(n_gh, 2).pruned(1e-16).to(xp)
-        P, N = self.n, rule.size
-        pt = xp.repeat(xp.arange(P), N)
-        z = xp.tile(rule.nodes, (P, 1))
-        zero = xp.zeros(P * N)
-        sig = self.p["sigma"][pt]
-        c = self.k["channel"](xp, sp_, zero, zero, z[:, 0], z[:, 1], xp.ones(P * N), zero, zero,
-                              sig**2, self.p["omega"][pt], *(a for row in self.A for a in row))
-        W = rule.weights[None, :]
-        Tk = ("T11", "T12", "T21", "T22")
-        ET = [(c[k].reshape(P, N) * W).sum(axis=1) for k in Tk]
-        ETT = (sum(c[k] ** 2 for k in Tk).reshape(P, N) * W).sum(axis=1)
-        return self.k["baseline"](xp, sp_, *ET, ETT, self.p["sigma"])["mse_linear"]
+    sig2 = p["sigma"] ** 2
 
-    def solve(self, branch: str) -> dict[str, Any]:
-        xp, o = self.xp, self.o
-        x0 = xp.tile(xp.asarray(BRANCH_INIT[branch], dtype=float)[None, :], (self.n, 1))
-        if o["init"] is not None:  # one start for all points, or per-point rows (NaN rows: default)
-            init = np.asarray(o["init"], dtype=float)
-            init = np.tile(init[None, :], (self.n, 1)) if init.ndim == 1 else init
-            if init.shape != (self.n, 4):
-                raise ValueError(f"option 'init' must have shape (4,) or (n_points, 4) = ({self.n}, 4) "
-                                 f"with the state {PositionalSemantic.state}; got {init.shape}")
-            good = np.all(np.isfinite(init), axis=1)
-            x0[xp.asarray(good)] = xp.asarray(init[good])
-        sig2 = self.p["sigma"] ** 2
+    def inside(x: Any, idx: Any) -> Any:
+        return (x[:, 0] > 0) & (x[:, 2] > 0) & (x[:, 3] ** 2 < sig2[idx] * x[:, 0])
 
-        def F(x: Any, idx: Any) -> Any:
-            out = self.hats_and_map(x, idx)
-            fx = out["map"]
-            fx[~out["prox_ok"]] = xp.nan  # a prox that failed is never averaged silently
-            return fx
+    return SaddleProblem(4, channel, fgh, integrands, update, starts, inside, (), PositionalSemantic.state)
 
-        def inside(x: Any, idx: Any) -> Any:
-            return (x[:, 0] > 0) & (x[:, 2] > 0) & (x[:, 3] ** 2 < sig2[idx] * x[:, 0])
 
-        bar = progress_bar(total=int(o["maxiter"]), desc=f"positional-semantic [{branch}]", unit="it",
-                           enabled=bool(o["progress"]), leave=False)
+def _outputs_r1(res: SaddleResult, X: np.ndarray, xp: Any) -> dict[str, Any]:
+    """Observables of the (2, 1) model; ``Q → −Q`` maps (m, θ) → (−m, −θ): the representative
+    with θ ≥ 0 (and m ≥ 0 where θ = 0) is reported, as in the authors' tables."""
+    out = {"q": X[:, 0], "m": X[:, 1], "v": X[:, 2], "theta": X[:, 3]}
+    for k in ("qhat", "mhat", "vhat", "thetahat", "mse", "phi", "train_loss"):
+        out[k] = np.asarray(res.obs[k])
+    tiny = 1e-8  # θ below this is zero up to round-off and the 1e-10 stopping rule
+    flip = (out["theta"] < -tiny) | ((np.abs(out["theta"]) <= tiny) & (out["m"] < 0))
+    for k in ("m", "theta", "mhat", "thetahat"):
+        out[k] = np.where(flip, -out[k], out[k])
+    out["free_energy"] = -out["phi"]
+    return {k: xp.asarray(v) for k, v in out.items()}
 
-        def cb(it: int, active: Any, res: Any) -> None:
-            bar.update(1)
-            bar.set_postfix(active=int(active.shape[0]))
 
-        fp = solve_fixed_point(F, x0, damping=float(o["damping"]), anderson=int(o["anderson"]),
-                               tol=float(o["tol"]), maxiter=int(o["maxiter"]), xp=xp, project=inside,
-                               names=("q", "m", "v", "theta"), callback=cb)
-        bar.close()
-        idx = xp.arange(self.n)
-        fin = self.hats_and_map(fp.x, idx, final=True)
-        # re-check the undamped residual with the full multistart prox: a fixed point that
-        # relied on a non-global prox minimum somewhere is not reported as converged
-        res_full = xp.max(xp.abs(fin["map"] - fp.x) / xp.maximum(1.0, xp.abs(fp.x)), axis=1)
-        recheck_ok = res_full <= float(o["tol"])
-        fp.status[fp.converged & ~recheck_ok] = int(Status.MAXITER)
-        fp.converged = fp.converged & recheck_ok
-        fp.residual = xp.where(xp.isfinite(res_full), xp.maximum(fp.residual, res_full), fp.residual)
-        out = {"q": fp.x[:, 0], "m": fp.x[:, 1], "v": fp.x[:, 2], "theta": fp.x[:, 3]}
-        for k in ("qhat", "mhat", "vhat", "thetahat", "mse", "phi", "train_loss"):
-            out[k] = fin[k]
-        # Q -> -Q is a symmetry: (m, θ) -> (-m, -θ). Report the representative with θ >= 0
-        # (and m >= 0 where θ = 0), as the authors' tables do.
-        tiny = 1e-8  # θ below this is zero up to round-off and the 1e-10 stopping rule (θ → 0 geometrically)
-        flip = (out["theta"] < -tiny) | ((xp.abs(out["theta"]) <= tiny) & (out["m"] < 0))
-        for k in ("m", "theta", "mhat", "thetahat"):
-            out[k] = xp.where(flip, -out[k], out[k])
-        out["free_energy"] = -fin["phi"]
-        out["mse_linear"] = self.baseline()
-        out["branch"] = xp.full(self.n, BRANCHES.index(branch), dtype=np.int8)
-        if o["stability"]:
-            J = jacobian_fd(lambda x, i: self.hats_and_map(x, i)["map"], fp.x, idx, rel_step=1e-5, xp=xp)
-            lead, _ = stability(J, xp)
-            out["stability"] = lead
-        else:
-            out["stability"] = xp.full(self.n, xp.nan)
-        conv = fp.converged
-        for k in list(out):
-            if k not in ("branch", "mse_linear"):
-                out[k] = xp.where(conv, out[k], xp.nan)
-        out.update(converged=conv, residual=fp.residual, iterations=fp.iterations, status=fp.status)
-        return out
+def _max_relative_error(out: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    """max over the order parameters, mse and Φ of |error| / |value| (absolute where the value
+    vanishes by symmetry, |value| < 1e-8)."""
+    errs = []
+    for nm in tuple(names) + ("mse", "phi"):
+        v = np.abs(np.asarray(out[nm], dtype=float))
+        e = np.asarray(out[f"{nm}_err"], dtype=float)
+        errs.append(np.where(v > 1e-8, e / np.maximum(v, 1e-300), e))
+    return np.max(np.stack(errs), axis=0)
+
+
+def baseline_mse(model: PositionalSemantic, driver: SaddleDriver, problem: SaddleProblem,
+                 L: int, r: int, xp: Any, sp_: Any, sigma: Any, n_gh: int = 48) -> Any:
+    """MSE of the linear positional baseline Ŵ = E T (§5) at every point: the generated
+    ``baseline`` program on E T and E ΣT² over t ~ N(0, ρ I) (θ = 0, m = 0, q = 1: the channel
+    kernel at ξ = 0), smooth in w: tensor Gauss–Hermite."""
+    spec = None if (L, r) == (2, 1) else model.general(L, r)
+    rs = 1 if spec is None else spec.rs
+    dimw = L * rs
+    rule = gauss_hermite(n_gh if dimw <= 2 else 8, dimw).pruned(1e-14)
+    n = driver.P
+    dim = driver.nodes.shape[-1]
+    z = np.zeros((rule.size, dim))
+    z[:, dim - dimw:] = rule.nodes
+    pt = xp.repeat(xp.arange(n), rule.size)
+    zz = xp.asarray(np.tile(z, (n, 1)))
+    names = model.state_names(L, r)
+    # q = I, V = I, m = 0, θ = 0: the teacher channel alone, t ~ N(0, ρ I)
+    x_unit = np.array([1.0 if (nm in ("q", "v") or (nm[:2] in ("q_", "v_") and nm[-1] == nm[-2])) else 0.0
+                       for nm in names])
+    xr = xp.asarray(np.tile(x_unit[None, :], (n * rule.size, 1)))
+    c = problem.channel(xr, pt, zz)
+    Tn = c["T_list"]
+    W = xp.asarray(rule.weights)[None, :]
+    ET = [(t.reshape(n, rule.size) * W).sum(axis=1) for t in Tn]
+    ETT = sum((t.reshape(n, rule.size) ** 2 * W).sum(axis=1) for t in Tn)
+    kb = model.kernel("baseline") if spec is None else spec.kernel("baseline")
+    return kb(xp, sp_, *ET, ETT, sigma)["mse_linear"]
 
 
 #: the registry entry (see derive/models/__init__.py)

@@ -1,0 +1,376 @@
+r"""A shared driver for replica saddle points whose channel needs a proximal step.
+
+The replica-symmetric saddle point of a model with a non-convex per-sample loss reads
+
+    x = F(x),   F(x) = U( E_z[ I(prox(z; x), z; x) ], x ),
+
+with ``x`` the order parameters (``k`` numbers per grid point), ``z ~ N(0, I_dim)`` the
+Gaussian channel variables, ``prox(z; x) = argmin_y M(y; z, x)`` the global minimiser of a
+small smooth objective (the Moreau envelope of the loss), ``I`` the integrands (conjugate
+updates, loss, test error at ``z``) and ``U`` the closed-form conjugate-then-overlap update.
+The driver only orders calls to **kernels supplied as callables** (generated from SymPy by
+the model); it contains no model formula:
+
+1. **Quadrature with an error estimate** — ``R`` independent randomised (scrambled Sobol')
+   rules of ``n`` points each, optionally closed under the channel's symmetries
+   (:func:`replica_rule`). Every grid point is solved once per replica (the replicas are
+   extra rows of the batch); the reported fixed point is the replica mean and its
+   quadrature error the standard error ``sd_r/√R`` — the work of one pooled rule of ``R·n``
+   points, and an error bar that needs no linearisation.
+2. **Deterministic global prox** — Newton from a fixed set of starts per node (the model's
+   ``starts``: e.g. ``h`` and its images under the loss's symmetries), keeping the lowest
+   minimum (:func:`numerics.prox.minimize_multistart`). No warm start enters the reported
+   map, so ``F`` is a function of ``x`` alone and the fixed point does not depend on the
+   iteration path.
+3. **Expectations → conjugates → overlaps** — ``U`` (a generated program).
+4. **Fixed point** — a cheap first phase in which each node's prox is continued from its last
+   minimiser, then the global map: chord-Newton steps ``x ← x − (J − I)^{-1}(F(x) − x)``, then
+   Anderson acceleration (:func:`numerics.fixed_point.solve_fixed_point`) where needed; the
+   stopping rule is always the **undamped** residual of every free order parameter.
+5. **Jacobian and stability** — central differences of ``F`` at the fixed point with the prox
+   continued from its minimisers (local branch), its leading eigenvalue (a spinodal where it
+   crosses 1).
+6. **Observables** — every (P,) entry returned by ``U`` besides ``map`` (free energy, test
+   error, conjugates), with its replica standard error.
+7. **Continuation** (:func:`continuation`): a sweep along one parameter, each step started at
+   the previous step's fixed point.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .fixed_point import solve_fixed_point, undamped_residual
+from .prox import minimize_multistart
+from .quadrature import Rule, sobol_normal
+from .results import Status
+
+__all__ = ["ReplicaRule", "replica_rule", "SaddleProblem", "SaddleResult", "SaddleDriver",
+           "continuation"]
+
+
+# --------------------------------------------------------------------------- quadrature
+@dataclass(frozen=True)
+class ReplicaRule:
+    """``R`` randomised rules pooled: ``nodes`` (R·n, dim), equal ``weights`` summing to 1,
+    ``replica`` (R·n,) the replica index of each node (nodes of replica ``r`` are contiguous)."""
+
+    nodes: Any
+    weights: Any
+    replica: Any
+    n_replicas: int
+    kind: str
+
+    @property
+    def size(self) -> int:
+        return int(self.nodes.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.nodes.shape[1])
+
+    def to(self, xp: Any) -> "ReplicaRule":
+        return ReplicaRule(xp.asarray(self.nodes), xp.asarray(self.weights), xp.asarray(self.replica),
+                           self.n_replicas, self.kind)
+
+
+def replica_rule(n: int, dim: int, replicas: int = 4, seed: int = 0,
+                 close: Callable[[Rule], Rule] | None = None) -> ReplicaRule:
+    """``replicas`` independent scrambled Sobol' rules (seeds ``seed, seed+1, …``) of ``n`` points
+    each after closure (``close`` maps a rule to its symmetrisation, multiplying its size by the
+    group order ``g``: the Sobol' base has ``n/g`` points, rounded up to a power of two)."""
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
+    rules = []
+    for r in range(replicas):
+        base = sobol_normal(1, dim, seed=seed + r)
+        g = 1 if close is None else close(base).size // base.size
+        rule = sobol_normal(max(1, int(n) // g), dim, seed=seed + r)
+        rules.append(rule if close is None else close(rule))
+    nodes = np.concatenate([r.nodes for r in rules])
+    weights = np.concatenate([r.weights for r in rules]) / replicas
+    rep = np.concatenate([np.full(r.size, i) for i, r in enumerate(rules)])
+    return ReplicaRule(nodes, weights, rep, replicas, rules[0].kind)
+
+
+# --------------------------------------------------------------------------- the problem
+@dataclass
+class SaddleProblem:
+    """The kernels of one model, as callables (rows = (point, node) pairs, point-major).
+
+    channel(x_rows, pt_rows, z_rows) -> dict   per-row channel quantities; must hold ``"h"``
+        (rows, n_prox), the natural Newton start.
+    fgh(y, ch, rows) -> (f, g, H)   the prox objective at ``y`` (rows', n_prox) for rows ``rows``.
+    integrands(y, ch, z_rows, x_rows, pt_rows) -> dict[str, (rows,)]   at the prox ``y``.
+    update(E, x, idx) -> dict   ``E``: name -> (P,) expectations; must hold ``"map"`` (P, k);
+        every other (P,) entry is an observable (its quadrature error is reported).
+    starts(ch) -> list of (rows, n_prox)   deterministic Newton starts (default: ``[h]``).
+    inside(x, idx) -> bool (P,)   the map's domain (Anderson steps outside it are rejected).
+    pins: indices of ``x`` held at 0 (gauge fixing); their map values are reported apart.
+    context: free-form data of the model's glue (not used by the driver).
+    """
+
+    n_state: int
+    channel: Callable[[Any, Any, Any], dict]
+    fgh: Callable[[Any, Mapping[str, Any], Any], tuple[Any, Any, Any]]
+    integrands: Callable[..., dict]
+    update: Callable[[Mapping[str, Any], Any, Any], dict]
+    starts: Callable[[Mapping[str, Any]], list] | None = None
+    inside: Callable[[Any, Any], Any] | None = None
+    pins: Sequence[int] = ()
+    names: Sequence[str] | None = None
+    #: whatever the model's glue keeps with its callables (parameters, backend functions)
+    context: dict = field(default_factory=dict)
+
+
+@dataclass
+class SaddleResult:
+    """Per point: fixed point ``x`` (P, k), convergence, the quadrature error ``x_error`` (P, k),
+    observables ``obs`` with ``obs_error``, the Jacobian's leading eigenvalue ``lead`` (real part)
+    and spectral ``radius`` (NaN where not computed), ``jacobian`` (P, k_free, k_free) or None."""
+
+    x: Any
+    converged: Any
+    residual: Any
+    iterations: Any
+    status: Any
+    x_error: Any
+    obs: dict
+    obs_error: dict
+    lead: Any
+    radius: Any
+    jacobian: Any = None
+    gauge_residual: Any = None
+    multiple_minima: Any = None
+    extras: dict = field(default_factory=dict)
+
+
+class SaddleDriver:
+    """Batched saddle-point solver over ``n_points`` grid points (see the module docstring).
+
+    Internally every point is solved once per replica rule (batch rows ``point·R + r``, replica
+    ``r`` using its own ``n`` nodes): the reported fixed point is the replica mean, its error the
+    standard error ``sd_r/√R`` — the same work as one pooled rule of ``R·n`` nodes, and an
+    error estimate that needs no linearisation."""
+
+    def __init__(self, problem: SaddleProblem, rule: ReplicaRule, n_points: int, xp: Any = np,
+                 gtol: float = 1e-13, prox_maxiter: int = 60) -> None:
+        self.pb, self.xp = problem, xp
+        self.R = int(rule.n_replicas)
+        rule = rule.to(xp)
+        self.N = rule.size // self.R
+        self.nodes = rule.nodes.reshape(self.R, self.N, rule.dim)
+        self.weights = rule.weights.reshape(self.R, self.N) * self.R
+        self.P = int(n_points)
+        self.n = self.P * self.R  # internal batch: (point, replica)
+        self.gtol, self.prox_maxiter = gtol, prox_maxiter
+        #: minimisers of the last global prox per (row, node): the start of the local prox
+        self.last: Any = None
+        #: last minimiser per (row, node) inside the iteration (``warm`` evaluations)
+        self.warm: Any = None
+        self.evaluations = 0
+
+    # -- one evaluation of the map --------------------------------------------------------------
+    def _prox(self, ch: Mapping[str, Any], idx: Any, local_from: Any | None) -> tuple[Any, Any, Any]:
+        xp = self.xp
+        fgh = lambda y, rows: self.pb.fgh(y, ch, rows)  # noqa: E731
+        if local_from is not None:
+            starts = [local_from]
+        else:
+            starts = self.pb.starts(ch) if self.pb.starts is not None else [ch["h"]]
+        res, distinct = minimize_multistart(fgh, starts, gtol=self.gtol, maxiter=self.prox_maxiter, xp=xp)
+        P = idx.shape[0]
+        return res.x, res.converged.reshape(P, self.N).all(axis=1), (distinct > 0).reshape(P, self.N).sum(axis=1)
+
+    def evaluate(self, x: Any, idx: Any, *, local_from: Any | None = None, keep: bool = False,
+                 warm: bool = False) -> dict:
+        """``U(E_r[I])`` at the internal rows ``idx`` (state ``x``, (P, k); row ``i`` is grid point
+        ``i // R`` with replica rule ``i % R``). ``local_from`` (P·n, n_prox): continue the prox from
+        these minimisers only (derivatives along the local branch). ``warm``: continue from the
+        last minimisers of these rows where they exist (the cheap first phase of :meth:`solve`;
+        never the reported map). ``keep`` stores the minimisers in :attr:`last`."""
+        xp = self.xp
+        self.evaluations += 1
+        P, N = idx.shape[0], self.N
+        rep = idx % self.R
+        pt = xp.repeat(idx // self.R, N)
+        z = self.nodes[rep].reshape(P * N, -1)
+        xr = xp.repeat(x, N, axis=0)
+        ch = self.pb.channel(xr, pt, z)
+        if warm and self.warm is not None:
+            prev = self.warm[idx].reshape(P * N, -1)
+            if bool(xp.all(xp.isfinite(prev))):
+                local_from = prev
+        y, prox_ok, multi = self._prox(ch, idx, local_from)
+        if warm or local_from is None:
+            if self.warm is None:
+                self.warm = xp.full((self.n, N, y.shape[1]), np.nan)
+            self.warm[idx] = y.reshape(P, N, -1)
+        if keep:
+            self.last = y
+        I = self.pb.integrands(y, ch, z, xr, pt)
+        W = self.weights[rep]
+        E = {k: (v.reshape(P, N) * W).sum(axis=1) for k, v in I.items()}
+        out = dict(self.pb.update(E, x, idx // self.R))
+        out["prox_ok"] = prox_ok
+        out["multiple_minima"] = multi
+        return out
+
+    # -- the solve ----------------------------------------------------------------------------
+    def solve(self, x0: Any, *, tol: float = 1e-10, maxiter: int = 400, damping: float = 0.2,
+              anderson: int = 5, jacobian: bool = True, rel_step: float = 1e-5, warm_phase: bool = True,
+              chord: int = 4, jac_step: float = 1e-3,
+              callback: Callable[[int, Any, Any], None] | None = None) -> SaddleResult:
+        """Fixed point from ``x0`` (P, k) at every point and replica, then (``jacobian``) its
+        Jacobian and stability. ``warm_phase``: first iterate with each node's prox continued
+        from its last minimiser (several times cheaper), then with the deterministic global prox
+        to ``tol`` (the reported map): ``chord`` chord-Newton steps with the Jacobian of the
+        local branch, then Anderson where they did not reach ``tol``. The reported Jacobian
+        (stability) is that of the global map, central differences of relative step ``jac_step``."""
+        xp, pb, R = self.xp, self.pb, self.R
+        x0 = xp.repeat(xp.array(x0, dtype=float), R, axis=0)
+        n, K = x0.shape
+        pins = np.array(sorted(pb.pins), dtype=int)
+        free = np.setdiff1d(np.arange(K), pins)
+        if pins.size:
+            x0[:, pins] = 0.0
+        inside = None
+        if pb.inside is not None:
+            inside = lambda x, idx: pb.inside(x, idx // R)  # noqa: E731
+
+        def make_F(warm: bool) -> Callable[[Any, Any], Any]:
+            def F(x: Any, idx: Any) -> Any:
+                out = self.evaluate(x, idx, warm=warm)
+                fx = out["map"].copy()
+                if pins.size:
+                    fx[:, pins] = 0.0
+                fx[~out["prox_ok"]] = xp.nan  # a failed prox is never averaged silently
+                return fx
+            return F
+
+        self.warm = None
+        iters = xp.zeros(n, dtype=np.int64)
+        x = x0
+        if warm_phase:
+            # phase 1: each node's prox continued from its previous minimiser (cheap); its fixed
+            # point is a start for phase 2 only, never reported
+            fp1 = solve_fixed_point(make_F(True), x, damping=damping, anderson=anderson, tol=max(tol, 1e-8),
+                                    maxiter=maxiter, xp=xp, project=inside, names=pb.names, callback=callback)
+            ok1 = xp.all(xp.isfinite(fp1.x), axis=1)
+            x = xp.where(ok1[:, None], fp1.x, x0)
+            iters = iters + fp1.iterations
+        idx = xp.arange(n)
+        # phase 2: the deterministic global prox (the map whose fixed point is reported)
+        done = xp.zeros(n, dtype=bool)
+        J = None
+        if chord and warm_phase:
+            for _ in range(chord):
+                fin = self.evaluate(x, idx, keep=True)
+                iters = iters + (~done)
+                g = fin["map"] - x
+                if pins.size:
+                    g[:, pins] = 0.0
+                r = undamped_residual(x, x + g, xp)
+                done = done | ((r <= tol) & fin["prox_ok"])
+                if bool(xp.all(done)):
+                    break
+                if J is None:
+                    J, _ = self._jacobian(x, idx, free, rel_step, [])
+                A = J - np.eye(free.size)[None]
+                step = np.linalg.solve(A, -np.asarray(g[:, free])[..., None])[..., 0]
+                xn = x.copy()
+                xn[:, free] = x[:, free] + step
+                ok = np.all(np.isfinite(xn), axis=1) & ~done
+                if inside is not None:
+                    ok &= np.asarray(inside(xn, idx), dtype=bool)
+                x = xp.where(ok[:, None], xn, x)
+        fp = solve_fixed_point(make_F(False), x, damping=damping, anderson=anderson, tol=tol, maxiter=maxiter,
+                               xp=xp, project=inside, names=pb.names, callback=callback)
+        fp.iterations = fp.iterations + iters
+        x = fp.x
+        fin = self.evaluate(x, idx, keep=True)
+        obs_keys = [k for k, v in fin.items() if k not in ("map", "prox_ok", "multiple_minima")
+                    and getattr(v, "shape", None) == (n,)]
+        lead = xp.full(n, np.nan)
+        radius = xp.full(n, np.nan)
+        if jacobian:
+            # the global map, with a step wide enough that the nodes whose well switches (the
+            # moving jump surface: a boundary term of the exact derivative) are averaged over
+            J, _ = self._jacobian(x, idx, free, jac_step, [], local=False)
+            ev = np.linalg.eigvals(np.where(np.isfinite(J), J, 0.0))
+            lead = xp.asarray(ev.real.max(axis=1))
+            radius = xp.asarray(np.abs(ev).max(axis=1))
+        rel = xp.abs(fin["map"] - x) / xp.maximum(1.0, xp.abs(x))
+        res_full = xp.max(rel[:, free], axis=1)
+        gauge = xp.max(rel[:, pins], axis=1) if pins.size else xp.zeros(n)
+        converged = (res_full <= tol) & fin["prox_ok"] & xp.all(xp.isfinite(fin["map"]), axis=1)
+        status = fp.status.copy()
+        status[converged] = int(Status.OK)
+        status[~converged & (status == int(Status.OK))] = int(Status.MAXITER)
+        residual = xp.where(xp.isfinite(res_full), res_full, fp.residual)
+
+        # reduce over replicas: mean, standard error; converged only if every replica is
+        P = self.P
+        sh = lambda v: v.reshape((P, R) + tuple(v.shape[1:]))  # noqa: E731
+
+        def mean_err(v: Any) -> tuple[Any, Any]:
+            a = sh(v)
+            m = a.mean(axis=1)
+            e = a.std(axis=1, ddof=1) / np.sqrt(R) if R >= 2 else xp.full(m.shape, np.nan)
+            return m, e
+
+        X, Xerr = mean_err(x)
+        if pins.size:
+            Xerr[:, pins] = 0.0
+        obs, obs_err = {}, {}
+        for k in obs_keys:
+            obs[k], obs_err[k] = mean_err(fin[k])
+        conv = sh(converged).all(axis=1)
+        st = sh(status).max(axis=1)
+        st[conv] = int(Status.OK)
+        return SaddleResult(x=X, converged=conv, residual=sh(residual).max(axis=1),
+                            iterations=sh(fp.iterations).max(axis=1), status=st.astype(np.int8), x_error=Xerr,
+                            obs=obs, obs_error=obs_err, lead=sh(lead).mean(axis=1), radius=sh(radius).mean(axis=1),
+                            jacobian=None if J is None else sh(np.asarray(J)).mean(axis=1),
+                            gauge_residual=sh(gauge).max(axis=1),
+                            multiple_minima=sh(fin["multiple_minima"]).sum(axis=1),
+                            extras={"replica_x": sh(x), "replica_converged": sh(converged)})
+
+    def _jacobian(self, x: Any, idx: Any, free: np.ndarray, rel_step: float,
+                  obs_keys: Sequence[str], local: bool = True) -> tuple[np.ndarray, dict]:
+        """Central differences of the map (and of the observables ``obs_keys``) along each free
+        coordinate, the prox continued from the minimisers at ``x`` (the local branch of each
+        node; call :meth:`evaluate` with ``keep=True`` at ``x`` first)."""
+        xp = self.xp
+        P = x.shape[0]
+        kf = free.size
+        J = np.empty((P, kf, kf))
+        grads = {k: np.empty((P, kf)) for k in obs_keys}
+        start = self.last if local else None
+        for a, j in enumerate(free):
+            h = rel_step * xp.maximum(1.0, xp.abs(x[:, j]))
+            xp_, xm = x.copy(), x.copy()
+            xp_[:, j] += h
+            xm[:, j] -= h
+            op = self.evaluate(xp_, idx, local_from=start)
+            om = self.evaluate(xm, idx, local_from=start)
+            J[:, :, a] = np.asarray((op["map"] - om["map"])[:, free] / (2 * h)[:, None])
+            for k in obs_keys:
+                grads[k][:, a] = np.asarray((op[k] - om[k]) / (2 * h))
+        return J, grads
+
+
+def continuation(solve: Callable[[Any, Any], SaddleResult], values: Sequence[Any],
+                 x0: Any) -> list[SaddleResult]:
+    """Sweep ``values`` (one parameter, in order): ``solve(value, start)`` from the previous
+    step's fixed point where it converged (else from ``x0``), the branch followed to its end."""
+    out: list[SaddleResult] = []
+    start = np.array(x0, dtype=float, copy=True)
+    for v in values:
+        res = solve(v, start)
+        out.append(res)
+        conv = np.asarray(res.converged)
+        start = np.where(conv[:, None], np.asarray(res.x), start)
+    return out
