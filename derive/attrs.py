@@ -87,6 +87,8 @@ def annotate(ds: Any, model: Any) -> Any:
             new = _clean({"long_name": p.description or name, "symbol": p.latex})
         elif name in BOOKKEEPING_ATTRS:
             new = dict(BOOKKEEPING_ATTRS[name])
+        elif name in getattr(model, "observables", ()) or name in (getattr(model, "observable_info", {}) or {}):
+            new = _observable_attrs(model, name)  # (an observable may share an option's name)
         elif name in getattr(model, "options", {}) or name in (getattr(model, "option_info", {}) or {}):
             new = _option_attrs(model, name)
         else:

@@ -306,10 +306,10 @@ def _draw_lines(ax: Any, ds: Any, var: str, x: str, hue: str | None, logy: bool 
     for h, col in zip(hues, colors):
         sub = da.isel({hue: h}) if hue else da
         label = f"{_symbol(ds, hue)} = {_fmt(ds[hue].values[h])}" if hue and not many else None
-        for s in range(nsol):  # solution 0 as a line, further fixed points as dots
+        for s in range(nsol):  # multi-start: every distinct fixed point as a dot (no line: the
             y = (sub.isel(solution=s) if nsol > 1 else sub).transpose(x).values[xi].astype(float)
-            ax.plot(xv, y, color=col, lw=1.6 if s == 0 else 0, marker=None if s == 0 else ".",
-                    ms=4, label=label if s == 0 else None)
+            ax.plot(xv, y, color=col, lw=1.6 if nsol == 1 else 0,  # start order jumps branches)
+                    marker=None if nsol == 1 else "o", ms=3.5, label=label if s == 0 else None)
         if conv is None:
             continue
         c = conv.isel({hue: h}) if hue else conv
@@ -335,9 +335,6 @@ def _draw_lines(ax: Any, ds: Any, var: str, x: str, hue: str | None, logy: bool 
     if bad_total:
         handles.append(Line2D([], [], ls="none", marker="o", mfc="none", mec="red", color="red"))
         labels.append(f"not converged ({bad_total} points; × where NaN)")
-    if nsol > 1:
-        handles.append(Line2D([], [], ls="none", marker=".", color="0.3"))
-        labels.append("further fixed points (multi-start)")
     if handles:
         title = _label(ds[hue], hue, symbol=False, wrap=40) if hue and not many else None
         ax.legend(handles, labels, fontsize="small", title=title, title_fontsize="small",
@@ -434,7 +431,9 @@ def plot(ds: Any, var: Sequence[str] | str | None = None, *, x: str | None = Non
     fixed = ", ".join(p for p in (_fixed_parameters(ds), *notes) if p)
     head = title if title is not None else str(a.get("title") or a.get("model") or "")
     if "solution" in ds.dims:
-        fixed += ("; " if fixed else "") + f"lines: first fixed point of {ds.sizes['solution']} starts"
+        fixed += ("; " if fixed else "") + (
+            f"dots: every distinct fixed point of {ds.sizes['solution']} starts" if k0 == "line"
+            else f"first fixed point of {ds.sizes['solution']} starts")
     import textwrap
 
     lines = textwrap.wrap(head, 80) if head else []
