@@ -300,7 +300,10 @@ def solve(ctx: typer.Context, model: str,
           starts: int = typer.Option(1, min=1, help="multi-start: the default start plus STARTS-1 random ones"),
           chunk: Optional[int] = typer.Option(None, min=1, help="points per work unit"),
           sweep_seed: int = typer.Option(0, help="seed of the random starts"),
-          rows: int = typer.Option(20, help="table rows to print (0: none)")) -> None:
+          rows: int = typer.Option(20, help="table rows to print (0: none)"),
+          time_limit: Optional[float] = typer.Option(
+              None, min=0.001, help="wall-clock seconds per work unit; a unit past it is stopped and "
+                                    "its points are flagged maxiter (in-process runs only)")) -> None:
     """Solve MODEL on a grid: --tau 0.1:10:200 --alpha 1,10 --kappa inf --lam 0 ...
 
     Options of the model are given the same way (--branch semantic); a comma list of option
@@ -325,7 +328,8 @@ def solve(ctx: typer.Context, model: str,
         client = Client(scheduler)
     try:
         ds = sweep(model, store=store, backend=backend, chunk=chunk, client=client,
-                   continuation=continuation, starts=starts, seed=sweep_seed, progress=True, **params)
+                   continuation=continuation, starts=starts, seed=sweep_seed, progress=True,
+                   time_limit=time_limit, **params)
     except (ValueError, StoreMismatchError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

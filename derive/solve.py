@@ -46,7 +46,8 @@ def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None 
 
         return sweep(name, store=store, backend=backend if isinstance(backend, str) else backend.name,
                      chunk=None if chunk == CHUNK else chunk, client=client,
-                     continuation=continuation, starts=starts, progress=progress, **params)
+                     continuation=continuation, starts=starts, progress=progress,
+                     time_limit=time_limit, **params)
     if time_limit is not None and not (isinstance(time_limit, (int, float)) and not isinstance(time_limit, bool)
                                        and 0 < float(time_limit) < float("inf")):
         raise ValueError(f"time_limit must be None or a positive number of seconds, got {time_limit!r}")

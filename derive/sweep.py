@@ -164,6 +164,7 @@ class UnitTask:
     equations_sha256: str
     bundle: Any = None  # a KernelBundle when run on a worker
     package_version: str = ""
+    time_limit: float | None = None  # wall-clock budget per evaluation (Model.evaluate_checked)
 
 
 @dataclass
@@ -174,12 +175,12 @@ class UnitResult:
 
 
 def _evaluate(model: Model, be: Any, flat: Mapping[str, np.ndarray], options: Mapping[str, Any],
-              init: np.ndarray | None) -> dict[str, np.ndarray]:
+              init: np.ndarray | None, time_limit: float | None = None) -> dict[str, np.ndarray]:
     opts = dict(options)
     if init is not None:
         opts["init"] = init
     out = model.evaluate_checked({k: be.asarray(v) for k, v in flat.items()}, be,
-                                 raise_if_all_failed=True, **opts)
+                                 raise_if_all_failed=True, time_limit=time_limit, **opts)
     n = len(next(iter(flat.values())))
     res = {k: np.broadcast_to(np.asarray(be.to_numpy(v)), (n,)).copy() for k, v in out.items()}
     return _typed_flags(res)
@@ -220,13 +221,15 @@ def _fill(dtype: np.dtype, name: str) -> Any:
 
 
 def _multistart(model: Model, be: Any, flat: Mapping[str, np.ndarray], options: Mapping[str, Any],
-                init: np.ndarray | None, starts: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+                init: np.ndarray | None, starts: int, rng: np.random.Generator,
+                time_limit: float | None = None) -> dict[str, np.ndarray]:
     """Solve from ``init`` and ``starts − 1`` random states; distinct converged fixed points
     along a trailing axis of length ``starts`` (start order), plus ``n_solutions``."""
     n = len(next(iter(flat.values())))
-    outs = [_evaluate(model, be, flat, options, init)]
+    outs = [_evaluate(model, be, flat, options, init, time_limit)]
     for _ in range(starts - 1):
-        outs.append(_evaluate(model, be, flat, options, np.asarray(model.random_states(n, rng), float)))
+        outs.append(_evaluate(model, be, flat, options, np.asarray(model.random_states(n, rng), float),
+                              time_limit))
     states = np.stack([_state(model, o) for o in outs], axis=1)  # (n, starts, k)
     res = {k: np.stack([np.full(n, _fill(v.dtype, k), dtype=v.dtype)] * starts, axis=1)
            for k, v in outs[0].items()}
@@ -274,8 +277,8 @@ def run_unit(task: UnitTask, model: Model | None = None) -> UnitResult:
         if init is None and user_init is not None:
             init = user_init
         if task.starts > 1:
-            return _multistart(model, be, flat, options, init, task.starts, rng)
-        return _evaluate(model, be, flat, options, init)
+            return _multistart(model, be, flat, options, init, task.starts, rng, task.time_limit)
+        return _evaluate(model, be, flat, options, init, task.time_limit)
 
     if ax is None:
         flat = {k: v.reshape(-1) for k, v in task.params.items()}
@@ -338,7 +341,8 @@ def _template(grid: SweepGrid, first: Mapping[str, np.ndarray], starts: int) -> 
 
 def sweep(name: str | Model, *, store: str | Path | None = None, backend: str = "numpy",
           chunk: int | None = None, client: Any = None, continuation: str | None = None,
-          starts: int = 1, seed: int = 0, progress: bool | None = None, **params: Any) -> xr.Dataset:
+          starts: int = 1, seed: int = 0, progress: bool | None = None,
+          time_limit: float | None = None, **params: Any) -> xr.Dataset:
     """Solve model ``name`` on the outer-product grid of ``params`` in units, optionally into a
     resumable Zarr ``store`` and on a Dask ``client``.
 
@@ -376,7 +380,7 @@ def sweep(name: str | Model, *, store: str | Path | None = None, backend: str = 
         st.lock()
     try:
         return _sweep(model, grid, st, finished, run, identity, chunk, continuation, starts, seed,
-                      backend, client, progress, version)
+                      backend, client, progress, version, time_limit)
     finally:
         if st is not None:
             st.unlock()
@@ -384,7 +388,8 @@ def sweep(name: str | Model, *, store: str | Path | None = None, backend: str = 
 
 def _sweep(model: Model, grid: SweepGrid, st: ZarrSweepStore | None, finished: np.ndarray, run: int,
            identity: dict[str, str], chunk: int, continuation: str | None, starts: int, seed: int,
-           backend: str, client: Any, progress: bool | None, version: str) -> xr.Dataset:
+           backend: str, client: Any, progress: bool | None, version: str,
+           time_limit: float | None = None) -> xr.Dataset:
     block = _block_shape(grid, chunk, continuation)
     problems: list = []
     if st is not None and st.exists():
@@ -425,7 +430,7 @@ def _sweep(model: Model, grid: SweepGrid, st: ZarrSweepStore | None, finished: n
             opts[d] = str(grid.coords[d][u[grid.dims.index(d)].start])
         return UnitTask(i, model.name, {k: v[u] for k, v in flat_all.items()}, opts,
                         str(backend), grid.dims.index(continuation) if continuation else None,
-                        starts, seed, identity["equations_sha256"], bundle, version)
+                        starts, seed, identity["equations_sha256"], bundle, version, time_limit)
 
     mem: dict[str, np.ndarray] | None = None
     failed: dict[int, str] = {}
