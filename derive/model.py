@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Mapping
 
-import sympy as sp
-
 from .codegen import Kernel, Program, generate
+from .codegen.kernel import _Lazy
+
+#: SymPy, imported on first use (rendering equations, deriving programs): a model whose kernels
+#: are in the cache solves without it (issue 14.1)
+sp: Any = _Lazy("sympy", None, "sp", globals())
 from .declarations import Observable, Option, check_outputs
 from .params import Parameter
 
@@ -357,19 +360,56 @@ class Model:
         self.__dict__["_kernels"] = reg.kernels  # the same dict (read by older callers and tests)
         return reg
 
+    def _derivation_cache(self) -> Any:
+        """The on-disk record of this model's derivation (:class:`derive.codegen.kernel.
+        DerivationCache`), or ``None`` for a class whose source cannot be hashed."""
+        if "_dcache" not in self.__dict__:
+            from .codegen.kernel import DerivationCache, derivation_key
+
+            key = derivation_key(type(self))
+            self.__dict__["_dcache"] = DerivationCache(self.name, key) if key else None
+        return self.__dict__["_dcache"]
+
     def kernel(self, program: str, target: str = "xp") -> Kernel:
         """The generated kernel of ``program`` for ``target`` ("xp" or "mpmath"), cached in
-        :attr:`registry` (scalar, tensor, or declared on demand)."""
+        :attr:`registry` (scalar, tensor, or declared on demand).
+
+        Warm start: a statically declared program's kernel is read from the model's derivation
+        cache when present (no SymPy, no program built); otherwise the programs are derived,
+        the kernel generated, and the derivation cache updated."""
+        reg = self.registry
+        k = (program, target)
+        if k in reg.kernels:
+            return reg.kernels[k]
+        dc = self._derivation_cache()
+        if dc is not None and program not in reg._extra:
+            warm = dc.kernel(program, target)
+            if warm is not None:
+                return reg.kernels.setdefault(k, warm)
         try:
-            return self.registry.kernel(program, target)
+            kern = reg.kernel(program, target)
         except KeyError:
             raise KeyError(f"model {self.name!r} has no program {program!r}; "
                            f"it has {sorted(self.registry.programs())}") from None
+        if dc is not None and reg._declared is not None and program in reg._declared:
+            dc.record(program, target, kern,
+                      {n: reg.is_tensor(n) for n in reg._declared})
+        return kern
+
+    def _program_names(self) -> dict[str, bool]:
+        """Declared program name -> is a tensor program; from the derivation cache when it has
+        the list (no SymPy), plus programs declared on demand."""
+        reg = self.registry
+        dc = self._derivation_cache()
+        static = dc.programs if dc is not None and reg._declared is None else None
+        if static is None:
+            return {n: reg.is_tensor(n) for n in reg.programs()}
+        return {**static, **{n: reg.is_tensor(n) for n in reg._extra}}
 
     def kernels(self, target: str = "xp") -> dict[str, Kernel]:
         """Every declared kernel for ``target`` (tensor programs only for "xp")."""
-        return {name: self.kernel(name, target) for name in self.registry.programs()
-                if target == "xp" or not self.registry.is_tensor(name)}
+        return {name: self.kernel(name, target) for name, tensor in self._program_names().items()
+                if target == "xp" or not tensor}
 
     @property
     def equations_hash(self) -> str:

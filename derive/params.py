@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
 __all__ = ["Parameter", "Domain", "positive", "nonnegative", "unit_interval", "positive_or_inf"]
 
@@ -75,12 +75,14 @@ class Parameter:
     domain: Domain
     latex: str
     description: str
-    symbol: sp.Symbol = field(init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "symbol", sp.Symbol(self.name, **self.domain.sympy_assumptions())
-        )
+    @cached_property
+    def symbol(self) -> "sp.Symbol":
+        """The SymPy symbol, with the assumptions of the domain. Built on first use, so that
+        importing a model (and solving from cached kernels) never imports SymPy."""
+        import sympy as sp
+
+        return sp.Symbol(self.name, **self.domain.sympy_assumptions())
 
     def validate(self, value: Any) -> np.ndarray:
         """Return ``value`` as a float array, or raise ``ValueError``/``TypeError`` naming the

@@ -9,6 +9,7 @@ independent of the cache.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,26 +58,36 @@ def test_cache_folder_is_private(cache):
         assert not f.name.endswith(".part"), "temporary file left behind"
 
 
+ATTACK = "    e_icl = 0.123456\n    return {"
+
+
+def _tamper(d: Path) -> None:
+    """The attack of the issue: ``e_icl = 0.123456`` inserted before the return of the cached
+    observables kernel (its recorded key line kept), in the kernel file and in the model's
+    derivation cache (which holds the same source for the warm start)."""
+    f = _icl_observables_file(d)
+    f.write_text(f.read_text().replace("    return {", ATTACK, 1))
+    assert "e_icl = 0.123456" in f.read_text()
+    (man,) = d.glob("model-icl-linear-attention-*.json")
+    data = json.loads(man.read_text())
+    rec = data["kernels"]["observables|xp"]
+    rec["source"] = rec["source"].replace("    return {", ATTACK, 1)
+    man.write_text(json.dumps(data, sort_keys=True))
+
+
 def test_edited_cached_kernel_is_not_executed(cache):
     ref = derive.solve("icl-linear-attention", **POINT)
     e_ref = float(ref.e_icl)
     assert abs(e_ref - 0.123456) > 1e-3
-    f = _icl_observables_file(cache)
-    text = f.read_text()
-    # the attack of the issue: the recorded key line is kept, an assignment is inserted
-    lines = text.splitlines(True)
-    i = max(j for j, ln in enumerate(lines) if ln.strip().startswith("e_icl ="))
-    indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
-    lines.insert(i + 1, f"{indent}e_icl = 0.123456\n")
-    f.write_text("".join(lines))
-    assert "e_icl = 0.123456" in f.read_text()
+    _tamper(cache)
     _fresh_models()
     with pytest.warns(KernelCacheWarning, match="does not match its integrity record"):
         ds = derive.solve("icl-linear-attention", **POINT)
     assert float(ds.e_icl) == e_ref
     assert ds.attrs["equations_sha256"] == ref.attrs["equations_sha256"]
     # the file was regenerated: a third process-equivalent run is silent
-    assert "0.123456" not in f.read_text()
+    assert "0.123456" not in _icl_observables_file(cache).read_text()
+    assert "0.123456" not in next(cache.glob("model-icl-linear-attention-*.json")).read_text()
     _fresh_models()
     with warnings.catch_warnings():
         warnings.simplefilter("error", KernelCacheWarning)
@@ -94,8 +105,7 @@ def test_edited_kernel_in_a_fresh_process_is_not_executed(cache):
     env = dict(os.environ, ATTN_THEORY_CACHE=str(cache.parent))
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                            check=True).stdout.split()
-    f = _icl_observables_file(cache)
-    f.write_text(f.read_text().replace("    return {", "    e_icl = 0.123456\n    return {", 1))
+    _tamper(cache)
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                             check=True).stdout.split()
     assert first[0] == second[0] and float(second[0]) != 0.123456

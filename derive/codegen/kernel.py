@@ -26,13 +26,54 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import sympy as sp
 
-from ..operators import lower
-from .printer import PRINTERS, check_supported, identifier, unique_nodes
+
+class _Lazy:
+    """A module-level name imported on first use, which then replaces itself in this module's
+    globals: loading cached kernels (:class:`Kernel`, :func:`read_verified`) never imports SymPy;
+    lowering (:func:`generate`) imports it on its first call."""
+
+    def __init__(self, module: str, attr: str | None, alias: str,
+                 namespace: dict[str, Any] | None = None) -> None:
+        self._where = (module, attr, alias, namespace)
+
+    def _load(self) -> Any:
+        import importlib
+
+        module, attr, alias, namespace = self._where
+        obj = importlib.import_module(module, __package__)
+        if attr is not None:
+            obj = getattr(obj, attr)
+        (globals() if namespace is None else namespace)[alias] = obj
+        return obj
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._load(), name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._load()(*args, **kwargs)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._load()[key]
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._load()
+
+    def __iter__(self) -> Any:
+        return iter(self._load())
+
+
+sp: Any = _Lazy("sympy", None, "sp")
+lower: Any = _Lazy("..operators", "lower", "lower")
+PRINTERS: Any = _Lazy(".printer", "PRINTERS", "PRINTERS")
+check_supported: Any = _Lazy(".printer", "check_supported", "check_supported")
+identifier: Any = _Lazy(".printer", "identifier", "identifier")
+unique_nodes: Any = _Lazy(".printer", "unique_nodes", "unique_nodes")
 
 __all__ = ["Program", "Kernel", "generate", "cache_dir", "CODEGEN_VERSION", "KernelCacheWarning",
-           "equations_digest"]
+           "equations_digest", "derivation_key", "DerivationCache"]
 
 #: Bump when the lowering or the printers change what source a program produces.
 CODEGEN_VERSION = "3"
@@ -320,6 +361,126 @@ def write_verified(path: Path, text: str) -> bool:
     except OSError:
         return False
     return True
+
+
+# -- warm start: what a model's derivation produced, cached (no SymPy when warm) ----------------
+
+_DERIVE_DIR = Path(__file__).resolve().parents[1]
+
+
+def _module_files(module_name: str) -> list[Path] | None:
+    """Source files a class defined in ``module_name`` depends on: its file, and the whole
+    package when the module belongs to a model package (``derive/models/<pkg>/``)."""
+    import sys
+
+    mod = sys.modules.get(module_name)
+    f = getattr(mod, "__file__", None)
+    if not f:
+        return None
+    p = Path(f).resolve()
+    models_dir = _DERIVE_DIR / "models"
+    if p.parent != models_dir and models_dir in p.parents:  # a model package: all its files
+        pkg = p.parent
+        while pkg.parent != models_dir:
+            pkg = pkg.parent
+        return sorted(pkg.rglob("*.py"))
+    return [p]
+
+
+def derivation_key(cls: type) -> str | None:
+    """SHA-256 of everything a model class's derived programs depend on: the source files of the
+    class and its bases (a model package: all its files), the shared symbolic layer
+    (``derive/model.py``, ``params.py``, ``operators.py``, ``models/_*.py``), the code generator
+    (``derive/codegen/*.py``) and the SymPy version (read with :mod:`importlib.metadata`, without
+    importing SymPy). ``None`` when a source file cannot be found (e.g. a class typed at the
+    prompt): such a model is always derived."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    files: set[Path] = set()
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        got = _module_files(klass.__module__)
+        if got is None:
+            return None
+        files.update(got)
+    files.update((_DERIVE_DIR / "codegen").glob("*.py"))
+    files.update(_DERIVE_DIR / n for n in ("model.py", "params.py", "operators.py"))
+    files.update((_DERIVE_DIR / "models").glob("_*.py"))
+    h = hashlib.sha256()
+    try:
+        h.update(f"sympy {version('sympy')}\0codegen {CODEGEN_VERSION}\0".encode())
+    except PackageNotFoundError:  # pragma: no cover
+        return None
+    h.update(f"{cls.__module__}.{cls.__qualname__}\0".encode())
+    for f in sorted(files):
+        try:
+            data = f.read_bytes()
+        except OSError:
+            return None
+        h.update(str(f.relative_to(f.anchor)).encode() + b"\0")
+        h.update(hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+class DerivationCache:
+    """The cached outcome of one model's derivation, in the kernel cache folder (signed like every
+    cached kernel, see :func:`read_verified`): the names of its statically declared programs
+    (and which are tensor programs), and per ``(program, target)`` the generated kernel (name,
+    inputs, outputs, expressions key, source). Keyed by :func:`derivation_key`: any change to
+    the model's source, the symbolic layer, the code generator or SymPy starts a new one.
+    :meth:`Model.kernel <derive.model.Model.kernel>` reads kernels from here without building
+    the SymPy programs."""
+
+    def __init__(self, model_name: str, key: str) -> None:
+        self.key = key
+        d = trusted_cache_dir()
+        self.path = (d / f"model-{_safe(model_name)}-{key[:32]}.json") if d is not None else None
+        self.data: dict[str, Any] = {"derivation_key": key, "model": model_name,
+                                     "programs": None, "kernels": {}}
+        if self.path is not None:
+            text = read_verified(self.path)
+            if text is not None:
+                import json
+
+                try:
+                    got = json.loads(text)
+                except ValueError:
+                    got = None
+                if isinstance(got, dict) and got.get("derivation_key") == key:
+                    self.data = got
+
+    @property
+    def programs(self) -> dict[str, bool] | None:
+        """Static program name -> is a tensor program (``None``: not recorded yet)."""
+        return self.data.get("programs")
+
+    def kernel(self, program: str, target: str) -> Kernel | None:
+        rec = self.data["kernels"].get(f"{program}|{target}")
+        if rec is None:
+            return None
+        source = rec["source"]
+        if f"{rec['key']}" not in source:  # every generated source records its key
+            return None
+        return Kernel(name=rec["name"], target=rec["target"], inputs=tuple(rec["inputs"]),
+                      outputs=tuple(rec["outputs"]), key=rec["key"], source=source)
+
+    def record(self, program: str, target: str, kernel: Kernel,
+               programs: Mapping[str, bool] | None = None) -> None:
+        """Add ``kernel`` (and the static program list) and rewrite the signed file."""
+        self.data["kernels"][f"{program}|{target}"] = {
+            "name": kernel.name, "target": kernel.target, "inputs": list(kernel.inputs),
+            "outputs": list(kernel.outputs), "key": kernel.key, "source": kernel.source}
+        if programs is not None:
+            self.data["programs"] = dict(programs)
+        if self.path is not None:
+            import json
+
+            write_verified(self.path, json.dumps(self.data, sort_keys=True))
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
 def equations_digest(kernels: Mapping[str, tuple[str, str]]) -> str:

@@ -11,22 +11,35 @@ sweep's kernel bundles all read the registry, so they see every kernel.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Union
+from typing import TYPE_CHECKING, Callable, Mapping, Union
+
+import sys
 
 from .kernel import Kernel, Program, generate
-from .tensor import TensorProgram, generate_tensor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .tensor import TensorProgram
+
+
+def _is_tensor_program(program: object) -> bool:
+    """``isinstance(program, TensorProgram)`` without importing the tensor stage (SymPy): a
+    tensor program cannot exist unless its module was imported."""
+    mod = sys.modules.get(f"{__package__}.tensor")
+    return mod is not None and isinstance(program, mod.TensorProgram)
 
 __all__ = ["AnyProgram", "KernelRegistry", "compile_program"]
 
 #: what a model may declare
-AnyProgram = Union[Program, TensorProgram]
+AnyProgram = Union[Program, "TensorProgram"]
 
 
 def compile_program(program: AnyProgram, target: str = "xp") -> Kernel:
     """Generate ``program`` for ``target``: scalar programs by :func:`~derive.codegen.generate`
     ("xp" or "mpmath"), tensor programs by :func:`~derive.codegen.tensor.generate_tensor` ("xp"
     only: their mpmath check unrolls them, :func:`~derive.codegen.tensor.unrolled_program`)."""
-    if isinstance(program, TensorProgram):
+    if _is_tensor_program(program):
+        from .tensor import generate_tensor
+
         if target != "xp":
             raise ValueError(f"tensor program {program.name!r} has only the 'xp' target; its mpmath "
                              "check prints derive.codegen.tensor.unrolled_program(...) instead")
@@ -75,7 +88,7 @@ class KernelRegistry:
             raise KeyError(f"{self.owner!r} has no program {name!r}; it has {sorted(progs)}") from None
 
     def is_tensor(self, name: str) -> bool:
-        return isinstance(self.program(name), TensorProgram)
+        return _is_tensor_program(self.program(name))
 
     # -- kernels ----------------------------------------------------------------------------
     def kernel(self, name: str, target: str = "xp") -> Kernel:
@@ -83,6 +96,17 @@ class KernelRegistry:
         k = (name, target)
         if k not in self.kernels:
             self.kernels[k] = compile_program(self.program(name), target)
+        return self.kernels[k]
+
+    def declared_kernel(self, name: str, make: Callable[[], AnyProgram], target: str = "xp") -> Kernel:
+        """The kernel of ``name``, declaring its program on first use with ``make()`` (programs that
+        depend on a size or an option, e.g. the general-(L, r) construction; an installed kernel
+        is returned without deriving anything)."""
+        k = (name, target)
+        if k not in self.kernels:
+            if name not in self._extra:
+                self._extra[name] = make()
+            self.kernels[k] = compile_program(self._extra[name], target)
         return self.kernels[k]
 
     def install(self, name: str, kernel: Kernel) -> None:
