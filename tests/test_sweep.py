@@ -297,5 +297,7 @@ def test_option_dependent_kernels_are_hashed_and_shipped():
     fresh = type(m)()
     install_kernels(fresh, b, "1.0", {"r": 2})
     g = fresh.general(2, 2)
+    names = {f"general_L2_r2_{n}" for n in m._GENERAL_KERNELS}
+    assert names <= {k[0] for k in fresh.registry.kernels}  # installed in the model's registry
+    assert all(g.kernel(n).key == b.programs[f"general_L2_r2_{n}"][3] for n in m._GENERAL_KERNELS)
     assert "_programs" not in g._kernels  # the generated kernels came from the bundle
-    assert {k[0] for k in g._kernels} == set(m._GENERAL_KERNELS)

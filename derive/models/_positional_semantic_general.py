@@ -372,11 +372,20 @@ class GeneralLR:
     def _kernels(self) -> dict[str, Any]:
         return {}
 
+    def attach(self, registry: Any, prefix: str) -> None:
+        """Generate and cache this construction's kernels in ``registry`` (the model's one kernel
+        registry, :class:`derive.codegen.registry.KernelRegistry`) under ``prefix + name``."""
+        self.__dict__["_registry"] = (registry, prefix)
+
     def kernel(self, name: str, target: str = "xp") -> Any:
-        key = (name, target)
-        if key not in self._kernels:
-            self._kernels[key] = generate(self.program(name), target)
-        return self._kernels[key]
+        """The generated kernel of program ``name``, from the kernel registry this construction
+        is attached to (a private one when used on its own)."""
+        if "_registry" not in self.__dict__:
+            from ..codegen.registry import KernelRegistry
+
+            self.attach(KernelRegistry(f"general L={self.L} r={self.r}", dict), "")
+        reg, prefix = self.__dict__["_registry"]
+        return reg.declared_kernel(prefix + name, lambda: self.program(name), target)
 
 
 # ------------------------------------------------------------------------------------ numerics

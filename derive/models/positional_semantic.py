@@ -470,7 +470,9 @@ class PositionalSemantic(Model):
         """The general-(L, r) construction, one per size in this process (kernels cached on it)."""
         cache = self.__dict__.setdefault("_general", {})
         if (L, r) not in cache:
-            cache[(L, r)] = GeneralLR(L, r)
+            g = GeneralLR(L, r)
+            g.attach(self.registry, f"general_L{L}_r{r}_")  # the model's one kernel registry
+            cache[(L, r)] = g
         return cache[(L, r)]
 
     def kernels_for(self, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -488,14 +490,8 @@ class PositionalSemantic(Model):
         L, r = int(o["L"]), int(o["r"])
         if (L, r) == (2, 1):
             return super().install_kernels_for(options, kernels)
-        g = self.general(L, r)
-        prefix = f"general_L{L}_r{r}_"
-        for name, k in kernels.items():
-            key = (name.removeprefix(prefix), "xp")
-            old = g._kernels.get(key)
-            if old is not None and old.key != k.key:
-                raise ValueError(f"kernel {name!r}: this process already holds other equations")
-            g._kernels.setdefault(key, k)
+        for name, k in kernels.items():  # the general construction reads the same registry
+            self.registry.install(name, k)
 
     def saddle(self, params: Mapping[str, Any], backend: Backend | None = None, **options: Any) -> tuple[SaddleDriver, SaddleProblem]:
         """The shared driver (:mod:`numerics.saddle`) set up on the flat batch ``params``: the
