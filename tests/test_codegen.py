@@ -134,3 +134,71 @@ def test_program_validates_order():
         Program("bad", (x,), ((out, x + y),), (out,))
     with pytest.raises(ValueError, match="never assigned"):
         Program("bad", (x,), ((out, x),), (y,))
+
+
+# -- the tensor stage and the one kernel registry ------------------------------------------------
+
+def _toy_attention():
+    """v[b,i,a] = sum_j softmax_j(beta_b sum_c X[b,i,c] X[b,j,c]) X[b,j,a] - X[b,i,a]."""
+    from derive.codegen.tensor import Softmax, TensorProgram, tensor_sum
+
+    b, i, j, a, c = sp.symbols("b i j a c", integer=True)
+    n, d = sp.Symbol("n", integer=True, positive=True), sp.Symbol("d", integer=True, positive=True)
+    X, beta = sp.IndexedBase("X"), sp.IndexedBase("beta")
+    S, L, W, U = (sp.IndexedBase(s) for s in ("S", "L", "W", "U"))
+    st = (("S", (b, i, j), tensor_sum(X[b, i, c] * X[b, j, c], c, d)),
+          ("L", (b, i, j), beta[b] * S[b, i, j]),
+          ("W", (b, i, j), Softmax(L[b, i, j], j)),
+          ("U", (b, i, a), tensor_sum(W[b, i, j] * X[b, j, a], j, n)),
+          ("v", (b, i, a), U[b, i, a] - X[b, i, a]))
+    return TensorProgram("toy_attention", (("X", 3), ("beta", 1)), ((n, "X", 1), (d, "X", 2)), st,
+                         ("v",), doc="toy", input_kinds=(("X", "unit_rows"),))
+
+
+def test_tensor_stage_reuses_buffers_and_never_writes_inputs():
+    from derive.codegen.tensor import generate_tensor
+
+    tp = _toy_attention()
+    k = generate_tensor(tp)
+    assert "L = S" in k.source and "W = L" in k.source and "v = U" in k.source  # one n x n buffer
+    assert "xp.exp(W, out=W)" in k.source and "W -= xp.max(W, axis=2, keepdims=True)" in k.source
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2, 7, 3))
+    beta = np.array([0.5, 40.0])  # large beta: the max shift keeps exp finite
+    X0 = X.copy()
+    v = k(np, scipy.special, X, beta)["v"]
+    np.testing.assert_array_equal(X, X0)
+    Lg = beta[:, None, None] * (X @ X.transpose(0, 2, 1))
+    P = np.exp(Lg - Lg.max(-1, keepdims=True))
+    P /= P.sum(-1, keepdims=True)
+    np.testing.assert_allclose(v, P @ X - X, rtol=1e-13, atol=1e-15)
+
+
+def test_tensor_kernel_matches_its_unrolled_definition_at_50_digits():
+    from derive.codegen.tensor import generate_tensor, verify_tensor_kernel
+
+    tp = _toy_attention()
+    assert verify_tensor_kernel(tp, generate_tensor(tp), np.random.default_rng(1), 50) >= 13.5
+
+
+def test_registry_declares_generates_installs_once():
+    from derive.codegen import KernelRegistry, compile_program
+
+    tp = _toy_attention()
+    p = Program("reg_scalar", (x,), ((out, sp.exp(x)),), (out,))
+    calls = []
+    reg = KernelRegistry("toy", lambda: calls.append(1) or {"scalar": p, "attention": tp})
+    assert reg.is_tensor("attention") and not reg.is_tensor("scalar")
+    assert reg.kernel("scalar") is reg.kernel("scalar") and len(calls) == 1
+    assert reg.kernel("attention").key == tp.key()
+    with pytest.raises(ValueError, match="only the 'xp' target"):
+        compile_program(tp, "mpmath")
+    made = []
+    k = reg.declared_kernel("sized", lambda: made.append(1) or p)
+    assert reg.declared_kernel("sized", lambda: made.append(1) or p) is k and made == [1]
+    other = generate(Program("reg_other", (x,), ((out, sp.sin(x)),), (out,)))
+    with pytest.raises(ValueError, match="other equations"):
+        reg.install("scalar", other)
+    fresh = KernelRegistry("worker", lambda: (_ for _ in ()).throw(AssertionError("no derivation")))
+    fresh.install("scalar", reg.kernel("scalar"))
+    assert fresh.kernel("scalar").key == reg.kernel("scalar").key  # no SymPy on the worker
