@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 
-from .params import Domain
+from .params import Domain, InputTypeError
 
 __all__ = ["Observable", "Option", "check_outputs", "RangeEnd", "declare", "check_real_array",
            "init_option", "stability_option", "progress_option", "unit_interval_observable"]
@@ -135,6 +135,7 @@ class Option:
         return s + (" or None" if self.allow_none and self.kind != "any" else "")
 
     def _fail(self, value: Any, exc: type = ValueError) -> Exception:
+        exc = InputTypeError if exc is TypeError else exc
         return exc(f"option {self.name!r} = {value!r} is invalid: it must be {self.describe()}"
                    + (f" ({self.description})" if self.description and self.kind != "any" else ""))
 
@@ -230,13 +231,13 @@ def check_real_array(name: str, allow_nan: bool = True) -> Callable[[Any], np.nd
         try:
             raw = np.asarray(value)
         except (TypeError, ValueError):
-            raise TypeError(f"option {name!r} must be an array of real numbers, got {value!r}") from None
+            raise InputTypeError(f"option {name!r} must be an array of real numbers, got {value!r}") from None
         if raw.dtype.kind == "O":
             flat = raw.reshape(-1).tolist()
             if not all(_is_real_number(e) for e in flat):
-                raise TypeError(f"option {name!r} must be an array of real numbers, got {value!r}")
+                raise InputTypeError(f"option {name!r} must be an array of real numbers, got {value!r}")
         elif raw.dtype.kind not in "fiu":
-            raise TypeError(f"option {name!r} must be an array of real numbers, got {value!r}")
+            raise InputTypeError(f"option {name!r} must be an array of real numbers, got {value!r}")
         arr = np.asarray(raw, dtype=float)
         if np.isinf(arr).any() or (not allow_nan and np.isnan(arr).any()):
             raise ValueError(f"option {name!r} must hold finite numbers"

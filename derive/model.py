@@ -76,8 +76,12 @@ class _time_limit:
         def handler(signum: int, frame: Any) -> None:
             raise BudgetExceeded(f"wall-clock budget of {self.seconds:g} s exceeded")
 
+        import time as _t
+
         self.old = signal.signal(signal.SIGALRM, handler)
-        signal.setitimer(signal.ITIMER_REAL, float(self.seconds))
+        self.t0 = _t.monotonic()
+        # an outer timer (e.g. pytest-timeout, an enclosing budget) is restored on exit
+        self.outer = signal.setitimer(signal.ITIMER_REAL, float(self.seconds))
         self.active = True
         return self
 
@@ -85,8 +89,14 @@ class _time_limit:
         if self.active:
             import signal
 
+            import time as _t
+
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self.old)
+            delay, interval = self.outer
+            if delay > 0:
+                left = max(delay - (_t.monotonic() - self.t0), 1e-3)
+                signal.setitimer(signal.ITIMER_REAL, left, interval)
 
 
 @dataclass(frozen=True)
@@ -541,15 +551,15 @@ class Model:
             return {k: np.full((m,) + v.shape[1:], _failed_value(k, v.dtype), dtype=v.dtype)
                     for k, v in ref.items()}
 
-        with _time_limit(time_limit):
-            try:
+        out = None
+        budget_hit = False
+        try:
+            with _time_limit(time_limit):
                 out = run(0, n)
-            except BudgetExceeded:
-                out = None
+        except BudgetExceeded:
+            if out is None:  # (an alarm between the end of the run and its cancellation is moot)
                 errors.clear()
                 budget_hit = True
-            else:
-                budget_hit = False
         if out is None and errors and raise_if_all_failed:
             raise errors[0]
         if out is None:

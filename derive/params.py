@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Parameter", "Domain", "positive", "nonnegative", "unit_interval", "positive_or_inf"]
+__all__ = ["Parameter", "Domain", "positive", "nonnegative", "unit_interval", "positive_or_inf",
+           "InputTypeError"]
+
+
+class InputTypeError(TypeError, ValueError):
+    """An input (parameter or option) of the wrong type: complex, boolean or string where a real
+    number is expected. Both a ``TypeError`` and a ``ValueError`` (older callers catch the latter)."""
 
 
 @dataclass(frozen=True)
@@ -102,11 +108,11 @@ class Parameter:
                        for e in flat):
                 bad_e = next(e for e in flat if not (isinstance(e, numbers.Real)
                                                     and not isinstance(e, (bool, np.bool_))))
-                raise TypeError(f"parameter '{self.name}' ({self.description}) must be a real "
+                raise InputTypeError(f"parameter '{self.name}' ({self.description}) must be a real "
                                 f"number or an array of real numbers, got {bad_e!r}")
         elif kind not in "fiu":
             what = {"c": "complex", "b": "boolean", "U": "string", "S": "bytes"}.get(kind, raw.dtype.name)
-            raise TypeError(f"parameter '{self.name}' ({self.description}) must be a real number "
+            raise InputTypeError(f"parameter '{self.name}' ({self.description}) must be a real number "
                             f"or an array of real numbers, got a {what} value {value!r}")
         try:
             arr = np.asarray(raw, dtype=float)
