@@ -37,6 +37,12 @@ relative to the theory at τ_eff (which absorbs the n = d(d+1) threshold shift) 
 coefficient is c1 = 3.72 ± 0.13 at point A. The bias is *shown* (sign, size, 1/d decay,
 extrapolation to 0), never absorbed into a loosened tolerance.
 
+P04 (= point A) at d = 32 (issue 13.5). The per-trial e_ICL there is right-skewed, so the
+positive bias is judged by a bootstrap p-value (shifted-sample and bootstrap-t) over 200 stored
+trials of the authors' protocol (spec §3: tasks on the sphere of radius √d, exact O(d) context
+sampler, n = k·round(τd²/k), dense normal equations, exact test errors), not by a Gaussian z
+on 16 trials; tests/data/icl_p04_d32_trials.json, numbers in tests/data/icl_sim_trend.md §5.
+
 Runtimes (2 cores; d = 128 dominates: PCG solves with n = 2d² … 10d² contexts). Fast tests
 (default CI, d = 32 only): ~12 s on idle cores. Slow tests (``-m slow``, d ∈ {32, 64, 128}):
 ~3.1 min on idle cores. On cores shared with other jobs, multithreaded OpenBLAS oversubscribes:
@@ -152,16 +158,84 @@ def _check_model(r: dict, point: str, q: str) -> None:
         f"|gap − c1/d| = {abs(e['gap'] - pred):.5f} > {tol:.5f}")
 
 
-def test_kappa_below_one_icl_bias_is_positive_and_of_measured_size():
-    """Point A (κ = 0.5) at d = 32: e_ICL(sim) > e_ICL(theory) well beyond the error bar,
-    as spec §4 predicts, and the excess is the measured +3.72/d (not a larger disagreement)."""
-    trials, seed = FAST["A"]
-    r = run("A", FAST_D, trials, seed)
-    e = r["e_icl"]
-    # measured: gap ≈ +0.12 at d = 32; per-trial std 0.05-0.09 (heavy upper tail), so with
-    # 16 trials 3σ_eff ≈ 0.05-0.09
-    assert e["gap"] > 3.0 * e["sigma"], describe(r, "e_icl")
-    _check_model(r, "A", "e_icl")
+# P04 (= point A) at d = 32: the per-trial e_ICL is skewed (heavy upper tail), so the bias is
+# judged by a bootstrap p-value over >= 200 trials, not by a Gaussian z (issue 13.5). The trials
+# are stored (tests/data/icl_p04_d32_trials.json: the authors' protocol of spec §3, dense
+# normal-equation solve, exact test errors, 200 trials, seed 61032); the slow test reruns them.
+
+P04_TRIALS = "icl_p04_d32_trials.json"
+BOOT = 20000
+
+
+def bootstrap_pvalues(x: np.ndarray, null_mean: float, *, boots: int = BOOT, seed: int = 0
+                      ) -> dict[str, float]:
+    """Bootstrap tests of H0: E[x] = ``null_mean`` from i.i.d. trials ``x``.
+
+    * ``p_upper`` (one-sided, H1: E[x] > null_mean): the sample is shifted to the null mean and
+      resampled with replacement; p = (1 + #{mean* ≥ mean})/(1 + boots).
+    * ``p_t_upper`` / ``p_t_two``: bootstrap-t (studentised; second-order accurate for skewed
+      data): t* = (mean* − mean)/sem* against t = (mean − null_mean)/sem.
+    """
+    x = np.asarray(x, dtype=float)
+    n = x.size
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(boots, n))
+    xb = x[idx]
+    mb = xb.mean(axis=1)
+    sb = xb.std(axis=1, ddof=1) / np.sqrt(n)
+    m, s = x.mean(), x.std(ddof=1) / np.sqrt(n)
+    shifted = mb - m + null_mean
+    t_obs = (m - null_mean) / s
+    tb = (mb - m) / sb
+    return {"mean": float(m), "sem": float(s), "t": float(t_obs),
+            "p_upper": float((1 + np.sum(shifted >= m)) / (1 + boots)),
+            "p_t_upper": float((1 + np.sum(tb >= t_obs)) / (1 + boots)),
+            "p_t_two": float((1 + np.sum(np.abs(tb) >= abs(t_obs))) / (1 + boots)),
+            "skewness": float(stats.skew(x))}
+
+
+def _p04_stored() -> dict:
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).parent / "data" / P04_TRIALS).read_text())
+
+
+def _p04_theory(tau_eff: float, d: int, k: int, ell: int) -> dict[str, float]:
+    p = POINTS["A"]
+    ds = derive.solve("icl-linear-attention", tau=tau_eff, alpha=ell / d, kappa=k / d,
+                      rho=p["rho"], lam=p["lam"])
+    assert bool(ds.converged)
+    return {q: float(ds[q]) for q in QUANTITIES}
+
+
+def test_kappa_below_one_icl_bias_bootstrap_p04():
+    """P04 / point A (κ = 0.5) at d = 32, 200 stored trials: e_ICL(sim) > e_ICL(theory at τ_eff)
+    with bootstrap p < 1e-3 (no Gaussian assumption), and the excess is consistent with the
+    measured finite-d model +3.72/d (two-sided bootstrap-t p > 0.01; measured 0.03 without the
+    ±0.13 uncertainty of c1). e_IDG likewise positive. Measured: e_ICL 1.0377 ± 0.0042 against
+    0.91239, d·gap = 4.01, no bootstrap resample of 10⁵ reached it (p < 1e-5)."""
+    st = _p04_stored()
+    assert st["trials"] >= 200 and st["d"] == 32
+    th = _p04_theory(st["tau_eff"], st["d"], st["k"], st["ell"])
+    b0 = bootstrap_pvalues(st["e_icl"], th["e_icl"])
+    assert b0["p_upper"] < 1e-3 and b0["p_t_upper"] < 1e-3, b0
+    c1, sc1 = C1[("A", "e_icl")]
+    b1 = bootstrap_pvalues(st["e_icl"], th["e_icl"] + c1 / st["d"])
+    assert b1["p_t_two"] > 0.01, b1
+    bi = bootstrap_pvalues(st["e_idg"], th["e_idg"])
+    assert bi["p_t_upper"] < 1e-3, bi
+
+
+@pytest.mark.slow
+def test_p04_d32_rerun_reproduces_stored_trials():
+    """Rerun the stored 200-trial P04 simulation (authors' protocol; ≈ 3–15 min on 2 shared
+    cores) and require the same per-trial values (same seeds) and the same p-values."""
+    st = _p04_stored()
+    sim = simulate(d=32, trials=st["trials"], seed=st["seed"], test_error="exact",
+                   solver=st["solver"], **POINTS["A"])
+    assert np.allclose(sim.e_icl_exact, st["e_icl"], rtol=1e-8)
+    assert np.allclose(sim.e_idg_exact, st["e_idg"], rtol=1e-8)
 
 
 @pytest.mark.parametrize("q", QUANTITIES)
