@@ -16,13 +16,15 @@ No SymPy here; coefficient functions are plain callables over arrays.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 __all__ = ["batched_roots", "physical_density", "support_intervals", "integrate_density",
-           "angle_rule"]
+           "angle_rule", "density_batch", "batched_real_roots", "batched_support",
+           "integrate_density_batch", "DensityIntegrals"]
 
 
 def batched_roots(coeffs: Any) -> np.ndarray:
@@ -129,3 +131,381 @@ def integrate_density(coeff_fn: Callable[[np.ndarray], np.ndarray],
             mid = 0.5 * (a + b)
             pending += [(a, mid, floor), (mid, b, floor)]
     return out
+
+
+# ==========================================================================================
+# Batched over a whole grid: density in closed form, support from companion eigenvalues,
+# adaptive angle-rule quadrature driven by masks (one NumPy pass per refinement round).
+# ==========================================================================================
+
+_SQRT3 = float(np.sqrt(3.0))
+
+
+def _cubic_pair(b: np.ndarray, c: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""The complex-conjugate pair ``re ± i im`` (``im ≥ 0``; ``im = 0`` when all roots are real)
+    of ``g³ + b g² + c g + d = 0``, real coefficients.
+
+    Depressed form ``t³ + P t + Q`` (``g = t − b/3``), ``D = Q²/4 + P³/27``: for ``D > 0`` one real
+    root ``u + v`` and the pair ``−(u + v)/2 ± i (√3/2)(u − v)``, ``u, v = ∛(−Q/2 ± √D)``, with
+    ``u − v = 2√D / (u² + uv + v²)`` (``u³ − v³ = 2√D``, no cancellation).
+    """
+    P = c - b * b / 3
+    Q = (2 * b * b * b / 27 - b * c / 3) + d
+    D = Q * Q / 4 + P * P * P / 27
+    sq = np.sqrt(np.maximum(D, 0.0))
+    u = np.cbrt(-Q / 2 + sq)
+    v = np.cbrt(-Q / 2 - sq)
+    im = np.where(D > 0, _SQRT3 * sq / (u * u + u * v + v * v), 0.0)
+    return -(u + v) / 2 - b / 3, im
+
+
+def _largest_real_root_depressed(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """Largest real root of ``t³ + P t + Q`` (real coefficients): Cardano with the
+    cancellation-free choice of cube root when one root is real, the trigonometric form when
+    all three are (each evaluated only where it applies)."""
+    D = Q * Q / 4 + P * P * P / 27
+    one = D > 0
+    out = np.empty_like(D)
+    if one.any():
+        Q1, P1 = Q[one], P[one]
+        u = np.cbrt(-Q1 / 2 - np.copysign(np.sqrt(D[one]), Q1))   # the larger cube root
+        out[one] = np.where(u != 0, u - P1 / (3 * np.where(u != 0, u, 1.0)), 0.0)
+    three = ~one
+    if three.any():
+        P3, Q3 = P[three], Q[three]
+        rP = np.sqrt(np.maximum(-P3 / 3, 0.0))
+        cosarg = np.clip(np.where(rP > 0, -Q3 / (2 * np.where(rP > 0, rP, 1.0) ** 3), 0.0), -1, 1)
+        out[three] = 2 * rP * np.cos(np.arccos(cosarg) / 3)
+    return out
+
+
+def _quartic_pairs(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    r"""The two root pairs of ``g⁴ + a g³ + b g² + c g + d = 0`` (real coefficients, Ferrari) as
+    ``(re₁, im₁, re₂, im₂)``: each quadratic factor's roots are ``re ± i im`` when complex
+    (``im = 0`` for a real pair; its real roots are not needed).
+
+    Depressed ``y⁴ + p y² + q y + r`` (``g = y − a/4``); ``m ≥ 0`` the largest real root of the
+    resolvent ``m³ + p m² + (p²/4 − r) m − q²/8``; with ``s = √(2m)`` the quartic factors into
+    ``y² ∓ s y + p/2 + m ± q/(2s)``: centres ``± s/2``, ``im = √((p + m ± q/s)/2)`` when positive.
+    """
+    a2 = a * a
+    p = b - 3 * a2 / 8
+    q = c - a * b / 2 + a2 * a / 8
+    r = d - a * c / 4 + a2 * b / 16 - 3 * a2 * a2 / 256
+    P = -p * p / 12 - r
+    Q = -p * p * p / 108 + p * r / 3 - q * q / 8
+    m = np.maximum(_largest_real_root_depressed(P, Q) - p / 3, 0.0)
+    s = np.sqrt(2 * m)
+    qs = q / s
+    im1 = np.sqrt(np.maximum((p + m + qs) / 2, 0.0))
+    im2 = np.sqrt(np.maximum((p + m - qs) / 2, 0.0))
+    return s / 2 - a / 4, im1, -s / 2 - a / 4, im2
+
+
+def _newton_step(c: list[np.ndarray], g: np.ndarray) -> np.ndarray:
+    """``P(g)/P'(g)`` for real coefficient columns ``c`` (lowest degree first), complex ``g``."""
+    n = len(c) - 1
+    p = c[n] * g + c[n - 1]
+    dp = c[n] + 0j
+    for k in range(n - 2, -1, -1):
+        dp = dp * g + p
+        p = p * g + c[k]
+    return p / dp
+
+
+def _polished_im(c: list[np.ndarray], re: np.ndarray, im: np.ndarray, *, move: float = 1e-7
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """One Newton step from ``g = re + i im`` (``im > 0``; ``im = 0`` means a real pair, kept at 0).
+    Returns ``(|Im g|, ok)``: ``ok`` when the step moved ``g`` by at most ``move·|g|``, i.e. the
+    estimate was already a root to that accuracy and Newton, in its quadratic regime, leaves
+    an error of order ``move²`` relative."""
+    cplx = im > 0
+    g0 = re + 1j * im
+    dg = _newton_step(c, g0)
+    g1 = g0 - dg
+    ok = np.abs(dg) <= move * np.abs(g1)
+    return np.where(cplx, np.abs(g1.imag), 0.0), np.where(cplx, ok, True)
+
+
+def _pairs(mon: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The conjugate pairs ``(re, im)`` of a monic cubic/quartic, coefficients highest first
+    after the leading 1 (``mon[..., 0]`` multiplies ``g^{n−1}``)."""
+    if mon.shape[-1] == 3:
+        return [_cubic_pair(mon[..., 0], mon[..., 1], mon[..., 2])]
+    r1, i1, r2, i2 = _quartic_pairs(mon[..., 0], mon[..., 1], mon[..., 2], mon[..., 3])
+    return [(r1, i1), (r2, i2)]
+
+
+def _density_from_pairs(c: list[np.ndarray], pairs: list[tuple[np.ndarray, np.ndarray]],
+                        reverse: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(max |Im g|, ok)`` over the candidate pairs (in ``w = 1/g`` when ``reverse``), polished."""
+    mu = np.zeros(c[0].shape)
+    ok = np.ones(c[0].shape, dtype=bool)
+    for re, im in pairs:
+        if reverse:
+            d = re * re + im * im
+            re, im = np.where(im > 0, re / d, 0.0), np.where(im > 0, im / d, 0.0)
+        m, o = _polished_im(c, re, im)
+        mu = np.maximum(mu, m)
+        ok &= o
+    return mu, ok
+
+
+def _root_k(v: np.ndarray, k: int) -> np.ndarray:
+    """``|v|^{1/k}`` for k = 1…4 without ``pow``."""
+    a = np.abs(v)
+    return a if k == 1 else np.sqrt(a) if k == 2 else np.cbrt(a) if k == 3 else np.sqrt(np.sqrt(a))
+
+
+def _closed_form_density(c: np.ndarray, spread: float = 1e3, rtol: float = 1e-12) -> np.ndarray:
+    r"""``max |Im g| / π`` for a cubic or quartic with real coefficients ``(N, n+1)``, without
+    eigenvalues.
+
+    The pair formulas (Cardano, Ferrari) are accurate for roots whose size is not far below
+    the largest root of the polynomial they solve. With the bounds
+    ``R_max ≤ 2 max_k |c_{n−k}/c_n|^{1/k}`` and ``R_min ≥ 1/(2 max_k |c_k/c_0|^{1/k})``:
+
+    * ``R_max/R_min ≤ spread``: the formulas for the polynomial made monic by its leading
+      coefficient, each complex root polished by one Newton step (kept when the step is
+      ``≤ 1e-7 |g|``);
+    * otherwise, or when that check fails, the same for the polynomial and for its reverse
+      (roots ``w = 1/g``), which cover roots far smaller and far larger than the physical one;
+      kept where both pass and agree to ``rtol · max(1, |Im g|)``.
+
+    Entries that pass neither are NaN (the caller falls back to eigenvalues).
+    """
+    n = c.shape[-1] - 1
+    cols = [np.ascontiguousarray(c[:, j]) for j in range(n + 1)]
+    mon = [cols[n - j] / cols[n] for j in range(1, n + 1)]        # g^{n-1}, …, g^0
+    rev = [cols[j] / cols[0] for j in range(1, n + 1)]            # w^{n-1}, …, w^0
+    rmax = 2 * np.maximum.reduce([_root_k(mon[j - 1], j) for j in range(1, n + 1)])
+    rinv = 2 * np.maximum.reduce([_root_k(rev[j - 1], j) for j in range(1, n + 1)])
+    mu = np.full(c.shape[0], np.nan)
+    easy = rmax * rinv <= spread
+
+    def pairs(m: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        if n == 3:
+            return [_cubic_pair(*m)]
+        r1, i1, r2, i2 = _quartic_pairs(*m)
+        return [(r1, i1), (r2, i2)]
+
+    def sub(arrs: list[np.ndarray], mask: np.ndarray) -> list[np.ndarray]:
+        return [v[mask] for v in arrs]
+
+    if easy.all():
+        m, o = _density_from_pairs(cols, pairs(mon), False)
+        mu = np.where(o, m, np.nan)
+    elif easy.any():
+        m, o = _density_from_pairs(sub(cols, easy), pairs(sub(mon, easy)), False)
+        mu[easy] = np.where(o, m, np.nan)
+    hard = np.isnan(mu)
+    if hard.any():
+        ch = sub(cols, hard)
+        mf, of = _density_from_pairs(ch, pairs(sub(mon, hard)), False)
+        mr, orr = _density_from_pairs(ch, pairs(sub(rev, hard)), True)
+        agree = of & orr & (np.abs(mf - mr) <= rtol * np.maximum(1.0, np.maximum(mf, mr)))
+        mu[hard] = np.where(agree, 0.5 * (mf + mr), np.nan)
+    return mu / np.pi
+
+
+def density_batch(coeffs: Any) -> np.ndarray:
+    r"""``μ(x) = max_roots |Im g| / π`` for real coefficients ``(..., n+1)`` (lowest degree first),
+    any batch shape. Degrees 3 and 4 in closed form (real arithmetic, no root finding; see
+    :func:`_cubic_density_monic`, :func:`_quartic_density_monic`), others by companion
+    eigenvalues. Entries where the closed form is not finite (vanishing leading coefficient,
+    overflow) fall back to the eigenvalues; where those fail too the value is NaN.
+    """
+    c = np.asarray(coeffs, dtype=float)
+    n = c.shape[-1] - 1
+    with np.errstate(all="ignore"):
+        if n in (3, 4):
+            mu = _closed_form_density(c.reshape(-1, n + 1)).reshape(c.shape[:-1])
+        else:
+            mu = np.full(c.shape[:-1], np.nan)
+    bad = ~np.isfinite(mu)
+    if bad.any():
+        cb = c[bad]
+        ok = np.all(np.isfinite(cb), axis=-1) & (cb[..., -1] != 0)
+        fb = np.full(cb.shape[0], np.nan)
+        if ok.any():
+            try:
+                fb[ok] = physical_density(cb[ok])
+            except np.linalg.LinAlgError:
+                pass
+        mu[bad] = fb
+    return mu
+
+
+def batched_real_roots(coeffs: Any, *, tol_imag: float = 1e-7) -> np.ndarray:
+    """Real roots of ``Σ_k c_k x^k`` per row of ``coeffs`` ``(P, n+1)`` (lowest degree first),
+    sorted ascending and padded with NaN to ``(P, n)``, as ``np.roots`` would give them: exact
+    zero leading coefficients are dropped (lower degree), exact zero trailing coefficients are
+    exact zero roots, a root is real when ``|Im| ≤ tol_imag · max(1, max |root|)``.
+
+    Rows are grouped by their effective degree and solved together (companion eigenvalues);
+    rows with non-finite coefficients, or whose eigenvalue solve fails, are all NaN.
+    """
+    c = np.asarray(coeffs, dtype=float)
+    P, n1 = c.shape
+    out = np.full((P, n1 - 1), np.nan)
+    finite = np.all(np.isfinite(c), axis=1)
+    nz = c != 0
+    hi = np.where(nz.any(axis=1), n1 - 1 - np.argmax(nz[:, ::-1], axis=1), -1)   # degree
+    lo = np.where(nz.any(axis=1), np.argmax(nz, axis=1), 0)                      # zero roots
+    for h, l in {(int(h), int(l)) for h, l in zip(hi[finite], lo[finite])}:
+        rows = np.flatnonzero(finite & (hi == h) & (lo == l))
+        deg = h - l
+        if h < 1:
+            continue
+        roots = np.zeros((rows.size, h), dtype=complex)
+        if deg >= 1:
+            cc = c[rows, l:h + 1]
+            mon = cc[:, :-1] / cc[:, -1:]
+            comp = np.zeros((rows.size, deg, deg))
+            comp[:, 1:, :-1] = np.eye(deg - 1)
+            comp[:, :, -1] = -mon
+            try:
+                with np.errstate(all="ignore"):
+                    roots[:, :deg] = np.linalg.eigvals(comp)
+            except np.linalg.LinAlgError:
+                # solve row by row so one bad row does not take the others with it
+                for j in range(rows.size):
+                    try:
+                        roots[j, :deg] = np.linalg.eigvals(comp[j])
+                    except np.linalg.LinAlgError:
+                        roots[j] = np.nan
+        scale = np.maximum(1.0, np.max(np.abs(roots), axis=1, initial=0.0))
+        real = np.abs(roots.imag) <= tol_imag * scale[:, None]
+        vals = np.where(real, roots.real, np.nan)
+        vals.sort(axis=1)
+        out[rows, :h] = vals
+    return out
+
+
+def batched_support(edge_coeffs: Any, density: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
+                    lo: float | None = 0.0, tol_imag: float = 1e-7, min_density: float = 1e-10,
+                    rel_density: float = 1e-12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bulks of the density at every grid point at once (the batched :func:`support_intervals`).
+
+    ``edge_coeffs`` ``(P, ne)``: the edge polynomial per point (lowest degree first);
+    ``density(x, rows)``: ``μ`` at ``x`` of shape ``(len(rows), M)`` for the points ``rows``.
+    Candidate edges are ``lo`` (unless None) and the real roots above it; consecutive distinct
+    candidates bound a bulk where ``μ`` at the midpoint exceeds ``min_density`` and
+    ``rel_density`` times the largest midpoint density of that point.
+
+    Returns ``(a, b, valid)`` of shape ``(P, M)``: the bulks ``[a, b]`` where ``valid``, sorted
+    per point. A point whose edge polynomial could not be solved has no valid bulk.
+    """
+    roots = batched_real_roots(edge_coeffs, tol_imag=tol_imag)
+    P = roots.shape[0]
+    if lo is not None:
+        roots = np.where(roots > lo, roots, np.nan)
+        cand = np.concatenate([np.full((P, 1), float(lo)), roots], axis=1)
+    else:
+        cand = roots
+    cand = np.sort(cand, axis=1)                       # NaN last
+    a, b = cand[:, :-1], cand[:, 1:]
+    valid = np.isfinite(a) & np.isfinite(b) & (b > a)
+    mids = np.where(valid, (a + b) / 2, 0.0)
+    rows = np.flatnonzero(valid.any(axis=1))
+    if rows.size:
+        dens = np.asarray(density(mids[rows], rows), dtype=float)
+        # relative floor too: in a gap next to a tall bulk the computed density is rounding
+        # noise of the bulk's scale (e.g. 6e-11 beside a bulk of height 4e4 at Δ_eff = 1e-10)
+        top = np.max(np.where(valid[rows], np.nan_to_num(dens), 0.0), axis=1, initial=0.0)
+        ok = np.zeros_like(valid)
+        ok[rows] = valid[rows] & (dens > np.maximum(min_density, rel_density * top)[:, None])
+        valid = ok
+    return a, b, valid
+
+
+@dataclass
+class DensityIntegrals:
+    """Batched :func:`integrate_density_batch` result, one row per grid point.
+
+    ``values`` ``(P, J)``: the integrals; ``error`` ``(P,)``: the sum over accepted pieces of
+    ``max_j |Q_2n − Q_n|`` (an upper estimate of the error of the reported ``Q_2n``);
+    ``pieces``: pieces used; ``ok``: every value is finite; ``met``: every piece also met the
+    tolerance within the budget (where it did not, ``error`` says how far off it may be).
+    """
+
+    values: np.ndarray
+    error: np.ndarray
+    pieces: np.ndarray
+    ok: np.ndarray
+    met: np.ndarray
+
+
+def integrate_density_batch(coeff_fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                            a: np.ndarray, b: np.ndarray, valid: np.ndarray,
+                            integrand: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+                            n_int: int, n: int = 32, *, tol: float = 1e-11, max_pieces: int = 256,
+                            zero_floor: float = 1e-5, adaptive: bool = True) -> DensityIntegrals:
+    """``∫ f_j(μ(x), x) dx`` over the bulks of every grid point at once (batched
+    :func:`integrate_density`, same rule, same refinement criterion).
+
+    ``coeff_fn(x, rows)``: polynomial coefficients ``(*x.shape, deg+1)`` at real ``x`` of shape
+    ``(len(rows), K)`` for the grid points ``rows``; ``integrand(mu, x, rows)`` returns
+    ``(*x.shape, n_int)``. Each piece gets the ``n``- and ``2n``-node angle rules in one pass;
+    pieces whose estimates differ by more than ``tol`` (any integrand) are halved, all points
+    together, until they agree or the point has used ``max_pieces``. The origin floor is as in
+    :func:`integrate_density`. ``adaptive=False``: the ``n``-node rule once per bulk, no error
+    estimate (``error`` is NaN, ``ok`` only says the values are finite) — a cheap map for
+    the first stage of :func:`numerics.state_evolution.solve_two_stage`.
+    """
+    P, M = a.shape
+    t1, w1 = angle_rule(n)
+    t2, w2 = angle_rule(2 * n)
+    tt = np.concatenate([t1, t2]) if adaptive else t1
+    values = np.zeros((P, n_int))
+    error = np.zeros(P)
+    used = np.zeros(P, dtype=np.int64)
+    ok = np.ones(P, dtype=bool)
+    met = np.ones(P, dtype=bool)
+    # reach of the support contiguous with the origin, per point (columns sorted)
+    reach = np.zeros(P)
+    for j in range(M):
+        aj, bj, vj = a[:, j], b[:, j], valid[:, j]
+        grow = vj & (aj <= reach * (1 + 1e-12)) & ((reach > 0) | (aj == 0))
+        reach = np.where(grow, np.maximum(reach, bj), reach)
+    owner, col = np.nonzero(valid)
+    pa, pb = a[owner, col], b[owner, col]
+    pfloor = np.where((reach[owner] > 0) & (pa < reach[owner]), zero_floor * reach[owner], -np.inf)
+    np.add.at(used, owner, 1)
+    while owner.size:
+        x = pa[:, None] + (pb - pa)[:, None] * tt[None, :]
+        x = np.maximum(x, pfloor[:, None])
+        with np.errstate(all="ignore"):
+            mu = density_batch(coeff_fn(x, owner))
+            f = np.asarray(integrand(mu, x, owner), dtype=float)          # (Q, 3n, J)
+            h = (pb - pa)[:, None]
+            q_lo = h * np.einsum("k,qkj->qj", w1, f[:, :n])
+            if adaptive:
+                q_hi = h * np.einsum("k,qkj->qj", w2, f[:, n:])
+                diff = np.max(np.abs(q_hi - q_lo), axis=1)
+            else:
+                q_hi, diff = q_lo, np.zeros(q_lo.shape[0])
+        fin = np.all(np.isfinite(q_hi), axis=1) & np.isfinite(diff)
+        budget = used[owner] >= max_pieces
+        accept = (diff <= tol) | budget | ~fin
+        if accept.any():
+            oa = owner[accept]
+            np.add.at(values, oa, np.where(fin[accept, None], q_hi[accept], np.nan))
+            np.add.at(error, oa, np.where(fin[accept], diff[accept], np.inf))
+            ok[oa[~fin[accept]]] = False
+            met[oa[(~fin[accept]) | (diff[accept] > tol)]] = False
+        split = ~accept
+        if not split.any():
+            break
+        o, sa, sb, sf = owner[split], pa[split], pb[split], pfloor[split]
+        mid = 0.5 * (sa + sb)
+        np.add.at(used, o, 1)
+        owner = np.concatenate([o, o])
+        pa, pb = np.concatenate([sa, mid]), np.concatenate([mid, sb])
+        pfloor = np.concatenate([sf, sf])
+    ok &= np.all(np.isfinite(values), axis=1)
+    met &= ok
+    if not adaptive:
+        error[:] = np.nan
+    return DensityIntegrals(values=values, error=error, pieces=used, ok=ok, met=met)
