@@ -245,3 +245,29 @@ def test_unique_fixed_point_no_first_order_transition(model, k_):
     inf = derive.solve(NAME, alpha=a, kappa=k_, delta=0.25, init=[1e-4])
     uni = derive.solve(NAME, alpha=a, kappa=k_, delta=0.25, init=[1 / k_])
     assert inf.mmse.values == pytest.approx(uni.mmse.values, abs=1e-9)
+
+
+# ---- issue 15: numerical failures are statuses; perfect recovery is the exact fixed point ------
+def test_failures_are_statuses_not_exceptions():
+    """α = 1e-300 (Δ_eff ~ 1e293: LinAlgError/overflow in the spectral step before) gives a
+    non-converged point with a status and NaN, never an exception; the grid's other point is
+    unaffected."""
+    from numerics.results import Status
+
+    ds = derive.solve(NAME, alpha=np.array([1e-300, 0.2]), kappa=1e-4, delta=1e-7)
+    assert not bool(ds.converged[0]) and np.isnan(float(ds.mmse[0]))
+    assert int(ds.status[0]) in (int(Status.NONFINITE), int(Status.FAILED), int(Status.MAXITER))
+    assert bool(ds.converged[1])
+
+
+def test_perfect_recovery_is_exact_zero_and_floor_is_flagged():
+    """Δ = 0 above α_PR: the exact fixed point m = 0 (q̂ = +inf), converged; Δ = 1e-13 above
+    α_PR: the true mmse is ~1e-13, below the quadrature's resolution: flagged ``precision``.
+    α = 1e300, Δ = 0 (NaN/inf observables flagged converged before): m = 0 exactly."""
+    from numerics.results import Status
+
+    ds = derive.solve(NAME, alpha=np.array([0.5, 1e300]), kappa=0.5, delta=0.0)
+    assert ds.converged.values.all()
+    assert np.all(ds.mmse.values == 0) and np.all(ds.gen_error.values == 0)
+    fl = derive.solve(NAME, alpha=0.45, kappa=0.5, delta=1e-13)
+    assert not bool(fl.converged) and int(fl.status) == int(Status.PRECISION)
