@@ -1,4 +1,4 @@
-"""What every derivation script shares: writing result tables and the command-line entry."""
+"""What every derivation script shares: result tables (CSV), figures (PNG) and the command-line entry."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["write_csv", "run_cli"]
+__all__ = ["write_csv", "save_figure", "run_cli"]
 
 
 def _cell(v: Any) -> Any:
@@ -19,13 +19,28 @@ def _cell(v: Any) -> Any:
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """Write ``rows`` (dicts with the same keys) to ``path``; floats keep all their digits."""
+    """Write ``rows`` to ``path``: the columns are the union of the rows' keys in first-seen order
+    (a missing cell is empty); floats keep all their digits."""
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
     with Path(path).open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         for r in rows:
             w.writerow({k: _cell(v) for k, v in r.items()})
     return Path(path)
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 120) -> Path:
+    """Save a Matplotlib figure to ``path`` (folders created) and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=dpi)
+    plt.close(fig)
+    return p
 
 
 def run_cli(main: Callable[..., list[Path]], model: str, doc: str | None,

@@ -22,7 +22,6 @@ Run ``attn-theory reproduce sparse-token [--quick]`` or
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import derive
+from derivations._common import save_figure, write_csv
 from numerics.simulate import sparse_token as sim
 
 MODEL = "sparse-token"
@@ -102,18 +102,6 @@ def print_derivation(echo=print) -> None:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    return path
-
-
 def _mean_se(v: Sequence[float]) -> tuple[float, float]:
     a = np.asarray(v, float)
     return float(a.mean()), float(a.std(ddof=1) / math.sqrt(a.size)) if a.size > 1 else float("nan")
@@ -177,9 +165,8 @@ def long_sequence(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[P
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     p = out / "long_sequence.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return [p, _write_csv(out / "long_sequence.csv", rows)], rows
+    save_figure(fig, p, dpi=110)
+    return [p, write_csv(out / "long_sequence.csv", rows)], rows
 
 
 # ----------------------------------------------------------------------------- figure 2
@@ -216,9 +203,8 @@ def alignment(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[Path]
                    title_fontsize=8)
     fig.tight_layout()
     p = out / "alignment.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return [p, _write_csv(out / "alignment.csv", rows)], rows
+    save_figure(fig, p, dpi=110)
+    return [p, write_csv(out / "alignment.csv", rows)], rows
 
 
 # ----------------------------------------------------------------------------- figure 3
@@ -267,9 +253,8 @@ def test_error(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[Path
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     p = out / "test_error.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return [p, _write_csv(out / "test_error.csv", rows)], rows
+    save_figure(fig, p, dpi=110)
+    return [p, write_csv(out / "test_error.csv", rows)], rows
 
 
 # ----------------------------------------------------------------------------- figure 4
@@ -321,13 +306,12 @@ def capacity_vs_L(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[P
     ax.legend(fontsize=7)
     fig.tight_layout()
     p = out / "capacity_vs_L.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
+    save_figure(fig, p, dpi=110)
     rows_theory = [dict(L=int(L), alpha_pool=float(ds.alpha_pool.values[i]),
                         alpha_vec=float(ds.alpha_vec.values[i]), alpha_attn=att[i]["alpha_attn"],
                         alpha_attn_sem=att[i]["alpha_attn_sem"]) for i, L in enumerate(Ls)]
-    return [p, _write_csv(out / "capacity_vs_L.csv", rows_theory),
-            _write_csv(out / "capacity_scans.csv", rows)], rows_theory + rows
+    return [p, write_csv(out / "capacity_vs_L.csv", rows_theory),
+            write_csv(out / "capacity_scans.csv", rows)], rows_theory + rows
 
 
 # ----------------------------------------------------------------------------- capacity transition
@@ -423,8 +407,7 @@ def capacity_transition_figure(out: Path, rows: Sequence[dict]) -> Path:
         ax.legend(fontsize=7)
     fig.tight_layout()
     p = out / "capacity_transition.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
+    save_figure(fig, p, dpi=110)
     return p
 
 
@@ -436,7 +419,7 @@ def capacity_transition_part(out: Path, cfg: Config, seed: int,
     dims["vectorised"] = cfg.ct_d_vec
     rows = capacity_transition(dims, cfg.ct_trials, seed=11 + seed, echo=echo, n_mc=cfg.cap_n_mc)
     return [capacity_transition_figure(out, rows),
-            _write_csv(out / "capacity_transition.csv", rows)], rows
+            write_csv(out / "capacity_transition.csv", rows)], rows
 
 
 # ----------------------------------------------------------------------------- summary
@@ -524,7 +507,7 @@ def _cli(argv: Sequence[str] | None = None) -> None:
         matplotlib.use("Agg")
         args.out.mkdir(parents=True, exist_ok=True)
         rows = capacity_transition(CT_FULL, trials=20)
-        print(f"wrote {_write_csv(args.out / 'capacity_transition.csv', rows)}")
+        print(f"wrote {write_csv(args.out / 'capacity_transition.csv', rows)}")
         print(f"wrote {capacity_transition_figure(args.out, rows)}")
         return
     for f in main(args.out, quick=args.quick, seed=args.seed):

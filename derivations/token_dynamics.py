@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from derivations._common import run_cli, write_csv
+from derivations._common import run_cli, save_figure, write_csv
 
 MODEL = "token-dynamics"
 
@@ -186,8 +186,7 @@ def phase_diagram(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[P
     np.atleast_1d(axes)[0].legend(loc="upper left", fontsize=7)
     fig.colorbar(im, ax=axes, label=r"fraction of pairs $\langle x_i,x_j\rangle>0.999$")
     png = out / "phase_diagram.png"
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png, dpi=110)
     return [png, csv_path], rows
 
 
@@ -229,8 +228,7 @@ def equiangular_overlay(out: Path, cfg: Config, echo=print) -> tuple[list[Path],
     ax.legend(fontsize=7)
     png = out / "equiangular_overlay.png"
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png, dpi=110)
     echo("  equiangular overlay: max |t_closed(rho_sim) - t| = "
          f"{max(r['max_time_error'] for r in rows):.2e}")
     return [png, write_csv(out / "equiangular_overlay.csv", rows)], rows
@@ -281,8 +279,7 @@ def cluster_formation(out: Path, cfg: Config, seed: int, echo=print) -> tuple[li
     ax.legend(fontsize=7)
     png = out / "cluster_formation.png"
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png, dpi=110)
     echo(f"  cluster formation: {nb} betas x {B} systems, {tr.steps} RK4 steps")
     return [png, write_csv(out / "cluster_formation.csv", rows)], rows
 
@@ -353,8 +350,7 @@ def metastability(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[P
     fig.suptitle(f"metastability: two groups at angle Δ={Dl:.3g}, d=2, n={n}, SA")
     fig.tight_layout()
     png = out / "metastability.png"
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png, dpi=110)
     return [png, write_csv(out / "metastability.csv", rows)], rows
 
 
@@ -385,8 +381,7 @@ def long_context(out: Path, cfg: Config, echo=print) -> tuple[list[Path], list[d
     ax.legend(fontsize=7)
     fig.tight_layout()
     png = out / "long_context.png"
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png, dpi=110)
     return [png, write_csv(out / "long_context.csv", rows)], rows
 
 
@@ -477,8 +472,7 @@ def concentration(out: Path, cfg: Config, seed: int, echo=print) -> tuple[list[P
     fig.suptitle(f"concentration (SA, V=diag(1.5,1,0.5), n={cfg.co_n}, d=3)")
     fig.tight_layout()
     png = out / "concentration.png"
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png, dpi=110)
     echo(f"  concentration: log-log slope of min_t W2 vs sqrt(log(b+1)/b) = {slope:.2f}")
     return [png, write_csv(out / "concentration.csv", rows)], rows
 
