@@ -386,3 +386,153 @@ def _cli(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     _cli()
+
+
+def continuation_phase_diagram(alphas: Sequence[float], omegas: Sequence[float], *, echo=print,
+                               **opts: Any) -> dict[str, Any]:
+    """Both branches on the α × ω grid by continuation (:func:`numerics.saddle.continuation`):
+    the positional branch followed upward in α from its start, the semantic branch downward,
+    each α step batched over every ω and started at the previous step's fixed point. A branch
+    ends (spinodal, or the pitchfork where θ → 0) at the last α where it converged with its order
+    parameter (m, resp. θ) above 1e-3. α_c(ω): the Φ crossing, linear interpolation between grid
+    points, with the error bar from the two branches' Φ errors and the local slope."""
+    import derive
+    from numerics.backend import get_backend
+    from numerics.saddle import continuation
+
+    m = derive.models.get(MODEL)
+    al = np.asarray(alphas, dtype=float)
+    om = np.asarray(omegas, dtype=float)
+    be = get_backend("numpy")
+    keys = ("q", "m", "v", "theta", "phi", "phi_err", "mse", "quad_error", "converged", "stability")
+    out: dict[str, Any] = {}
+    for branch, order, key in (("positional", np.arange(al.size), "m"),
+                               ("semantic", np.arange(al.size)[::-1], "theta")):
+        grid = {k: np.full((al.size, om.size), np.nan) for k in keys}
+
+        def solve(a: float, x0: np.ndarray):
+            params = m.validate(dict(alpha=np.full(om.size, a), omega=om, sigma=np.full(om.size, SIGMA),
+                                     lam=np.full(om.size, LAM)))
+            init = np.where(np.isfinite(x0), x0, np.nan) if np.isfinite(x0).any() else None
+            r = m.evaluate(params, be, branch=branch, init=init, **opts)
+            x = np.stack([r[k] for k in m.state], axis=1)
+            return type("Step", (), {"x": x, "converged": np.asarray(r["converged"], bool), "out": r})()
+
+        steps = continuation(solve, [float(al[i]) for i in order], np.full((om.size, 4), np.nan))
+        for i, st in zip(order, steps):
+            for k in keys:
+                grid[k][i] = np.asarray(st.out[k], dtype=float)
+        on = (grid["converged"] > 0) & (np.abs(grid[key]) > 1e-3)
+        grid["on_branch"] = on
+        out[branch] = grid
+    # α_c(ω): sign change of Φ_sem − Φ_pos between neighbouring α where both branches exist
+    d = out["semantic"]["phi"] - out["positional"]["phi"]
+    both = out["semantic"]["on_branch"] & out["positional"]["on_branch"]
+    de = np.hypot(out["semantic"]["phi_err"], out["positional"]["phi_err"])
+    ac, ac_err = np.full(om.size, np.nan), np.full(om.size, np.nan)
+    for j in range(om.size):
+        for i in range(al.size - 1):
+            if both[i, j] and both[i + 1, j] and d[i, j] < 0 <= d[i + 1, j]:
+                slope = (d[i + 1, j] - d[i, j]) / (al[i + 1] - al[i])
+                ac[j] = al[i] - d[i, j] / slope
+                ac_err[j] = max(de[i, j], de[i + 1, j]) / slope
+                break
+    pos_end = np.array([al[np.nonzero(out["positional"]["on_branch"][:, j])[0].max()]
+                        if out["positional"]["on_branch"][:, j].any() else np.nan for j in range(om.size)])
+    sem_end = np.array([al[np.nonzero(out["semantic"]["on_branch"][:, j])[0].min()]
+                        if out["semantic"]["on_branch"][:, j].any() else np.nan for j in range(om.size)])
+    out.update(alphas=al, omegas=om, alpha_c=ac, alpha_c_err=ac_err, positional_end=pos_end, semantic_end=sem_end)
+    return out
+
+
+def theta_eigenvalue(alphas: Sequence[float], omegas: Sequence[float], *, h: float = 1e-3,
+                     **opts: Any) -> dict[str, np.ndarray]:
+    r"""The θ-direction eigenvalue of the undamped map at the agnostic fixed point (θ, m) = (0, 0).
+
+    θ = 0 and m = 0 are invariant (w → −w, token exchange; the rule is closed under both), so at
+    the agnostic point the Jacobian is block-diagonal and $\lambda_\theta=\partial F_\theta/\partial\theta$
+    is an eigenvalue; $F_\theta$ is odd in θ (exactly, under the closed rule), so
+    $\lambda_\theta=F_\theta(q,0,V,h)/h$ up to $O(h^2)$. Per replica rule, from the pooled agnostic
+    fixed point; returns the replica mean and standard error on the ``alphas × omegas`` grid,
+    and the crossing α_s(ω) of λ_θ = 1 (linear interpolation; error from λ's error and slope).
+    The m-direction eigenvalue λ_m (the positional instability) likewise."""
+    import derive
+    from numerics.backend import get_backend
+
+    m = derive.models.get(MODEL)
+    be = get_backend("numpy")
+    A, W = np.meshgrid(np.asarray(alphas, float), np.asarray(omegas, float), indexing="ij")
+    a, w = A.reshape(-1), W.reshape(-1)
+    params = m.validate(dict(alpha=a, omega=w, sigma=np.full(a.shape, SIGMA), lam=np.full(a.shape, LAM)))
+    ag = m.evaluate(params, be, branch="agnostic", **opts)
+    x = np.stack([ag[k] for k in m.state], axis=1)
+    d, pb = m.saddle(params, be, **{**opts, "branch": "agnostic"})
+    R = d.R
+    rows = np.arange(a.size * R)
+    out = {"alpha": A, "omega": W, "q": ag["q"].reshape(A.shape), "v": ag["v"].reshape(A.shape),
+           "converged": np.asarray(ag["converged"]).reshape(A.shape)}
+    for name, j in (("theta", 3), ("m", 1)):
+        xr = np.repeat(x, R, axis=0)
+        xr[:, j] = h
+        lam_r = d.evaluate(xr, rows)["map"][:, j] / h
+        lam_r = lam_r.reshape(a.size, R)
+        out[f"lambda_{name}"] = lam_r.mean(axis=1).reshape(A.shape)
+        out[f"lambda_{name}_err"] = (lam_r.std(axis=1, ddof=1) / np.sqrt(R)).reshape(A.shape)
+    lt, le = out["lambda_theta"], out["lambda_theta_err"]
+    al = np.asarray(alphas, float)
+    a_s, a_s_err = np.full(W.shape[1], np.nan), np.full(W.shape[1], np.nan)
+    for jw in range(W.shape[1]):
+        for i in range(al.size - 1):
+            if (lt[i, jw] - 1) * (lt[i + 1, jw] - 1) <= 0 and np.isfinite(lt[i, jw] + lt[i + 1, jw]):
+                slope = (lt[i + 1, jw] - lt[i, jw]) / (al[i + 1] - al[i])
+                a_s[jw] = al[i] + (1 - lt[i, jw]) / slope
+                a_s_err[jw] = max(le[i, jw], le[i + 1, jw]) / abs(slope)
+                break
+    out.update(alpha_s=a_s, alpha_s_err=a_s_err)
+    return out
+
+
+def semantic_pitchfork(omegas: Sequence[float], alphas: Sequence[float], *, fit_theta2_max: float = 2e-3,
+                       **opts: Any) -> dict[str, Any]:
+    """The semantic branch followed downward in α (continuation, batched over ω) to where θ → 0,
+    and the pitchfork α_s(ω) from a weighted linear fit θ² = c (α − α_s) over the points with
+    0 < θ² ≤ ``fit_theta2_max`` (a supercritical pitchfork is linear there). Errors: θ's replica
+    errors propagated through the fit (covariance of the weighted least squares)."""
+    import derive
+    from numerics.backend import get_backend
+    from numerics.saddle import continuation
+
+    m = derive.models.get(MODEL)
+    be = get_backend("numpy")
+    om = np.asarray(omegas, float)
+    al = np.sort(np.asarray(alphas, float))[::-1]
+    th, th_err, conv = (np.full((al.size, om.size), np.nan) for _ in range(3))
+
+    def solve(a: float, x0: np.ndarray):
+        params = m.validate(dict(alpha=np.full(om.size, a), omega=om, sigma=np.full(om.size, SIGMA),
+                                 lam=np.full(om.size, LAM)))
+        init = x0 if np.isfinite(x0).any() else None
+        r = m.evaluate(params, be, branch="semantic", init=init, **opts)
+        x = np.stack([r[k] for k in m.state], axis=1)
+        return type("Step", (), {"x": x, "converged": np.asarray(r["converged"], bool), "out": r})()
+
+    steps = continuation(solve, list(al), np.full((om.size, 4), np.nan))
+    for i, st in enumerate(steps):
+        th[i], th_err[i], conv[i] = st.out["theta"], st.out["theta_err"], st.out["converged"]
+    a_s, a_s_err, slope = (np.full(om.size, np.nan) for _ in range(3))
+    for j in range(om.size):
+        t2 = th[:, j] ** 2
+        sel = (conv[:, j] > 0) & (t2 > 1e-8) & (t2 <= fit_theta2_max)
+        if sel.sum() < 2:
+            continue
+        x, y = al[sel], t2[sel]
+        s = np.maximum(2 * th[sel, j] * th_err[sel, j], 1e-9)
+        Wt = 1 / s**2
+        X = np.stack([np.ones_like(x), x], axis=1)
+        cov = np.linalg.inv(X.T @ (Wt[:, None] * X))
+        b0, b1 = cov @ (X.T @ (Wt * y))
+        a_s[j], slope[j] = -b0 / b1, b1
+        g = np.array([-1 / b1, b0 / b1**2])
+        a_s_err[j] = float(np.sqrt(g @ cov @ g))
+    return {"alphas": al, "omegas": om, "theta": th, "theta_err": th_err, "converged": conv,
+            "alpha_s": a_s, "alpha_s_err": a_s_err, "slope": slope}

@@ -170,9 +170,9 @@ class PositionalSemantic(Model):
     #: is an index into (positional, semantic, agnostic, mixed)
     observable_info = declare(
         Observable("q", "self-overlap of the trained query/key", "q", "1", 0.0),
-        Observable("m", "semantic overlap with the teacher", "m", "1"),
+        Observable("m", "positional overlap (with the positional encodings)", "m", "1"),
         Observable("v", "variance order parameter V", "V", "1", 0.0),
-        Observable("theta", "positional overlap", r"\theta", "1"),
+        Observable("theta", "semantic overlap with the teacher direction", r"\theta", "1"),
         Observable("qhat", "conjugate of q", r"\hat q", "1"),
         Observable("mhat", "conjugate of m", r"\hat m", "1"),
         Observable("vhat", "conjugate of V", r"\hat V", "1"),
