@@ -48,7 +48,7 @@ from ...codegen import Program
 from ...codegen.functions import LogAddExp, Softplus
 from ...declarations import (Observable, Option, check_real_array, declare, init_option,
                             stability_option)
-from ...model import Equation, Model, SimulationResult, _count_and_rng
+from ...model import Equation, Model, SimulationResult
 from .readout import readout_programs
 from ...params import Domain, Parameter, nonnegative, positive
 from .statement import (A, B2, C, CLASSIFIERS, Eh2_m, Eh2_p, Eh_m, Eh_p, J, Jb, Jbb, Jt, Jtb,
@@ -879,7 +879,6 @@ class SparseToken(Model):
         """Random points over a practical domain: L in [2, 1e4], R in [1, min(L, 10)],
         pi in [0.05, 0.95], theta in [0.1, 10], alpha0 in [0.1, 20], both biases (the loss is
         an option)."""
-        n, rng = _count_and_rng(n, rng)
         pts = []
         for _ in range(n):
             Lv = int(10 ** rng.uniform(np.log10(2), 4))

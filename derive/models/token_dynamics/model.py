@@ -52,7 +52,7 @@ from numerics.results import Status
 from ...codegen import Kernel, Program
 from ...codegen.tensor import TensorProgram
 from ...declarations import Observable, declare
-from ...model import Equation, Model, SimulationResult, _count_and_rng
+from ...model import Equation, Model, SimulationResult
 from .programs import (BETA, DYNAMICS, E_out, E_pair, E_row, MASK, QX, SHIFT, THETA, VX, KX, Km,
                        L, Qm, R, S, U, Vm, W, X, a_, b_, c_, d_dim, energy_program, i_, j_,
                        kuramoto_program, n_tok, v_out, velocity_program)
@@ -419,7 +419,6 @@ class TokenDynamics(Model):
     def random_points(self, n: int, rng: np.random.Generator) -> list[dict[str, float]]:
         """Random points of the domain (for ``attn-theory verify``): β ∈ {0} ∪ [1e-3, 60]
         (log scale), n ∈ [2, 1e5] (log scale, integer), ρ0 ∈ {0} ∪ [0, 0.9], target ∈ (ρ0, 1 - 1e-6)."""
-        n, rng = _count_and_rng(n, rng)
         pts = []
         for _ in range(n):
             b = 0.0 if rng.random() < 0.1 else 10 ** rng.uniform(-3, math.log10(60))
