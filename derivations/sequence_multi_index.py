@@ -130,7 +130,7 @@ def onset_alpha(rows: list[dict]) -> float:
     return float("nan")
 
 
-def se_figure(out: Path, se: dict, alpha1: dict, echo=print) -> Path:
+def se_figure(out: Path, se: dict, alpha1: dict, echo=print, branch: list[dict] | None = None) -> Path:
     """Issue 13.2 figure: onset and critical slowing down of the full SE; the authors'
     finite-iteration mechanism for α₁ and their own SE CSV for α₂."""
     from matplotlib.figure import Figure
@@ -156,7 +156,14 @@ def se_figure(out: Path, se: dict, alpha1: dict, echo=print) -> Path:
                 color="C1", alpha=0.4, label=f"α₁ = {alpha1['alpha1']:.4f} ± {alpha1['alpha1_err']:.4f}")
     ax2.axvline(a1_auth, color="k", ls=":", label=f"authors' α₁ = {a1_auth:.4f}")
     ax2b = ax2.twinx()
-    ax2b.semilogy(a, 1 / np.abs(g), "s--", color="C2", label="relaxation time 1/|rate|")
+    ax2b.semilogy(a, 1 / np.abs(g), "s", color="C2", label="relaxation time 1/|rate|")
+    if branch:   # linear theory: rate = log(α Λ₁(q₂₂(α))) on the layer-2 branch
+        ba = np.array([b["alpha"] for b in branch])
+        bl = np.log([b["stability1"] for b in branch])
+        keep = (ba > 0.62) & (ba < 0.9)
+        ax2.plot(ba[keep], bl[keep], ":", color="C0", label="log αΛ₁ on the branch (linear theory)")
+        fine = np.linspace(ba[keep].min(), ba[keep].max(), 400)
+        ax2b.semilogy(fine, 1 / np.abs(np.interp(fine, ba[keep], bl[keep])), ":", color="C2")
     ax2b.set_ylabel("relaxation time (iterations)", color="C2")
     ax2.set(xlabel="α", ylabel="d log Q₁₁ / dt", title="onset and critical slowing down")
     ax2.legend(fontsize=7, loc="upper left")
@@ -173,10 +180,18 @@ def se_figure(out: Path, se: dict, alpha1: dict, echo=print) -> Path:
             title="α₁: a finite damped run reads the onset late")
     ax3.legend(fontsize=7)
     ax4.semilogy(csv["alpha"], np.abs(csv["Q22"]), "kx-", label="authors' SE CSV Q₂₂")
+    if branch:
+        ax4.semilogy([b["alpha"] for b in branch], [b["q22"] for b in branch], "o", color="C1",
+                     label="our layer-2 branch q₂₂(α) (RQMC)")
+    fit = fit_authors_alpha2(csv)
+    aa = np.linspace(0.02, 0.18, 100)
+    for a2v, ls in ((fit["alpha2"], "-"), (a2_auth, "--")):
+        ax4.semilogy(aa, 0.05 * (0.2 + 0.8 * aa / a2v) ** fit["T"], ls, color="C2", lw=1,
+                     label=f"0.05(0.2+0.8α/α₂)^T, α₂ = {a2v:.4f}, T = {fit['T']:.1f}")
     ax4.axvline(0.1855, color="C1", label="α₂ = 0.1855 (ours, stability of Q = 0)")
     ax4.axvline(a2_auth, color="k", ls=":", label=f"authors' stated α₂ = {a2_auth:.4f}")
-    ax4.set(xlabel="α", ylabel="Q₂₂", xlim=(0, 0.45), ylim=(1e-20, 2),
-            title="α₂: the authors' own SE decays below α ≈ 0.18")
+    ax4.set(xlabel="α", ylabel="Q₂₂", xlim=(0, 0.9), ylim=(1e-20, 2),
+            title=f"α₂: the authors' own SE reads α₂ = {fit['alpha2']:.3f} ± {fit['alpha2_se']:.3f}")
     ax4.legend(fontsize=7)
     fig.tight_layout()
     png = out / "smi_se_onset.png"
@@ -243,7 +258,7 @@ def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
     write_csv(bcsv, branch)
     files = [png, csvp, bcsv]
     if SE.exists():
-        files.append(se_figure(out, json.loads(SE.read_text()), a1, echo))
+        files.append(se_figure(out, json.loads(SE.read_text()), a1, echo, branch))
     summary = out / "summary.md"
     lines = [f"# {MODEL}", "", f"Figure `{png.name}`, data `{csvp.name}`, `{bcsv.name}`.", "",
              "| c | α₂ ours | α₂ authors | α₁ from Q = 0 |", "|---|---|---|---|"]
