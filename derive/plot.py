@@ -227,17 +227,22 @@ def _select(ds: Any, sel: Mapping[str, Any], keep: Sequence[str]) -> tuple[Any, 
     return ds, notes
 
 
-def _layout(ds: Any, var: str, x: str | None, hue: str | None, kind: str | None
-            ) -> tuple[str, str | None, str]:
-    """``(x, hue_or_y, kind)`` for ``var``: explicit choices checked, defaults chosen."""
+def _layout(ds: Any, var: str, x: str | None, hue: str | None, kind: str | None,
+            sel: Mapping[str, Any] = {}) -> tuple[str, str | None, str]:
+    """``(x, hue_or_y, kind)`` for ``var``: explicit choices checked, defaults chosen among the
+    dimensions not fixed by ``sel``."""
     dims = _dims_of(ds, var)
     for name, d in (("--x", x), ("--hue", hue)):
         if d is not None and d not in dims:
             raise PlotError(f"{name} {d!r} is not a dimension of {var!r}; its dimensions are {dims}")
-    if not dims:
+    all_dims = dims
+    dims = [d for d in dims if d not in sel or d in (x, hue)]
+    if not all_dims:
         vals = {v: _fmt(ds[v].values) for v in ds.data_vars if ds[v].ndim == 0}
         raise PlotError(f"nothing to plot: the dataset is a single point ({vals}); give a parameter "
                         f"a list or a range (e.g. --tau 0.1:10:200) to get a grid")
+    if not dims:
+        raise PlotError(f"--sel fixes every dimension of {var!r} ({all_dims}); leave one free")
     if kind not in (None, "line", "map"):
         raise PlotError(f"kind must be 'line' or 'map', got {kind!r}")
     numeric = [d for d in dims if ds[d].dtype.kind in "fiu"]
@@ -409,7 +414,7 @@ def plot(ds: Any, var: Sequence[str] | str | None = None, *, x: str | None = Non
 
     names = choose_variables(ds, var)
     sel = dict(sel or {})
-    layouts = [_layout(ds, v, x, hue, kind) for v in names]
+    layouts = [_layout(ds, v, x, hue, kind, sel) for v in names]
     n = len(names)
     k0 = layouts[0][2]
     fig = Figure(figsize=(7.0 if k0 == "line" else 6.8, 1.0 + 3.3 * n), layout="constrained")

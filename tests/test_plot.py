@@ -124,3 +124,24 @@ def test_multistart_dots() -> None:
     pts = sum(int(np.isfinite(ln.get_ydata()).sum()) for ln in ax.lines)
     assert pts == int(ds["n_solutions"].sum())  # β = 2 has three fixed points near h = 0
     assert "every distinct fixed point of 3 starts" in fig._suptitle.get_text()
+
+
+def test_sel_and_option_dimensions() -> None:
+    """A string (option) dimension as hue; --sel fixes a dimension and names it in the title."""
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    dims = ("a", "branch", "c")
+    ds = xr.Dataset({"e": (dims, rng.uniform(0.5, 1.5, (5, 2, 3))), "converged": (dims, np.ones((5, 2, 3), bool))},
+                    coords={"a": np.linspace(0, 1, 5), "branch": np.array(["positional", "semantic"], dtype=object),
+                            "c": [1.0, 2.0, 3.0]})
+    fig = plot(ds)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["branch = positional", "branch = semantic"]
+    assert "c = 1" in fig._suptitle.get_text()  # a further dimension: its first value, said
+    fig = plot(ds, sel={"branch": "semantic"})
+    assert "branch = semantic" in fig._suptitle.get_text()
+    assert len(fig.axes[0].get_legend().get_texts()) == 3  # one line per c
+    with pytest.raises(PlotError, match="one of"):
+        plot(ds, sel={"branch": "other"})
+    with pytest.raises(PlotError, match="two numeric dimensions"):
+        plot(ds, x="a", hue="branch", kind="map")
