@@ -12,8 +12,11 @@ from numerics.progress import progress_bar
 from numerics.results import STATUS_MEANINGS
 
 from . import models
+from ._xr import install as _no_needless_dask_import
 from .attrs import annotate
 from .version import package_version
+
+_no_needless_dask_import()  # building datasets from NumPy arrays does not import dask
 
 __all__ = ["solve", "package_version"]
 

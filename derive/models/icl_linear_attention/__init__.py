@@ -35,7 +35,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from numerics.backend import Backend
-from numerics.highprec import mp_bracketed_newton
 from numerics.results import Status
 from numerics.roots import bracketed_root, expand_bracket
 
@@ -179,6 +178,8 @@ class ICLLinearAttention(Model):
     def evaluate_mp(self, point: Mapping[str, Any], dps: int = 50) -> dict[str, Any]:
         """The same pipeline at one point in mpmath with ``dps`` digits."""
         import mpmath
+
+        from numerics.highprec import mp_bracketed_newton
 
         vals = self.validate(point)
         with mpmath.workdps(dps):
