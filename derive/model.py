@@ -660,19 +660,24 @@ class Model:
             for k, v in self.options.items():
                 o = info.get(k)
                 default = repr(v) if not hasattr(v, "shape") else f"array{tuple(v.shape)}"
-                lines.append(f"| `{k}` | `{_md(default[:40])}` | {_md(o.describe() if o else '')} | "
-                             f"{_md(o.description if o else '')} |")
+                valid = o.describe() if o else ""
+                desc = o.description if o else ""
+                lines.append(f"| `{k}` | `{_md(default[:40])}` | {_md(valid if valid != desc else '–')} | "
+                             f"{_md(desc)} |")
             lines.append("")
         if self.observables:
             info = getattr(self, "observable_info", {}) or {}
-            lines += ["**Observables**", "", "| name | symbol | meaning | units | range |", "|---|---|---|---|---|"]
+            has_units = any(getattr(info.get(k), "units", "") not in ("", "1") for k in self.observables)
+            lines += ["**Observables**" + ("" if has_units else " (dimensionless)"), "",
+                      "| name | symbol | meaning |" + (" units |" if has_units else "") + " range |",
+                      "|---|---|---|" + ("---|" if has_units else "") + "---|"]
             for k in self.observables:
                 ob = info.get(k)
                 sym = f"${ob.symbol}$" if ob is not None and ob.symbol else ""
                 units = ob.units if ob is not None and ob.units not in ("", "1") else "–"
                 rng = ob.range_str() if ob is not None and hasattr(ob, "range_str") else ""
-                lines.append(f"| `{k}` | {sym} | {_md(ob.long_name if ob else '')} | {_md(units)} | "
-                             f"{_md(rng)} |")
+                lines.append(f"| `{k}` | {sym} | {_md(ob.long_name if ob else '')} |"
+                             + (f" {_md(units)} |" if has_units else "") + f" {_md(rng)} |")
             lines.append("")
         eqs = self._equation_latex()
         if eqs:
