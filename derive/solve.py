@@ -33,6 +33,10 @@ def solve(name: str, *, backend: str | Backend = "numpy", progress: bool | None 
     the order given; scalars become attributes. Returns an ``xarray.Dataset`` with the
     model's observables (lower-case names of its spec) and, per point, ``converged``,
     ``residual``, ``iterations`` and ``status`` (codes in ``attrs['status_meanings']``).
+    The dataset describes itself (CF conventions, :func:`derive.attrs.annotate`): every
+    variable and coordinate has a ``long_name``, a LaTeX ``symbol`` and ``units`` where a
+    quantity has them, and ``status`` has ``flag_values``/``flag_meanings``, so
+    ``ds.e_icl.plot()`` labels its axes; netCDF and Zarr keep these attributes.
     Points that did not converge hold NaN and ``converged = False``; they are never
     silently filled. A point is converged only if every observable is finite and inside its
     declared physical range (``model.observable_info``); a numerical exception at some points
