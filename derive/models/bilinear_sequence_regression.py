@@ -167,6 +167,50 @@ m out}(q)$."""
         return sp.simplify(self.free_entropy.subs(qhat, self.stationarity["qhat"])
                            .subs(Psi_den(self.stationarity["qhat"]), Psi_val))
 
+    # ---- free entropy in log-potential form (issue 13, item 4) ----------------------------------
+    #: Σ = ∬ν(x)ν(y) log|x² − y²| dx dy and Λ = ∫ν(x) log x dx over x, y > 0, with ν the
+    #: unit-mass singular-value density of Y = S + √Δ_eff Z (the model's normalisation,
+    #: Δ_eff = 1/q̂; ν(x) = 2 μ_Y(x) for x > 0); primed: the same for √q̂·Y = √q̂ S + Z
+    log_potential_symbols = sp.symbols("Sigma Lambda Sigma_p Lambda_p")
+
+    @cached_property
+    def psi_den_log_potential(self) -> sp.Expr:
+        r"""$\Psi_{\rm den}(\hat q)$ from the singular values (stated: Gaussian channel
+        $Y'=\sqrt{\hat q}S+Z$, $\Psi=\hat q\,\mathbb E\|S\|^2/(2DL)-I(S;Y')$, $I=h(Y')-h(Z)$, and the
+        entropy of a bi-invariant $D\times L$ matrix from the Jacobian of its SVD,
+        $\prod_{i<j}|\sigma_i^2-\sigma_j^2|\prod_i\sigma_i^{L-D}$, per entry
+        $\Sigma'/(2\beta)+(\beta-1)\Lambda'/\beta$), rewritten with the density of $Y$ itself
+        (derived: $\sigma'=\sqrt{\hat q}\,\sigma$, :attr:`log_potential_scaling`). Up to a constant
+        that depends on β only (the Z-part and the Haar volumes)."""
+        Sg, Lm, Sgp, Lmp = self.log_potential_symbols
+        psi = qhat / 2 - Sgp / (2 * beta) - (beta - 1) / beta * Lmp
+        return sp.expand(psi.subs(self.log_potential_scaling))
+
+    @cached_property
+    def log_potential_scaling(self) -> dict[sp.Symbol, sp.Expr]:
+        """Σ′, Λ′ (density of √q̂·Y) in terms of Σ, Λ (density of Y), derived by the change of
+        variables x′ = √q̂ x under the integrals (unit mass): log(q̂x² − q̂y²) = log q̂ + log(x² − y²),
+        log(√q̂ x) = log q̂/2 + log x."""
+        Sg, Lm, Sgp, Lmp = self.log_potential_symbols
+        xx, yy = sp.symbols("x y", positive=True)
+        k2 = sp.expand_log(sp.log(qhat * xx**2 - qhat * yy**2).subs(xx, yy + xx), force=True)
+        k1 = sp.expand_log(sp.log(sp.sqrt(qhat) * xx), force=True)
+        shift2 = sp.simplify(k2 - sp.log(((yy + xx) ** 2 - yy**2)))       # = log q̂
+        shift1 = sp.simplify(k1 - sp.log(xx))                              # = log q̂ / 2
+        assert not ({xx, yy} & (shift2.free_symbols | shift1.free_symbols))
+        return {Sgp: Sg + shift2, Lmp: Lm + shift1}
+
+    @cached_property
+    def free_entropy_log_potential(self) -> sp.Expr:
+        r"""$\Phi$ at $\partial_q\Phi=0$ ($q=1+\Delta-\alpha/\hat q$) with the log-potential
+        $\Psi_{\rm den}$ (derived), dropping terms that depend on α and β only:
+        $\frac{\alpha-1}2\log\hat q-\frac{\hat q\Delta}2-\frac{\Sigma}{2\beta}-\frac{\beta-1}\beta\Lambda$."""
+        full = self.free_entropy.subs(Psi_den(qhat), self.psi_den_log_potential)
+        full = full.subs(q, sp.solve(sp.diff(self.free_entropy, q), q)[0])
+        full = sp.expand(sp.expand_log(full, force=True))
+        rest = full.as_independent(qhat, delta, *self.log_potential_symbols[:2])[1]
+        return sp.collect(sp.expand(sp.expand_log(sp.simplify(rest), force=True)), sp.log(qhat))
+
     def psi_den_numeric(self, qhat_v: float, rho_v: float, beta_v: float, n: int = 24) -> float:
         """Ψ_den(q̂) − Ψ_den(0) = ½∫₀^q̂ (1 − mmse_RIE(1/t)) dt (I-MMSE), Gauss–Legendre in t."""
         u, w = np.polynomial.legendre.leggauss(n)
@@ -242,6 +286,11 @@ m out}(q)$."""
                      "degrees of freedom r(D + L − r)/(DL)"),
             Equation("free entropy (RS, Gaussian channel)", phi, self.free_entropy, "derived", "§B2",
                      "Ψ_out = E log N(y; √q ξ, Δ+1−q); I-MMSE: 2Ψ_den'(q̂) = 1 − mmse_RIE(1/q̂)"),
+            Equation("free entropy, log-potential form (at ∂Φ/∂q = 0, up to f(α, β))", phi,
+                     self.free_entropy_log_potential, "derived", "§B2",
+                     "Σ = ∬νν log|x²−y²|, Λ = ∫ν log x, ν the unit-mass singular-value density of "
+                     "Y = S + Z/√q̂ on x > 0; the authors' free_entropy integrates the symmetrised "
+                     "unit-mass density over x, y > 0 with a factor 2 (same Σ)"),
             Equation("stationarity ∂Φ/∂q = 0", qhat, self.stationarity["qhat"], "derived", "§B2"),
             Equation("stationarity ∂Φ/∂q̂ = 0", q, self.stationarity["q"], "derived", "§B2"),
             Equation("optimal ridge baseline", mse_ridge, self.ridge_def, "code+mp", "§B2"),
