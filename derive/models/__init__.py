@@ -1,8 +1,10 @@
 """Registry of models, keyed by stable names (``icl-linear-attention``, ...).
 
-Discovery, not a central list: every public module ``derive/models/<module>.py`` is
-one model, registered under ``<module>`` with ``_`` written ``-``, and names its
-class in a module attribute ``MODEL``. Adding a model touches no shared file.
+Discovery, not a central list: every public module ``derive/models/<module>.py`` or package
+``derive/models/<module>/`` (``pkgutil.iter_modules`` lists both; a big model may be split into
+a package whose ``__init__`` names the class) is one model, registered under ``<module>`` with
+``_`` written ``-``, and names its class in a module attribute ``MODEL``. Names starting with
+``_`` are private helpers, not models. Adding a model touches no shared file.
 """
 from __future__ import annotations
 
