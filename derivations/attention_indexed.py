@@ -58,7 +58,7 @@ def softmax_collapse(out: Path, quick: bool) -> list[Path]:
     from matplotlib.figure import Figure
 
     rho = 0.5
-    x = np.linspace(0.005, 0.75, 20 if quick else 60)           # α(T² + T − 2)
+    x = np.linspace(0.005, 0.745, 20 if quick else 60)          # α(T² + T − 2), up to α_PR
     ref = _load(REFERENCE)
     amp = _load(AMP_RECORD) or []
     gd = _load(GD_RECORD)
@@ -92,7 +92,7 @@ def softmax_collapse(out: Path, quick: bool) -> list[Path]:
         T = gd["T"]
         ax.plot(gd["alpha"] * (T * T + T - 2), np.mean(gd["averaged"]), "D", ms=7, color=f"C{T - 2}",
                 mec="k")
-    ax.set(xlabel="α (T² + T − 2)", ylabel="MMSE = Q₀ − q", ylim=(-0.02, 1.1),
+    ax.set(xlabel="α (T² + T − 2)", ylabel="MMSE = Q₀ − q", ylim=(-0.02, 1.1), xlim=(0, 1.3),
            title="softmax, ρ = 0.5: SE for T = 2…6 collapse (○ authors' averaged GD, □ their AMP, "
                  "★ our GAMP-RIE d = 100, ◆ our GD)")
     ax.title.set_fontsize(7)
