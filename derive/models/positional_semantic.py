@@ -147,9 +147,10 @@ class PositionalSemantic(Model):
         Option("r", 1, "rank of the tied query/key", kind="int", domain=Domain(1, 2, True, True, integer=True)),
         Option("quadrature", "qmc", "Gaussian expectations: scrambled Sobol' or Gauss–Hermite",
                kind="choice", choices=("qmc", "gauss-hermite")),
-        Option("n_quad", 4096, "QMC points (>= 64, rounded up to a power of 2) or Gauss–Hermite "
-               "nodes per variable (>= 6, at most 2^22 nodes in all)",
-               kind="int", domain=Domain(6, 2**24, True, True, integer=True)),
+        Option("n_quad", 4096, "QMC points per replica (>= 64, rounded up to a power of 2) or "
+               "Gauss–Hermite nodes per variable (>= 2: 4 is the authors' degree-7 cubature; at most "
+               "2^22 nodes in all)",
+               kind="int", domain=Domain(2, 2**24, True, True, integer=True)),
         Option("seed", 0, "scrambling seed of the first QMC replica (replica j: seed + j)", kind="int",
                domain=Domain(0, 2**63 - 1, True, True, integer=True)),
         Option("replicas", 4, "independent scrambled QMC replicas of n_quad points each, pooled; the "

@@ -166,11 +166,13 @@ def measure(Q: np.ndarray, inst: Instance, *, n_test: int = 20000, seed: int = 1
             "train_loss": err(inst.X, inst.Y), "mse": err(Xt, Yt), "risk_per_d": R / d}
 
 
-def run(d: int, alpha: float, init: str, *, seed: int = 0, r: int = 1, **kw: Any) -> dict[str, float]:
-    """Sample, train from ``init`` (rank ``r``), measure: one row of a simulation table."""
+def run(d: int, alpha: float, init: str, *, seed: int = 0, r: int = 1, n_test: int = 20000,
+        **kw: Any) -> dict[str, float]:
+    """Sample, train from ``init`` (rank ``r``), measure (test MSE on ``n_test`` fresh samples: at
+    d = 1600 the default 20000 hold 0.5 GB per array): one row of a simulation table."""
     inst = sample_instance(d, alpha, seed=seed, **kw)
     Q, res = train(inst, init, seed=seed, r=r)
-    out = measure(Q, inst, seed=seed)
+    out = measure(Q, inst, seed=seed, n_test=n_test)
     out.update(d=d, alpha=alpha, init=init, seed=seed, r=r, converged=bool(res.success),
                grad_norm=float(np.max(np.abs(res.jac))))
     return out
