@@ -392,14 +392,19 @@ def derivation_key(cls: type) -> str | None:
     class and its bases (a model package: all its files), the shared symbolic layer
     (``derive/model.py``, ``params.py``, ``operators.py``, ``models/_*.py``), the code generator
     (``derive/codegen/*.py``) and the SymPy version (read with :mod:`importlib.metadata`, without
-    importing SymPy). ``None`` when a source file cannot be found (e.g. a class typed at the
-    prompt): such a model is always derived."""
+    importing SymPy). ``None`` -- the model is then always derived -- when a source file cannot
+    be found (a class typed at the prompt), for a class defined inside a function (its programs
+    may depend on the closure), and for a class with a constructor (instances may differ)."""
     from importlib.metadata import PackageNotFoundError, version
 
+    if "<locals>" in cls.__qualname__:  # may depend on its closure: not identified by its source
+        return None
     files: set[Path] = set()
     for klass in cls.__mro__:
         if klass is object:
             continue
+        if "__init__" in vars(klass):  # instances may differ (constructor arguments)
+            return None
         got = _module_files(klass.__module__)
         if got is None:
             return None
