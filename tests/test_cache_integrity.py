@@ -42,6 +42,31 @@ def cache(tmp_path, monkeypatch):
     _fresh_models()
 
 
+@pytest.fixture(scope="module")
+def _warm_icl(tmp_path_factory):
+    """A kernel cache holding the ICL model's kernels and derivation (derived once per module)."""
+    base = tmp_path_factory.mktemp("warm") / "c"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ATTN_THEORY_CACHE", str(base))
+        _fresh_models()
+        derive.solve("icl-linear-attention", **POINT)
+    _fresh_models()
+    return base
+
+
+@pytest.fixture
+def icl_cache(_warm_icl, tmp_path, monkeypatch):
+    """A private copy of the warm ICL cache (same secret, other folder), used by this test."""
+    import shutil
+
+    target = tmp_path / "c"
+    shutil.copytree(_warm_icl, target)
+    monkeypatch.setenv("ATTN_THEORY_CACHE", str(target))
+    _fresh_models()
+    yield target / "kernels"
+    _fresh_models()
+
+
 def _icl_observables_file(d: Path) -> Path:
     files = sorted(d.glob("icl_observables-xp-*.py"))
     assert len(files) == 1, files
@@ -75,7 +100,8 @@ def _tamper(d: Path) -> None:
     man.write_text(json.dumps(data, sort_keys=True))
 
 
-def test_edited_cached_kernel_is_not_executed(cache):
+def test_edited_cached_kernel_is_not_executed(icl_cache):
+    cache = icl_cache
     ref = derive.solve("icl-linear-attention", **POINT)
     e_ref = float(ref.e_icl)
     assert abs(e_ref - 0.123456) > 1e-3
@@ -94,7 +120,8 @@ def test_edited_cached_kernel_is_not_executed(cache):
         assert float(derive.solve("icl-linear-attention", **POINT).e_icl) == e_ref
 
 
-def test_edited_kernel_in_a_fresh_process_is_not_executed(cache):
+def test_edited_kernel_in_a_fresh_process_is_not_executed(icl_cache):
+    cache = icl_cache
     """The same attack through a separate interpreter (nothing held in memory)."""
     code = ("import warnings, numpy as np, derive\n"
             "with warnings.catch_warnings(record=True) as w:\n"
