@@ -497,6 +497,15 @@ class AttentionIndexed(Model):
             return self.rie_error(ch["Delta_eff"], r, 16, None), np.asarray(ch["qhat"], float)
         return self.rie_error(ch["Delta_eff"], r), np.asarray(ch["qhat"], float)
 
+    def random_points(self, n: int, rng: Any) -> list[dict[str, float]]:
+        """Points in the studied ranges: α log-uniform in [1e-2, 3], T ∈ {1, …, 6}, ρ log-uniform
+        in [0.05, 5] (the authors' grids; large T and α make the simulator's n α d² T² arrays huge)."""
+        if not isinstance(n, (int, np.integer)):
+            n, rng = rng, n
+        g = np.random.default_rng(rng)
+        return [{"alpha": float(10 ** g.uniform(-2, np.log10(3))), "T": float(g.integers(1, 7)),
+                 "rho": float(10 ** g.uniform(np.log10(0.05), np.log10(5)))} for _ in range(int(n))]
+
     def random_states(self, n: int, rng: Any) -> np.ndarray:
         """``(n, 1)`` starts m ~ U(0.01, 1) (inside (0, Q0) for every ρ > 0)."""
         return np.random.default_rng(rng).uniform(0.01, 1.0, size=(int(n), 1))

@@ -229,6 +229,8 @@ def gamp_rie(prob: Problem, n_iter: int = 40, derivative: str = "correct", dampi
     tr = AMPTrace()
     tr.mse.append(float(np.sum((S_hat - S) ** 2) / d))
     tr.v.append(V)
+    if prob.activation == "softmax" and T == 1:   # a one-token softmax is constant: no information
+        return tr
     for _ in range(n_iter):
         omega = _preacts(X, S_hat) - V * C * g_prev
         g = (_g_softmax(y, omega, V) if prob.activation == "softmax"
