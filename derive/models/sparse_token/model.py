@@ -88,7 +88,8 @@ class SparseToken(Model):
                "stability": False}
     #: domains of the options (validated before the solver runs; :mod:`derive.declarations`)
     option_info = declare(
-        Option("loss", "logistic", "training loss: 'logistic' or 'square' (or the codes 0 / 1)"),
+        Option("loss", "logistic", "training loss: 'logistic' or 'square' (or the codes 0 / 1)",
+               check=lambda v: v if isinstance(v, str) else check_real_array("loss", allow_nan=False)(v)),
         Option("quantity", "two_step", "what to compute", kind="choice", choices=QUANTITIES),
         Option("classifier", "attention", "trained readout of quantity='readout'", kind="choice",
                choices=CLASSIFIERS),
