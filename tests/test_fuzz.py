@@ -293,6 +293,7 @@ def _one(name: str, params: dict[str, Any], opts: dict[str, Any], invalid: bool,
         assert _names_an_input(msg, params, opts, name), \
             f"{name}: {type(exc).__name__} that names no input: {msg!r} (params {params}, options {opts})"
         c["errors"] += 1
+        _dump()
         return
     dt = time.perf_counter() - t0
     c["max_seconds_x1000"] = max(c["max_seconds_x1000"], int(dt * 1000))
@@ -300,6 +301,17 @@ def _one(name: str, params: dict[str, Any], opts: dict[str, Any], invalid: bool,
     res = check_dataset(name, ds, opts)
     c["converged"] += res["converged"]
     c["not_converged"] += res["not_converged"]
+    _dump()
+
+
+def _dump() -> None:
+    """With ``FUZZ_COUNTS_FILE`` set, the running counts are written there (a time-boxed run)."""
+    path = os.environ.get("FUZZ_COUNTS_FILE")
+    if path:
+        import json
+
+        with open(path, "w") as f:
+            json.dump(COUNTS, f)
 
 
 def _warm(name: str) -> None:
