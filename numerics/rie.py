@@ -279,10 +279,16 @@ def _closed_form_density(c: np.ndarray, spread: float = 1e3, rtol: float = 1e-12
     cols = [np.ascontiguousarray(c[:, j]) for j in range(n + 1)]
     mon = [cols[n - j] / cols[n] for j in range(1, n + 1)]        # g^{n-1}, …, g^0
     rev = [cols[j] / cols[0] for j in range(1, n + 1)]            # w^{n-1}, …, w^0
-    rmax = 2 * np.maximum.reduce([_root_k(mon[j - 1], j) for j in range(1, n + 1)])
-    rinv = 2 * np.maximum.reduce([_root_k(rev[j - 1], j) for j in range(1, n + 1)])
+    # R_max/R_min ≤ 4 max_j |mon_j|^{1/j} · max_k |rev_k|^{1/k}; screened first by the cheap
+    # (max_k |c_k|)² / (|c_0| |c_n|) (≥ the spread's order for one very large or very small root)
+    cmax = np.maximum.reduce([np.abs(v) for v in cols])
+    easy = cmax * cmax <= spread * np.abs(cols[0]) * np.abs(cols[n])
+    if not easy.all():
+        idx = np.flatnonzero(~easy)
+        rmax = 2 * np.maximum.reduce([_root_k(mon[j - 1][idx], j) for j in range(1, n + 1)])
+        rinv = 2 * np.maximum.reduce([_root_k(rev[j - 1][idx], j) for j in range(1, n + 1)])
+        easy[idx] = rmax * rinv <= spread
     mu = np.full(c.shape[0], np.nan)
-    easy = rmax * rinv <= spread
 
     def pairs(m: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         if n == 3:
@@ -348,7 +354,52 @@ def batched_real_roots(coeffs: Any, *, tol_imag: float = 1e-7) -> np.ndarray:
     """
     c = np.asarray(coeffs, dtype=float)
     P, n1 = c.shape
-    out = np.full((P, n1 - 1), np.nan)
+    if n1 >= 5 and not np.any(c[:, 1::2]):
+        # even in x for every row (e.g. the rectangular edge polynomial, degree 5 in x²): solve
+        # for u = x² (a companion of half the size), then x = ±√u
+        u = batched_complex_roots(c[:, ::2])
+        sq = np.sqrt(u.astype(complex))
+        out = _real_sorted(np.concatenate([sq, -sq], axis=1), tol_imag, n1 - 1)
+        # a small root u = x² carries the absolute error of the largest one: polish x by Newton
+        # on the polynomial in x (two steps, kept where finite and shorter than 1e-3 |x|)
+        with np.errstate(all="ignore"):
+            x = out
+            for _ in range(2):
+                p = np.zeros_like(x)
+                dp = np.zeros_like(x)
+                for k in range(n1 - 1, -1, -1):
+                    dp = dp * x + p
+                    p = p * x + c[:, k:k + 1]
+                step = p / dp
+                good = np.isfinite(step) & (np.abs(step) <= 1e-3 * np.abs(x))
+                x = np.where(good, x - step, x)
+        return np.sort(x, axis=1)
+    return _real_sorted(batched_complex_roots(c), tol_imag, n1 - 1)
+
+
+def _real_sorted(roots: np.ndarray, tol_imag: float, width: int) -> np.ndarray:
+    """Real parts of the roots with ``|Im| ≤ tol_imag · max(1, max |root|)`` per row, sorted,
+    NaN-padded to ``width`` columns (non-finite rows: all NaN)."""
+    P = roots.shape[0]
+    out = np.full((P, width), np.nan)
+    with np.errstate(invalid="ignore"):
+        scale = np.maximum(1.0, np.max(np.abs(np.nan_to_num(roots, nan=0.0)), axis=1, initial=0.0))
+        real = np.abs(roots.imag) <= tol_imag * scale[:, None]
+    vals = np.where(real, roots.real, np.nan)
+    vals.sort(axis=1)
+    k = min(width, vals.shape[1])
+    out[:, :k] = vals[:, :k]
+    return out
+
+
+def batched_complex_roots(c: np.ndarray) -> np.ndarray:
+    """All roots per row of real ``c`` ``(P, n+1)`` (lowest degree first) as ``np.roots`` gives
+    them, padded with NaN to ``(P, n)``: exact zero leading coefficients lower the degree, exact
+    zero trailing coefficients are exact zero roots. Rows are grouped by effective degree and
+    solved together (real companion eigenvalues); rows with non-finite coefficients, or whose
+    solve fails (LinAlgError), are NaN."""
+    P, n1 = c.shape
+    out = np.full((P, n1 - 1), np.nan, dtype=complex)
     finite = np.all(np.isfinite(c), axis=1)
     nz = c != 0
     hi = np.where(nz.any(axis=1), n1 - 1 - np.argmax(nz[:, ::-1], axis=1), -1)   # degree
@@ -375,11 +426,7 @@ def batched_real_roots(coeffs: Any, *, tol_imag: float = 1e-7) -> np.ndarray:
                         roots[j, :deg] = np.linalg.eigvals(comp[j])
                     except np.linalg.LinAlgError:
                         roots[j] = np.nan
-        scale = np.maximum(1.0, np.max(np.abs(roots), axis=1, initial=0.0))
-        real = np.abs(roots.imag) <= tol_imag * scale[:, None]
-        vals = np.where(real, roots.real, np.nan)
-        vals.sort(axis=1)
-        out[rows, :h] = vals
+        out[rows, :h] = roots
     return out
 
 
