@@ -91,9 +91,10 @@ def test_spec_oracle_and_capacity_values():
 
 def test_cover_without_signal():
     """theta = 0: Cover's alpha* = 2 (pi = 1/2); alpha*_vec = L alpha*_pool."""
-    ds = solve(theta=0.0, pi=0.5, L=np.array([1.0, 7.0, 100.0]), R=1)
+    # (L = 1 with theta = 0 leaves the query direction 0/0: that point is flagged, not converged)
+    ds = solve(theta=0.0, pi=0.5, L=np.array([2.0, 7.0, 100.0]), R=1)
     np.testing.assert_allclose(ds.alpha_pool.values, 2.0, rtol=1e-12)
-    np.testing.assert_allclose(ds.alpha_vec.values, 2.0 * np.array([1, 7, 100]), rtol=1e-12)
+    np.testing.assert_allclose(ds.alpha_vec.values, 2.0 * np.array([2, 7, 100]), rtol=1e-12)
     # no signal: every rule errs with probability min(pi, 1 - pi)
     np.testing.assert_allclose(ds.e_pool.values, 0.5)
     np.testing.assert_allclose(ds.e_attn_max.values, 0.5)
