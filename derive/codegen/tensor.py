@@ -44,7 +44,7 @@ __all__ = ["TensorProgram", "Softmax", "generate_tensor", "unroll", "unrolled_pr
            "tensor_sum", "TENSOR_VERSION", "verify_tensor_kernel", "small_shapes"]
 
 #: Bump when the tensor lowering changes the source it produces (part of every key).
-TENSOR_VERSION = "2"
+TENSOR_VERSION = "3"
 
 
 class Softmax(sp.Function):
@@ -226,9 +226,14 @@ def _statement(name: str, out: tuple[sp.Symbol, ...], expr: sp.Expr,
         scal, factors = [], []
         for f in sp.Mul.make_args(summand):
             (factors if isinstance(f, sp.Indexed) else scal).append(f)
+        full = tuple(out) + (k,)
         if any(f.atoms(sp.Indexed) for f in scal):  # general summand: elementwise, then sum
-            full = tuple(out) + (k,)
             return [f"{name} = xp.sum({_elementwise(summand, full)}, axis={len(out)})"], True
+        tix = _dead_operand(summand, full, dying)  # sum_k T[.., k] * rest: multiply T in place
+        if tix is not None and len(factors) >= 2:
+            steps = _inplace(summand, tix, str(tix.base.label), full)
+            if steps is not None:
+                return steps + [f"{name} = xp.sum({tix.base.label}, axis={len(out)})"], True
         code = _contraction(factors, k, out)
         if scal:
             code = f"({XpPrinter({}).doprint(sp.Mul(*scal))})*{code}"
