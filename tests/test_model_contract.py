@@ -153,3 +153,49 @@ def test_every_kernel_is_in_the_registry(name):
     ks = m.kernels_for({})
     for k in ks.values():
         assert len(k.key) == 64 and k.source
+
+
+def _package_import_graph(pkg_dir):
+    """Module-level ``from .x import`` / ``from . import x`` edges inside one model package."""
+    import ast
+    from pathlib import Path
+
+    graph = {}
+    for f in Path(pkg_dir).glob("*.py"):
+        mod = f.stem
+        edges = set()
+        for node in ast.parse(f.read_text()).body:  # top level only: lazy imports break no cycle
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    edges.add(node.module.split(".")[0])
+                else:
+                    edges |= {a.name for a in node.names}
+        graph[mod] = edges & {p.stem for p in Path(pkg_dir).glob("*.py")}
+    return graph
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_packages_have_no_import_circle(name):
+    """A model package's modules import each other without a cycle (``__init__`` may import
+    anything; nothing imports ``__init__`` back)."""
+    import importlib
+    from pathlib import Path
+
+    mod = importlib.import_module(f"derive.models.{name.replace('-', '_')}")
+    if not hasattr(mod, "__path__"):
+        pytest.skip(f"{name} is a single module")
+    graph = _package_import_graph(Path(mod.__path__[0]))
+    assert all("__init__" not in e for e in graph.values()), graph
+    state: dict[str, int] = {}
+
+    def visit(n: str, stack: tuple[str, ...]) -> None:
+        assert state.get(n) != 1, f"import circle {' -> '.join(stack + (n,))}"
+        if state.get(n) == 2:
+            return
+        state[n] = 1
+        for m in graph.get(n, ()):
+            visit(m, stack + (n,))
+        state[n] = 2
+
+    for n in graph:
+        visit(n, ())
