@@ -199,3 +199,41 @@ def test_model_packages_have_no_import_circle(name):
 
     for n in graph:
         visit(n, ())
+
+
+#: known, left to the owner of the positional-semantic benchmark (the science it imports,
+#: solve_pairs / critical_alpha, is to move into the model)
+KNOWN_SCRIPT_IMPORTS = {"benchmarks/bench_positional_semantic.py"}
+
+
+def _script_files():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    return sorted(str(p.relative_to(root)) for d in ("benchmarks", "derivations")
+                  for p in (root / d).glob("*.py"))
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(
+    reason="imports science from derivations/", strict=True)) if p in KNOWN_SCRIPT_IMPORTS else p
+    for p in _script_files()])
+def test_scripts_use_public_api_only(path):
+    """benchmarks/ and derivations/ import no private model module (``derive.models._x``, a
+    ``_``-module of a model package) and benchmarks import nothing from derivations/ except
+    through the public API (derivations share only ``derivations._common``)."""
+    import ast
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    tree = ast.parse((root / path).read_text())
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for n in names:
+            assert not re.search(r"derive\.models(\.\w+)*\._", n), f"{path}: private import {n}"
+            if path.startswith("benchmarks/"):
+                assert not n.startswith("derivations"), f"{path}: imports {n} from derivations/"
