@@ -335,10 +335,9 @@ def density_batch(coeffs: Any) -> np.ndarray:
         ok = np.all(np.isfinite(cb), axis=-1) & (cb[..., -1] != 0)
         fb = np.full(cb.shape[0], np.nan)
         if ok.any():
-            try:
-                fb[ok] = physical_density(cb[ok])
-            except np.linalg.LinAlgError:
-                pass
+            r = batched_complex_roots(cb[ok])          # real companions, failures are NaN rows
+            fb[ok] = np.max(np.where(np.isnan(r.imag), 0.0, np.abs(r.imag)), axis=-1) / np.pi
+            fb[ok] = np.where(np.all(np.isnan(r), axis=-1), np.nan, fb[ok])
         mu[bad] = fb
     return mu
 
