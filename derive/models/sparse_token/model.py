@@ -610,7 +610,8 @@ class SparseToken(Model):
                 arr = arr.reshape(1)
             codes = set(arr.reshape(-1).tolist())
             if len(codes) != 1 or not codes <= {0.0, 1.0}:
-                raise ValueError(f"option 'loss' = {lo!r} must be 'logistic' or 'square' (or the "
+                shown = f"{arr.reshape(-1)[0]:g}" if arr.size == 1 else repr(arr.reshape(-1).tolist())
+                raise ValueError(f"option 'loss' = {shown} must be 'logistic' or 'square' (or the "
                                  f"codes 0 / 1, one value for the whole grid)")
             lo = "logistic" if codes == {0.0} else "square"
         o["loss"] = lo
