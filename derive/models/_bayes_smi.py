@@ -99,9 +99,14 @@ def lambdas_at_zero(kern: Kernels, c: float, *, z_grid: Grid = Grid(7.0, 101),
         m = {k: 2 * (W * v).sum(1) / Z for k, v in
              dict(taa=ta * ta, tab=ta * tb, tbb=tb * tb, uaa=ua * ua, uab=ua * ub, ubb=ub * ub).items()}
         wh = ph * np.exp(logwh[s:s + chunk])
+        zero = np.zeros_like(m["taa"])
+        g1 = kern["channel_moments"](np, special, zero, zero, m["taa"], m["tab"], m["tbb"],
+                                     zero, zero, 0.0, 0.0, 1.0, 1.0)
+        g2 = kern["channel_moments"](np, special, zero, zero, m["uaa"], m["uab"], m["ubb"],
+                                     zero, zero, 0.0, 0.0, 1.0, 1.0)
         acc["norm"] += float(wh.sum())
-        acc["lam1"] += float((wh * ((m["taa"] - 1) ** 2 + 2 * m["tab"] ** 2 + (m["tbb"] - 1) ** 2)).sum())
-        acc["lam2"] += float((wh * ((m["uaa"] - 1) ** 2 + 2 * m["uab"] ** 2 + (m["ubb"] - 1) ** 2)).sum())
+        acc["lam1"] += float((wh * g1["Lambda_1"]).sum())   # ‖E[z z^T|y] − I‖²_F, layer 1
+        acc["lam2"] += float((wh * g2["Lambda_1"]).sum())   # the same norm for layer 2
     return acc
 
 
@@ -113,12 +118,11 @@ def teacher_moments(kern: Kernels, c: float, Q11: float, Q22: float, X: np.ndarr
     ``X``: standard normal points of shape ``(N, 8)`` = $(\xi_1,\xi_2,u_1,u_2)$ (the first two
     columns are ignored when $Q_{11}=0$). The inner $z_1$ rule is ``z_grid`` in the prior's
     scale; at $Q_{11}=0$ the $z_1\to-z_1$ symmetry halves it."""
-    V1, V2 = 1.0 - Q11, 1.0 - Q22
-    w1 = np.sqrt(Q11) * X[:, 0:2]
-    w2 = np.sqrt(Q22) * X[:, 2:4]
-    z1s = w1 + np.sqrt(V1) * X[:, 4:6]
-    z2s = w2 + np.sqrt(V2) * X[:, 6:8]
-    h = kern["label_index"](np, special, z1s[:, 0], z1s[:, 1], z2s[:, 0], z2s[:, 1], c)
+    tc = kern["teacher"](np, special, *(X[:, j] for j in range(8)), Q11, Q22)
+    V1, V2 = float(tc["V_1"]), float(tc["V_2"])
+    w1 = np.stack([tc["omega_1a"], tc["omega_1b"]], 1)
+    w2 = np.stack([tc["omega_2a"], tc["omega_2b"]], 1)
+    h = kern["label_index"](np, special, tc["z_1a"], tc["z_1b"], tc["z_2a"], tc["z_2b"], c)
     ha_all, hb_all = h["h_a"], h["h_b"]
     fixed = Q11 == 0.0
     ta, tb, logwz = z_grid.nodes(half_plane=fixed)
@@ -130,8 +134,8 @@ def teacher_moments(kern: Kernels, c: float, Q11: float, Q22: float, X: np.ndarr
         sl = slice(s, s + chunk)
         ha, hb = ha_all[sl, None], hb_all[sl, None]
         if not fixed:   # z1 = ω1 + √V1 t: a grid per sample
-            inv = kern["attention_inverse"](np, special, w1[sl, 0:1] + np.sqrt(V1) * ta,
-                                            w1[sl, 1:2] + np.sqrt(V1) * tb, c)
+            zg = kern["prior_scale"](np, special, ta, tb, w1[sl, 0:1], w1[sl, 1:2], V1)
+            inv = kern["attention_inverse"](np, special, zg["z_1a"], zg["z_1b"], c)
         br = kern["branch_logweights"](np, special, ta, tb, inv["log_det"], inv["i_11"], inv["i_12"],
                                        inv["i_21"], inv["i_22"], ha, hb, w2[sl, 0:1], w2[sl, 1:2], V2)
         wp, wm, W, _ = _posterior_sums(br["log_w_plus"] + logwz, br["log_w_minus"] + logwz)

@@ -53,7 +53,7 @@ c = SKIP.symbol
 
 alpha = sp.Symbol("alpha", positive=True)
 lam1, lam2, lam12 = sp.symbols("lambda_1 lambda_2 lambda_12", real=True)
-Q11, Q22, Q12 = sp.symbols("Q_11 Q_22 Q_12", real=True)
+Q11, Q22, Q12 = sp.symbols("Q_11 Q_22 Q_12", real=True)  # overlaps in [0, 1)
 a1, a2 = sp.symbols("alpha_1 alpha_2", positive=True)
 za, zb, z2a, z2b = sp.symbols("z_1a z_1b z_2a z_2b", real=True)
 ta, tb = sp.symbols("t_a t_b", real=True)
@@ -211,10 +211,26 @@ class SequenceMultiIndex(Model):
         q11n, q22n, r11, r22 = sp.symbols("Q_11_next Q_22_next residual_11 residual_22", real=True)
         eta = sp.Symbol("eta", positive=True)
         upd = se_update(f1, f2)
+        xi1, xi2 = sp.symbols("xi_1a xi_1b", real=True), sp.symbols("xi_2a xi_2b", real=True)
+        u1, u2 = sp.symbols("u_1a u_1b", real=True), sp.symbols("u_2a u_2b", real=True)
+        w1a, w1b = sp.symbols("omega_1a omega_1b", real=True)
         return {
             "thresholds": Program(
                 "smi_thresholds", (lam1, lam2), ((a1, 1 / lam1), (a2, 1 / lam2)), (a1, a2),
                 doc="α_ℓ = 1/λ_ℓ: the Jacobian αF at Q = 0 has spectral radius 1."),
+            "teacher": Program(
+                "smi_teacher", (*xi1, *xi2, *u1, *u2, Q11, Q22),
+                ((V1, 1 - Q11), (V2, 1 - Q22),
+                 (w1a, sp.sqrt(Q11) * xi1[0]), (w1b, sp.sqrt(Q11) * xi1[1]),
+                 (w2a, sp.sqrt(Q22) * xi2[0]), (w2b, sp.sqrt(Q22) * xi2[1]),
+                 (za, w1a + sp.sqrt(V1) * u1[0]), (zb, w1b + sp.sqrt(V1) * u1[1]),
+                 (z2a, w2a + sp.sqrt(V2) * u2[0]), (z2b, w2b + sp.sqrt(V2) * u2[1])),
+                (V1, V2, w1a, w1b, w2a, w2b, za, zb, z2a, z2b),
+                doc="spec §B1 channel at Q = diag(Q11, Q22): ω = Q^{1/2}ξ, Z* = ω + (I − Q)^{1/2}U"),
+            "prior_scale": Program(
+                "smi_prior_scale", (ta, tb, w1a, w1b, V1),
+                ((za, w1a + sp.sqrt(V1) * ta), (zb, w1b + sp.sqrt(V1) * tb)), (za, zb),
+                doc="inner z1 nodes in the prior's scale: z1 = ω1 + √V1 t"),
             "label_index": Program(
                 "smi_label_index", (za, zb, z2a, z2b, c),
                 ((s1, softmax_diagonal(za, zb)), (s2, softmax_diagonal(zb, za)),
