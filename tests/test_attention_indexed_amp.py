@@ -63,6 +63,8 @@ def test_recorded_trend_toward_se() -> None:
     rec = json.loads(RECORD.read_text())
     groups: dict[tuple, list[dict]] = {}
     for r in rec:
+        if r["d"] < 40:
+            continue
         groups.setdefault((r["activation"], r["derivative"], r["T"], r["rho"], r["alpha"]), []).append(r)
     assert len(groups) >= 5
     for (act, der, T, rho, a), rows in groups.items():
@@ -75,8 +77,8 @@ def test_recorded_trend_toward_se() -> None:
             assert abs(gaps[-1]) <= abs(gaps[0]) + 2 * big["sem"], (act, T, a, gaps)
             if act == "hardmax":
                 assert abs(gaps[-1]) < 3 * big["sem"] + 0.01, (a, gaps, big["sem"])
-        else:
-            assert gaps[-1] > 0.1
+        else:  # the authors' g: even stopped at its best iterate (an oracle using S*) it stays far above
+            assert big["best_mean"] - se > 0.1, (a, big["best_mean"], se)
 
 
 @pytest.mark.slow

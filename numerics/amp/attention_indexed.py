@@ -236,18 +236,20 @@ def gamp_rie(prob: Problem, n_iter: int = 40, derivative: str = "correct", dampi
         g = (_g_softmax(y, omega, V) if prob.activation == "softmax"
              else _g_hardmax(y, omega, V, derivative))
         A = float(np.sum(g * g * C)) / d
+        if not (np.isfinite(A) and A > 0):     # a diverged (mismatched) run: stop, keep the trace
+            break
         R = S_hat + _backproject(X, g) / A
         delta = d / (2 * A)
         S_new, div = rie_denoise(R, prob.rho, delta)
         V_new = 2 * delta * div / d**2
         change = float(np.sum((S_new - S_hat) ** 2) / d)
         S_hat = damping * S_hat + (1 - damping) * S_new
-        V = damping * V + (1 - damping) * V_new
+        V = max(damping * V + (1 - damping) * V_new, 1e-12)   # a mismatched g can drive V ≤ 0
         g_prev = g
         tr.mse.append(float(np.sum((S_hat - S) ** 2) / d))
         tr.v.append(V)
         tr.delta.append(delta)
-        if change < tol:
+        if change < tol or not np.isfinite(tr.mse[-1]):
             break
     return tr
 
@@ -262,7 +264,8 @@ def run(d: int = 60, alpha: float = 0.5, rho: float = 0.5, T: int = 2, activatio
         prob = sample_problem(d, alpha, rho, T, activation, np.random.default_rng(s))
         traces.append(gamp_rie(prob, n_iter, derivative, damping))
     final = np.array([t.mse[-1] for t in traces])
-    return {"mse": final, "mean": float(final.mean()),
+    best = np.array([np.nanmin(t.mse[1:]) for t in traces])   # oracle-stopped (uses S*): a lower bound
+    return {"mse": final, "best": best, "best_mean": float(best.mean()), "mean": float(final.mean()),
             "sem": float(final.std(ddof=1) / np.sqrt(len(final))) if len(final) > 1 else float("nan"),
             "traces": traces, "d": d, "alpha": alpha, "rho": rho, "T": T, "activation": activation,
             "derivative": derivative}
