@@ -18,26 +18,28 @@ $e_{\rm gen}=(4\alpha-\hat q\Delta)/(2\hat q)$; $\alpha_{\rm PR}=\kappa-\kappa^2
 Derived here (SymPy): the cubic for the Stieltjes transform (MP S-transform + subordination),
 its edge polynomial, the equivalent map $\hat q=4\alpha/(\Delta+2\,\mathrm{mmse}(1/\hat q))$
 iterated on $m=\mathrm{mmse}$, and $e_{\rm gen}=m$ at the fixed point.
+
+The model class here is the numeric side (parameters, observables, the pipeline that orders
+generated kernels and generic solvers); the SymPy statement (symbols, definitions, derivations,
+programs, equations) lives in :mod:`.statement`, imported only when equations are needed, so a
+solve from cached kernels never imports SymPy (docs/architecture.md, "Start-up").
 """
 from __future__ import annotations
 
-from functools import cached_property
+from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
-import sympy as sp
 
 from numerics.backend import Backend
 from numerics.results import Status
 from numerics.state_evolution import solve_two_stage
 from numerics.rie import batched_support, density_batch, integrate_density_batch
 
-from ..codegen import Program
-from ..declarations import Observable, declare, init_option, stability_option
-from ..model import Equation, Model
-from ..params import Parameter, nonnegative, positive
-from . import _rie
-from ._bayes_fp import check_stability_option, leading_eigenvalue, parse_init
+from ...declarations import Observable, declare, init_option, stability_option
+from ...model import Model
+from ...params import Parameter, nonnegative, positive
+from .._bayes_fp import check_stability_option, leading_eigenvalue, parse_init
 
 __all__ = ["ExtensiveWidthQuadratic", "MODEL"]
 
@@ -45,23 +47,52 @@ ALPHA = Parameter("alpha", positive, r"\alpha", "samples over d^2, n/d^2")
 KAPPA = Parameter("kappa", positive, r"\kappa", "width over dimension, m/d")
 DELTA = Parameter("delta", nonnegative, r"\Delta", "label-noise parameter (as in the authors' code)")
 
-alpha, kappa, delta = (p.symbol for p in (ALPHA, KAPPA, DELTA))
+#: output names of the ``cubic`` (coefficients c0..c3, lowest degree first) and ``edges``
+#: (e0..e4) programs; the statement's symbols ``C``, ``E`` carry the same names
+COEFF_NAMES = tuple(f"c{i}" for i in range(4))
+EDGE_NAMES = tuple(f"e{i}" for i in range(5))
 
-m = sp.Symbol("m", nonnegative=True)         # Q0 - q, the MMSE of S
-qhat = sp.Symbol("qhat", positive=True)
-de = sp.Symbol("Delta_eff", positive=True)   # 1/qhat
-I3 = sp.Symbol("I_3", nonnegative=True)      # ∫ μ^3
-m_new, gen_error, alpha_pr, Q0 = sp.symbols("m_new gen_error alpha_PR Q_0")
-x = sp.Symbol("x", real=True)
-q = sp.Symbol("q")                              # overlap Q0 − m
-Psi_den = sp.Function("Psi_den")               # free entropy of the GOE denoising channel at q̂
-Psi_val, mmse_at, phi = sp.symbols("Psi_d mmse_at Phi")
-C = sp.symbols("c0:4")
-E = sp.symbols("e0:5")
 
-SYMBOL_NAMES = {delta: r"\Delta", m: r"\mathrm{mmse}", qhat: r"\hat q", de: r"\Delta_{\rm eff}", I3: r"\int\mu^3",
-                m_new: r"\mathrm{mmse}_{\rm RIE}", gen_error: r"e_{\rm gen}",
-                alpha_pr: r"\alpha_{\rm PR}"}
+@lru_cache(maxsize=None)
+def _statement() -> Any:
+    """The one :class:`~.statement.EWQStatement` (imports SymPy)."""
+    from .statement import EWQStatement
+
+    return EWQStatement()
+
+
+def __getattr__(name: str) -> Any:
+    """Symbols of the statement (``alpha``, ``kappa``, ``m``, ``C``...) as module attributes,
+    importing SymPy on first use."""
+    if name.startswith("__") or name == "statement":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    statement = importlib.import_module(f"{__name__}.statement")
+    try:
+        return getattr(statement, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+class _FromStatement:
+    """An attribute of the statement (definition or derivation), read on the model class or an
+    instance (``ExtensiveWidthQuadratic.Q0_def``, ``model.qhat_map``); imports SymPy on first use."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return getattr(_statement(), self.name)
+
+
+class _SymbolNames:
+    """``symbol_names`` of the statement, on the class and its instances (imports SymPy)."""
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        from .statement import SYMBOL_NAMES
+
+        return SYMBOL_NAMES
 
 
 class ExtensiveWidthQuadratic(Model):
@@ -72,7 +103,7 @@ class ExtensiveWidthQuadratic(Model):
              "(Maillard, Troiani, Martin, Krzakala, Zdeborová 2024)")
     paper = "arXiv:2408.03733; AIM: arXiv:2506.01582"
     parameters = (ALPHA, KAPPA, DELTA)
-    symbol_names = SYMBOL_NAMES
+    symbol_names = _SymbolNames()
     observables = ("gen_error", "mmse", "qhat", "alpha_pr", "stability")
     #: fixed-point protocol (derive.model): the state is m = mmse (Q0 − q)
     state = ("mmse",)
@@ -92,49 +123,34 @@ class ExtensiveWidthQuadratic(Model):
                    r"\lambda_{\max}", "1", optional=True, computed=lambda o: bool(o.get("stability"))),
     )
 
-    Q0_def = 1 + 1 / kappa
-    mmse_rie_def = de - 4 * sp.pi**2 / 3 * de**2 * I3          # symmetric RIE error
-    #: the authors' fixed-point equation for q̂ (stated), = 0
-    qhat_equation = 4 * sp.pi**2 / 3 * I3 / qhat - delta * qhat / 2 - (1 - 2 * alpha)
-    gen_error_def = (4 * alpha - qhat * delta) / (2 * qhat)
-    alpha_pr_def = sp.Piecewise((kappa - kappa**2 / 2, kappa < 1), (sp.Rational(1, 2), True))
+    # ---- the statement (SymPy, :mod:`.statement`), loaded on demand ------------------------
+    Q0_def = _FromStatement()
+    mmse_rie_def = _FromStatement()
+    qhat_equation = _FromStatement()
+    gen_error_def = _FromStatement()
+    alpha_pr_def = _FromStatement()
+    psi_out_def = _FromStatement()
+    psi_den_derivative = _FromStatement()
+    free_entropy = _FromStatement()
+    stationarity = _FromStatement()
+    free_entropy_on_shell = _FromStatement()
+    qhat_map = _FromStatement()
+    gen_error_at_fixed_point = _FromStatement()
+    cubic = _FromStatement()
+    edges = _FromStatement()
 
-    # ---- free entropy (derived; not stated in the spec) -------------------------------------
-    #: Gaussian output channel: ω = Tr(Z Ŝ) has variance 2q, the rest 2(Q0 − q) + Δ:
-    #: Ψ_out = E log N(y; ω, Δ + 2(Q0 − q))
-    @cached_property
-    def psi_out_def(self) -> sp.Expr:
-        return -sp.log(2 * sp.pi * (delta + 2 * (self.Q0_def - q))) / 2 - sp.Rational(1, 2)
+    @property
+    def statement(self) -> Any:
+        """The :class:`~.statement.EWQStatement` (imports SymPy)."""
+        return _statement()
 
-    #: I-MMSE for Y = S + GOE/√q̂ in the Frobenius-isometric coordinates (per-component SNR
-    #: d q̂/2, total error d·mmse, free entropy per d²): dΨ_den/dq̂ = (Q0 − mmse_RIE(1/q̂))/4
-    @cached_property
-    def psi_den_derivative(self) -> sp.Expr:
-        return (self.Q0_def - mmse_at) / 4
+    def programs(self) -> dict[str, Any]:
+        return _statement().programs()
 
-    @cached_property
-    def free_entropy(self) -> sp.Expr:
-        r"""$\Phi(q,\hat q)=-q\hat q/4+\Psi_{
-m den}(\hat q)+lpha\Psi_{
-m out}(q)$ (per $d^2$)."""
-        return -q * qhat / 4 + Psi_den(qhat) + alpha * self.psi_out_def
+    def equations(self) -> list[Any]:
+        return _statement().equations()
 
-    @cached_property
-    def stationarity(self) -> dict[str, sp.Expr]:
-        """∂Φ/∂q = 0 solved for q̂, ∂Φ/∂q̂ = 0 (I-MMSE) solved for q (derived)."""
-        dq = sp.diff(self.free_entropy, q)
-        dqh = sp.diff(self.free_entropy, qhat).subs(sp.Derivative(Psi_den(qhat), qhat),
-                                                     self.psi_den_derivative)
-        (qh_sol,) = sp.solve(sp.Eq(dq, 0), qhat)
-        (q_sol,) = sp.solve(sp.Eq(dqh, 0), q)
-        return {"qhat": sp.simplify(qh_sol), "q": sp.simplify(q_sol)}
-
-    @cached_property
-    def free_entropy_on_shell(self) -> sp.Expr:
-        """Φ at the q-stationary q̂, as a function of (q, Ψ_den value)."""
-        qh = self.stationarity["qhat"]
-        return sp.simplify(self.free_entropy.subs(qhat, qh).subs(Psi_den(qh), Psi_val))
-
+    # ---- free entropy, numerically --------------------------------------------------------
     def psi_den_numeric(self, qhat_v: float, kappa_v: float, n: int = 24) -> float:
         """Ψ_den(q̂) − Ψ_den(0) = ¼∫₀^q̂ (Q0 − mmse_RIE(1/t)) dt, Gauss–Legendre in t."""
         u, w = np.polynomial.legendre.leggauss(n)
@@ -149,71 +165,6 @@ m out}(q)$ (per $d^2$)."""
         qh = 4 * alpha_v / (delta_v + 2 * m_v)
         k = self.kernel("free_entropy")
         return float(k(np, None, alpha_v, kappa_v, delta_v, qv, self.psi_den_numeric(qh, kappa_v))["Phi"])
-
-    @cached_property
-    def qhat_map(self) -> sp.Expr:
-        """Eliminate I_3 between the stated q̂ equation and mmse_RIE(1/q̂) = m (derived):
-        q̂ = 4α/(Δ + 2m)."""
-        I3_of_m = sp.solve(sp.Eq(self.mmse_rie_def.subs(de, 1 / qhat), m), I3)[0]
-        (sol,) = sp.solve(self.qhat_equation.subs(I3, I3_of_m), qhat)
-        return sp.simplify(sol)
-
-    @cached_property
-    def gen_error_at_fixed_point(self) -> sp.Expr:
-        """e_gen with q̂ = 4α/(Δ + 2m) substituted: simplifies to m (derived)."""
-        return sp.simplify(self.gen_error_def.subs(qhat, self.qhat_map))
-
-    @cached_property
-    def cubic(self) -> sp.Poly:
-        return _rie.mp_semicircle_cubic(kappa, de)
-
-    @cached_property
-    def edges(self) -> sp.Poly:
-        return _rie.edge_polynomial(self.cubic, _rie.z)
-
-    def programs(self) -> dict[str, Program]:
-        cc = _rie.coefficients(self.cubic)
-        ec = _rie.padded_coefficients(self.edges, len(E))
-        return {
-            "cubic": Program("ewq_cubic", (x, kappa, de),
-                             tuple((c, e.subs(_rie.z, x)) for c, e in zip(C, cc)), C,
-                             doc="Coefficients (lowest first) of the cubic for G(x) (derived)."),
-            "edges": Program("ewq_edges", (kappa, de), tuple(zip(E, ec)), E,
-                             doc="Edge polynomial (discriminant factor), lowest degree first."),
-            "channel": Program("ewq_channel", (alpha, delta, m),
-                               ((qhat, self.qhat_map), (de, 1 / qhat)), (qhat, de),
-                               doc="q̂ = 4α/(Δ + 2m) (derived from the stated equation)."),
-            "mmse_rie": Program("ewq_mmse_rie", (de, I3), ((m_new, self.mmse_rie_def),), (m_new,),
-                                doc="Symmetric RIE error from ∫μ³ (stated)."),
-            "free_entropy": Program("ewq_free_entropy", (alpha, kappa, delta, q, Psi_val),
-                                    ((phi, self.free_entropy_on_shell),), (phi,),
-                                    doc="Φ at q̂ = 4α/(Δ + 2(Q0 − q)), given Ψ_den(q̂) (derived)."),
-            "observables": Program("ewq_observables", (alpha, kappa, delta, qhat),
-                                   ((gen_error, self.gen_error_def), (alpha_pr, self.alpha_pr_def),
-                                    (Q0, self.Q0_def)), (gen_error, alpha_pr, Q0),
-                                   doc="e_gen (stated), α_PR (stated), Q0."),
-        }
-
-    def equations(self) -> list[Equation]:
-        return [
-            Equation("cubic for G (Stieltjes transform of MP(1/κ) ⊞ semicircle(Δ_eff))",
-                     self.cubic.as_expr().subs(_rie.z, x), sp.Integer(0), "derived", "§B3",
-                     "μ(x) = max |Im G|/π; authors' Theory_noise.py has the same cubic"),
-            Equation("symmetric RIE error", m_new, self.mmse_rie_def, "code+mp", "§B3"),
-            Equation("fixed point (stated)", self.qhat_equation, sp.Integer(0), "code+mp", "§B3",
-                     "I_3 = ∫μ³ at Δ_eff = 1/q̂"),
-            Equation("fixed point as a map", qhat, self.qhat_map, "derived", "§B3",
-                     "with m = mmse_RIE(1/q̂)"),
-            Equation("generalisation error", gen_error, self.gen_error_def, "code+mp", "§B3"),
-            Equation("generalisation error at the fixed point", gen_error,
-                     self.gen_error_at_fixed_point, "derived", "§B3"),
-            Equation("free entropy (RS, derived)", phi, self.free_entropy, "derived", "§B3",
-                     "I-MMSE: 4Ψ_den'(q̂) = Q₀ − mmse_RIE(1/q̂); not stated in the spec"),
-            Equation("stationarity ∂Φ/∂q = 0", qhat, self.stationarity["qhat"], "derived", "§B3"),
-            Equation("stationarity ∂Φ/∂q̂ = 0", q, self.stationarity["q"], "derived", "§B3"),
-            Equation("Q₀", Q0, self.Q0_def, "paper", "§B3"),
-            Equation("perfect recovery (Δ = 0)", alpha_pr, self.alpha_pr_def, "paper", "§B3"),
-        ]
 
     # ---- numerics -----------------------------------------------------------------------
     def mmse_rie(self, delta_eff: np.ndarray, kappa_v: np.ndarray, n_nodes: int = 32,
@@ -244,11 +195,11 @@ m out}(q)$ (per $d^2$)."""
 
         def coeffs(xs: np.ndarray, idx: np.ndarray) -> np.ndarray:
             o = ck(np, None, xs, kr[idx][:, None], dr[idx][:, None])
-            return np.stack([np.broadcast_to(np.asarray(o[c.name], float), xs.shape) for c in C], axis=-1)
+            return np.stack([np.broadcast_to(np.asarray(o[c], float), xs.shape) for c in COEFF_NAMES], axis=-1)
 
         with np.errstate(all="ignore"):
             eo = ek(np, None, kr, dr)
-            ecs = np.stack([np.broadcast_to(np.asarray(eo[e.name], float), kr.shape) for e in E], axis=-1)
+            ecs = np.stack([np.broadcast_to(np.asarray(eo[e], float), kr.shape) for e in EDGE_NAMES], axis=-1)
             a, b, valid = batched_support(ecs, lambda xs, idx: density_batch(coeffs(xs, idx)), lo=None)
             res = integrate_density_batch(coeffs, a, b, valid, lambda mu, xs, idx: (mu**3)[..., None],
                                           1, n_nodes, tol=tol or 0.0, adaptive=tol is not None)
