@@ -137,7 +137,10 @@ class _OneLineErrors(TyperGroup):
         return code
 
 
+#: plain click help (no Rich rendering: importing rich's markdown/syntax/traceback machinery cost
+#: most of ``attn-theory --help``'s start-up, issue 14.1); errors are one line (_OneLineErrors)
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_OneLineErrors,
+                  rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="Exactly solvable theories of attention layers: derive, solve, verify, "
                        "reproduce. Errors are one line (exit code 2 for bad input); --debug "
                        "shows the traceback.")

@@ -87,6 +87,106 @@ def test_derivation_key_follows_sources_sympy_and_codegen(monkeypatch, tmp_path)
     assert kmod.derivation_key(cls) != k0
 
 
+# ---- the converted RIE models (model packages: SymPy-free __init__ + statement.py) -------------
+#: small grids of each converted model: both RIE branches (symmetric; rectangular at β = 1, β > 1
+#: and the β = ∞ closed form), Δ = 0 perfect recovery for the quadratic net
+RIE_GRIDS = {
+    "extensive-width-quadratic": ("gen_error", "dict(alpha=[0.2, 0.6], kappa=0.5, delta=[0.0, 0.1])"),
+    "bilinear-sequence-regression": ("mmse", "dict(alpha=[0.3, 1.2], beta=[1.0, 2.0, np.inf], "
+                                             "rho=0.5, delta=0.1)"),
+}
+
+WARM_SOLVE = """
+import json, sys
+import numpy as np
+import derive
+ds = derive.solve({name!r}, **{grid})
+print(json.dumps({{"values": ds[{var!r}].values.ravel().tolist(), "sha": ds.attrs["equations_sha256"],
+                  "heavy": sorted(m for m in ("sympy", "matplotlib", "typer") if m in sys.modules)}}))
+"""
+
+
+@pytest.mark.parametrize("name", sorted(RIE_GRIDS))
+def test_warm_cache_rie_model_solve_does_not_import_sympy(name):
+    """This process solves (deriving, or reading the user's kernel cache: the suite's other tests
+    have usually filled it) and so leaves the model's kernels and derivation in the cache; a fresh
+    process solving the same grid from that cache imports no SymPy and gets the same bits."""
+    import numpy as np
+
+    import derive
+
+    var, grid = RIE_GRIDS[name]
+    ds = derive.solve(name, **eval(grid, {"np": np}))
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", WARM_SOLVE.format(name=name, grid=grid, var=var)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    warm = json.loads(out.stdout.strip().splitlines()[-1])
+    assert warm["heavy"] == []
+    assert warm["sha"] == ds.attrs["equations_sha256"]
+    assert warm["values"] == ds[var].values.ravel().tolist()  # bit for bit (NaN-free grids)
+
+
+@pytest.mark.parametrize("name", sorted(RIE_GRIDS))
+def test_importing_a_converted_rie_model_does_not_import_sympy(name):
+    code = ("import sys\nfrom derive import models\n"
+            f"m = models.get({name!r})\n"
+            "m.validate({p.name: 1.0 for p in m.parameters})\n"
+            "print('sympy' in sys.modules)\nm.symbol_names\nprint('sympy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("module, attr", [
+    ("extensive_width_quadratic", a) for a in ("C", "E", "alpha", "kappa", "delta", "m", "de", "q",
+                                               "mmse_at", "SYMBOL_NAMES")] + [
+    ("bilinear_sequence_regression", a) for a in ("C", "E", "alpha", "beta", "rho", "delta", "m", "q",
+                                                  "qhat", "mmse_at", "SYMBOL_NAMES")])
+def test_rie_statement_symbols_stay_reachable_from_the_model_module(module, attr):
+    import importlib
+
+    mod = importlib.import_module(f"derive.models.{module}")
+    assert getattr(mod, attr) is not None
+    with pytest.raises(AttributeError):
+        getattr(mod, "no_such_symbol")
+
+
+def test_rie_statement_attributes_on_class_and_instance():
+    """Definitions read on the class (as ``attention_indexed`` does) and derivations on the
+    instance; the output names the numeric side uses are the statement's symbols' names."""
+    from derive import models
+    from derive.models import bilinear_sequence_regression as bsr
+    from derive.models import extensive_width_quadratic as ewq
+
+    cls = ewq.ExtensiveWidthQuadratic
+    assert str(cls.Q0_def) == "1 + 1/kappa" and cls.alpha_pr_def.has(ewq.kappa)
+    m = models.get("extensive-width-quadratic")
+    assert m.Q0_def == cls.Q0_def and m.qhat_map is m.qhat_map
+    assert tuple(c.name for c in ewq.C) == ewq.COEFF_NAMES and tuple(e.name for e in ewq.E) == ewq.EDGE_NAMES
+    assert m.symbol_names[ewq.qhat] == r"\hat q"
+    b = models.get("bilinear-sequence-regression")
+    assert b.qhat_def == bsr.alpha / (bsr.delta + bsr.m)
+    assert tuple(c.name for c in bsr.C) == bsr.COEFF_NAMES and tuple(e.name for e in bsr.E) == bsr.EDGE_NAMES
+    assert b.rie_beta_inf(0, bsr.rho) == 0 and len(b.log_potential_symbols) == 4
+
+
+# ---- the command line ---------------------------------------------------------------------------
+def test_cli_help_imports_no_heavy_module():
+    """``attn-theory --help`` runs the real entry point and imports neither SymPy, xarray,
+    matplotlib nor Rich (typer renders plain click help: ``rich_markup_mode=None``); the help
+    still lists every command."""
+    code = ("import sys\nsys.argv = ['attn-theory', '--help']\nfrom derive.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(sorted(m for m in ('sympy', 'xarray', 'matplotlib', 'rich', 'scipy') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    for command in ("models", "show", "solve", "inspect", "verify", "codegen", "simulate",
+                    "reproduce", "plot"):
+        assert f"  {command} " in out.stdout, command
+
+
 @pytest.mark.parametrize("attr", ["tau", "eps", "M", "Mk", "SYMBOL_NAMES"])
 def test_statement_symbols_stay_reachable_from_the_model_module(attr):
     from derive.models import icl_linear_attention as icl
