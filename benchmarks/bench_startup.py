@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         run(code, warm_env)
     run(BARE, base_env)
     times: dict[str, list[float]] = {"bare": [], "warm": [], "cold": [], "help": [],
+                                     "pass": [], "help_m": [],
                                      **{n: [] for n in MODEL_SOLVES}}
     sympy_models: dict[str, list[bool]] = {n: [] for n in MODEL_SOLVES}
     sympy_warm: list[bool] = []
@@ -110,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             times["cold"].append(dt)
             sympy_cold.append(json.loads(out.strip().splitlines()[-1])["sympy"])
             times["help"].append(run(None, base_env, help_cmd)[0])
+            times["pass"].append(run("pass", base_env)[0])
+            times["help_m"].append(run(None, base_env, [sys.executable, "-m", "derive.cli",
+                                                        "--help"])[0])
             for n, code in model_code.items():
                 dt, out = run(code, warm_env)
                 times[n].append(dt)
@@ -131,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
          f"{', '.join(f'{t:.3f}' for t in times['warm'])} | {'yes' if any(sympy_warm) else 'no'} |",
          f"| cold cache: `derive.solve(...)` (derivation + codegen) | {med['cold']:.3f} | "
          f"{', '.join(f'{t:.3f}' for t in times['cold'])} | {'yes' if any(sympy_cold) else 'no'} |",
-         f"| `attn-theory --help` | {med['help']:.3f} | "
+         f"| `attn-theory --help` (console script: {Path(help_cmd[0]).name}) | {med['help']:.3f} | "
          f"{', '.join(f'{t:.3f}' for t in times['help'])} | no |",
+         f"| `python -m derive.cli --help` | {med['help_m']:.3f} | "
+         f"{', '.join(f'{t:.3f}' for t in times['help_m'])} | no |",
+         f"| interpreter only: `python -c pass` | {med['pass']:.3f} | "
+         f"{', '.join(f'{t:.3f}' for t in times['pass'])} | no |",
          *(f"| warm cache: `derive.solve('{n}', {g})` | {med[n]:.3f} "
            f"({med[n] / med['bare']:.2f}× bare) | {', '.join(f'{t:.3f}' for t in times[n])} | "
            f"{'yes' if any(sympy_models[n]) else 'no'} |" for n, g in MODEL_SOLVES.items()),
