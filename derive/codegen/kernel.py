@@ -19,6 +19,7 @@ expressions; the source is cached on disk under that key (tamper-evident: see
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 import linecache
 import os
 import textwrap
@@ -584,6 +585,23 @@ def _fingerprint(expr: sp.Basic, h: "hashlib._Hash") -> None:
         h.update(b";")
 
 
+@lru_cache(maxsize=1)
+def generator_digest() -> str:
+    """SHA-256 of the code generator's own sources (``derive/codegen/*.py``, the operator
+    lowering in ``derive/operators.py``) and :data:`CODEGEN_VERSION`.
+
+    The expressions' key says *what* is computed; this says *how it is printed*. A cached source
+    is reused only if both match, so a change to the function table or a printer (a new template
+    for ``erfc``, say) regenerates every kernel instead of running stale source. It is not part
+    of the key, so stores and ``equations_sha256`` do not change when only the printing does."""
+    h = hashlib.sha256(f"codegen {CODEGEN_VERSION}\0".encode())
+    here = Path(__file__).resolve().parent
+    for f in sorted(here.glob("*.py")) + [here.parent / "operators.py"]:
+        h.update(f.name.encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
 def _expr_key(program: Program, lowered: Sequence[tuple[sp.Symbol, sp.Expr]], target: str) -> str:
     h = hashlib.sha256()
     for part in (CODEGEN_VERSION, target, program.name, repr([s.name for s in program.inputs]),
@@ -860,6 +878,8 @@ def generate(program: Program, target: str = "xp") -> Kernel:
     source = read_verified(path) if path is not None else None
     if source is not None and f"# expressions sha256: {key}\n" not in source:
         source = None  # a verified file of another key (a 32-hex-digit prefix collision)
+    if source is not None and f"# generator sha256: {generator_digest()}\n" not in source:
+        source = None  # printed by another version of the generator (function table, printers)
     if source is None:
         source = _render(program, lowered, target, key, fn_name)
         if path is not None:
@@ -927,6 +947,7 @@ def _render(program: Program, lowered: list[tuple[sp.Symbol, sp.Expr]], target: 
         # regenerate from the SymPy source instead.
         # expressions sha256: {key}
         # codegen version: {CODEGEN_VERSION}
+        # generator sha256: {generator_digest()}
         ''')
     parts = [header]
     if target == "mpmath":
