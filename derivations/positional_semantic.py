@@ -34,7 +34,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -425,24 +425,50 @@ def continuation_phase_diagram(alphas: Sequence[float], omegas: Sequence[float],
         on = (grid["converged"] > 0) & (np.abs(grid[key]) > 1e-3)
         grid["on_branch"] = on
         out[branch] = grid
-    # α_c(ω): sign change of Φ_sem − Φ_pos between neighbouring α where both branches exist
-    d = out["semantic"]["phi"] - out["positional"]["phi"]
-    both = out["semantic"]["on_branch"] & out["positional"]["on_branch"]
-    de = np.hypot(out["semantic"]["phi_err"], out["positional"]["phi_err"])
-    ac, ac_err = np.full(om.size, np.nan), np.full(om.size, np.nan)
-    for j in range(om.size):
+    out.update(alphas=al, omegas=om)
+    pos_end, sem_end = branch_ends(out)
+    ac, ac_err, at_end = phi_crossing(out)
+    out.update(alpha_c=ac, alpha_c_err=ac_err, alpha_c_at_branch_end=at_end, positional_end=pos_end,
+               semantic_end=sem_end)
+    return out
+
+
+def branch_ends(pd: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Last α of the positional branch and first α of the semantic branch, per ω (grid values)."""
+    al = pd["alphas"]
+    pos, sem = pd["positional"]["on_branch"], pd["semantic"]["on_branch"]
+    pos_end = np.array([al[np.nonzero(pos[:, j])[0].max()] if pos[:, j].any() else np.nan
+                        for j in range(pos.shape[1])])
+    sem_end = np.array([al[np.nonzero(sem[:, j])[0].min()] if sem[:, j].any() else np.nan
+                        for j in range(sem.shape[1])])
+    return pos_end, sem_end
+
+
+def phi_crossing(pd: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """α_c(ω) where Φ_sem − Φ_pos changes sign (linear interpolation between neighbouring α where
+    both branches exist; error: the two Φ errors over the slope). Where the semantic branch already
+    has the larger Φ at the first α it exists, the transition is at the branch's end: α_c is then
+    the middle of that grid interval, its error half the interval, and ``at_end`` is True."""
+    al = pd["alphas"]
+    d = pd["semantic"]["phi"] - pd["positional"]["phi"]
+    both = pd["semantic"]["on_branch"] & pd["positional"]["on_branch"]
+    sem = pd["semantic"]["on_branch"]
+    de = np.hypot(pd["semantic"]["phi_err"], pd["positional"]["phi_err"])
+    nw = d.shape[1]
+    ac, ac_err, at_end = np.full(nw, np.nan), np.full(nw, np.nan), np.zeros(nw, dtype=bool)
+    for j in range(nw):
         for i in range(al.size - 1):
             if both[i, j] and both[i + 1, j] and d[i, j] < 0 <= d[i + 1, j]:
                 slope = (d[i + 1, j] - d[i, j]) / (al[i + 1] - al[i])
                 ac[j] = al[i] - d[i, j] / slope
                 ac_err[j] = max(de[i, j], de[i + 1, j]) / slope
                 break
-    pos_end = np.array([al[np.nonzero(out["positional"]["on_branch"][:, j])[0].max()]
-                        if out["positional"]["on_branch"][:, j].any() else np.nan for j in range(om.size)])
-    sem_end = np.array([al[np.nonzero(out["semantic"]["on_branch"][:, j])[0].min()]
-                        if out["semantic"]["on_branch"][:, j].any() else np.nan for j in range(om.size)])
-    out.update(alphas=al, omegas=om, alpha_c=ac, alpha_c_err=ac_err, positional_end=pos_end, semantic_end=sem_end)
-    return out
+        else:
+            first = np.nonzero(sem[:, j])[0]
+            if first.size and first[0] > 0 and both[first[0], j] and d[first[0], j] >= 0:
+                i = first[0]
+                ac[j], ac_err[j], at_end[j] = 0.5 * (al[i - 1] + al[i]), 0.5 * (al[i] - al[i - 1]), True
+    return ac, ac_err, at_end
 
 
 def theta_eigenvalue(alphas: Sequence[float], omegas: Sequence[float], *, h: float = 1e-3,
