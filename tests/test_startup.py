@@ -107,17 +107,20 @@ print(json.dumps({{"values": ds[{var!r}].values.ravel().tolist(), "sha": ds.attr
 
 
 @pytest.mark.parametrize("name", sorted(RIE_GRIDS))
-def test_warm_cache_rie_model_solve_does_not_import_sympy(name):
-    """This process solves (deriving, or reading the user's kernel cache: the suite's other tests
-    have usually filled it) and so leaves the model's kernels and derivation in the cache; a fresh
-    process solving the same grid from that cache imports no SymPy and gets the same bits."""
+def test_warm_cache_rie_model_solve_does_not_import_sympy(name, tmp_path, monkeypatch):
+    """A fresh instance of the model generates every kernel into an empty cache (the SymPy
+    statement is shared in this process, so only code generation runs here); a fresh process
+    solving from that cache imports no SymPy and gets the same bits as this process's solve."""
     import numpy as np
 
     import derive
+    from derive import models
 
     var, grid = RIE_GRIDS[name]
     ds = derive.solve(name, **eval(grid, {"np": np}))
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    monkeypatch.setenv("ATTN_THEORY_CACHE", str(tmp_path))
+    type(models.get(name))().kernels("xp")  # fills the kernel and derivation caches in tmp_path
+    env = dict(os.environ, ATTN_THEORY_CACHE=str(tmp_path), OPENBLAS_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", WARM_SOLVE.format(name=name, grid=grid, var=var)],
                          env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
