@@ -518,11 +518,11 @@ def theta_eigenvalue(alphas: Sequence[float], omegas: Sequence[float], *, h: flo
     return out
 
 
-def semantic_pitchfork(omegas: Sequence[float], alphas: Sequence[float], *, fit_theta2_max: float = 2e-3,
+def semantic_pitchfork(omegas: Sequence[float], alphas: Sequence[float], *, n_fit: int = 4,
                        **opts: Any) -> dict[str, Any]:
     """The semantic branch followed downward in α (continuation, batched over ω) to where θ → 0,
-    and the pitchfork α_s(ω) from a weighted linear fit θ² = c (α − α_s) over the points with
-    0 < θ² ≤ ``fit_theta2_max`` (a supercritical pitchfork is linear there). Errors: θ's replica
+    and the pitchfork α_s(ω) from a weighted linear fit θ² = c (α − α_s) near the end
+    (:func:`pitchfork_fit`; a supercritical pitchfork is linear there). Errors: θ's replica
     errors propagated through the fit (covariance of the weighted least squares)."""
     import derive
     from numerics.backend import get_backend
@@ -545,12 +545,26 @@ def semantic_pitchfork(omegas: Sequence[float], alphas: Sequence[float], *, fit_
     steps = continuation(solve, list(al), np.full((om.size, 4), np.nan))
     for i, st in enumerate(steps):
         th[i], th_err[i], conv[i] = st.out["theta"], st.out["theta_err"], st.out["converged"]
-    a_s, a_s_err, slope = (np.full(om.size, np.nan) for _ in range(3))
-    for j in range(om.size):
+    out = {"alphas": al, "omegas": om, "theta": th, "theta_err": th_err, "converged": conv}
+    out.update(pitchfork_fit(out, n_fit=n_fit))
+    return out
+
+
+def pitchfork_fit(pf: Mapping[str, Any], n_fit: int = 4) -> dict[str, np.ndarray]:
+    """α_s(ω) from a weighted linear fit θ² = c (α − α_s) over the ``n_fit`` smallest α where the
+    semantic branch is resolved (converged, θ > 3 standard errors); the error is the fit's
+    (covariance of the weighted least squares with the replica errors of θ²)."""
+    al, om, th, th_err, conv = (pf[k] for k in ("alphas", "omegas", "theta", "theta_err", "converged"))
+    a_s, a_s_err, slope = (np.full(len(om), np.nan) for _ in range(3))
+    for j in range(len(om)):
         t2 = th[:, j] ** 2
-        sel = (conv[:, j] > 0) & (t2 > 1e-8) & (t2 <= fit_theta2_max)
-        if sel.sum() < 2:
+        ok = (conv[:, j] > 0) & (th[:, j] > 3 * th_err[:, j])
+        idx = np.nonzero(ok)[0]
+        if idx.size < 2:
             continue
+        idx = idx[np.argsort(al[idx])][:n_fit]
+        sel = np.zeros(al.size, dtype=bool)
+        sel[idx] = True
         x, y = al[sel], t2[sel]
         s = np.maximum(2 * th[sel, j] * th_err[sel, j], 1e-9)
         Wt = 1 / s**2
@@ -560,5 +574,4 @@ def semantic_pitchfork(omegas: Sequence[float], alphas: Sequence[float], *, fit_
         a_s[j], slope[j] = -b0 / b1, b1
         g = np.array([-1 / b1, b0 / b1**2])
         a_s_err[j] = float(np.sqrt(g @ cov @ g))
-    return {"alphas": al, "omegas": om, "theta": th, "theta_err": th_err, "converged": conv,
-            "alpha_s": a_s, "alpha_s_err": a_s_err, "slope": slope}
+    return {"alpha_s": a_s, "alpha_s_err": a_s_err, "slope": slope}

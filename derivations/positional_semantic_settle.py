@@ -62,7 +62,9 @@ def figures(res: dict[str, Any], out: Path) -> list[Path]:
     files = []
     if "pitchfork" in res:
         pf = res["pitchfork"]
-        fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+        two = "eigen" in res
+        fig, ax = plt.subplots(1, 2 if two else 1, figsize=(11 if two else 6, 4.2), squeeze=False)
+        ax = ax[0]
         for j, w in enumerate(pf["omegas"]):
             t = pf["theta"][:, j]
             e = pf["theta_err"][:, j]

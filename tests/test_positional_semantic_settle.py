@@ -30,3 +30,16 @@ def test_authors_cubature_reproduces_their_semantic_table_and_is_7_percent_off()
     for k in ("theta", "v"):
         gap = abs(float(qm[k][0]) - float(gh[k][0]))
         assert gap > 0.04 * abs(float(qm[k][0])) and gap > 10 * float(qm[f"{k}_err"][0]), (k, gap)
+
+
+def test_semantic_branch_ends_at_a_pitchfork_omega_03():
+    """θ² on the semantic branch is linear near its end; α_s(0.3) = 0.64 ± 0.03 (fit over the four
+    smallest resolved α, 2048 × 4 QMC; the page's value), and θ is unresolved (< 3 error bars)
+    at α = 0.55 below it."""
+    from derivations.positional_semantic import semantic_pitchfork
+
+    pf = semantic_pitchfork([0.3], np.round(np.arange(0.55, 0.9001, 0.05), 3), n_quad=2048, replicas=4)
+    a_s, err = float(pf["alpha_s"][0]), float(pf["alpha_s_err"][0])
+    assert abs(a_s - 0.64) < 3 * max(err, 0.03), (a_s, err)
+    i = list(pf["alphas"]).index(0.55)
+    assert not pf["theta"][i, 0] > 3 * pf["theta_err"][i, 0]
