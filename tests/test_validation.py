@@ -215,7 +215,8 @@ def _flagged_or_physical(ds: Any, name: str) -> None:
         if k not in ds or ob.optional:
             continue
         v = ds[k].values.reshape(-1)
-        assert np.isfinite(v[conv]).all(), f"{name}: converged {k} not finite"
+        ok = np.isfinite(v[conv]) if ob.finite else ~np.isnan(v[conv])  # finite=False: ±inf by theory
+        assert ok.all(), f"{name}: converged {k} not finite"
         assert np.isnan(v[~conv]).all(), f"{name}: non-converged {k} not NaN"
 
 
