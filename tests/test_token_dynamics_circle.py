@@ -140,3 +140,23 @@ def test_recorded_concentration_scaling():
     assert np.all(p < np.sqrt(np.log(b + 1) / b))
     tc = np.array([float(r["t_cross"]) for r in rows])
     assert 0.8 < np.polyfit(np.log(b), tc, 1)[0] < 1.6
+
+
+def test_recorded_metastability_two_cluster_plateau_is_the_pairing_clock():
+    """Recorded wide-group runs (n = 256, 3 seeds per β): where the groups collapse to K1 = 2
+    equal clusters, log(T2 − T1) equals the log of the two-mass closed-form clock at the measured
+    Δ_min(T1) (quadrature here, independent of the recorded integration) to 0.05; the particles'
+    T2, where reached, equals the reduced clock's to 2 %; log of the last merger grows like
+    β(1 − cos 2) = 1.416 β."""
+    rows = _recorded("token_dynamics_metastability.csv")
+    for r in rows:
+        b, dm = float(r["beta"]), float(r["delta_min"])
+        if r["K1"] == "2" and b >= 4:
+            lhs = math.log(float(r["T2_reduced"]) - float(r["T1"]))
+            assert lhs == pytest.approx(math.log(_two_mass_clock(b, dm, 0.05)), abs=0.05)
+        if r["T2_full"] not in ("", "nan"):
+            assert float(r["T2_full"]) == pytest.approx(float(r["T2_reduced"]), rel=0.02)
+    B = np.array([float(r["beta"]) for r in rows if float(r["beta"]) >= 8])
+    last = np.array([float(r["mergers_reduced"].split()[-1].split(":")[0])
+                     for r in rows if float(r["beta"]) >= 8])
+    assert 1.3 < np.polyfit(B, np.log(last), 1)[0] < 1.45
