@@ -38,6 +38,7 @@ from numerics.state_evolution import solve_two_stage
 from numerics.rie import batched_support, density_batch, integrate_density_batch
 
 from ...declarations import Observable, declare, init_option, stability_option
+from ...lazy_statement import FromStatement, StatementSymbolNames, statement_getattr
 from ...model import Model
 from ...params import Domain, Parameter, nonnegative, positive
 from .._bayes_fp import check_stability_option, leading_eigenvalue, parse_init
@@ -64,38 +65,8 @@ def _statement() -> Any:
     return BSRStatement()
 
 
-def __getattr__(name: str) -> Any:
-    """Symbols of the statement (``alpha``, ``beta``, ``qhat``, ``C``...) as module attributes,
-    importing SymPy on first use."""
-    if name.startswith("__") or name == "statement":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+__getattr__ = statement_getattr(__name__)
 
-    statement = importlib.import_module(f"{__name__}.statement")
-    try:
-        return getattr(statement, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-
-
-class _FromStatement:
-    """An attribute of the statement (definition, derivation or symbolic helper), read on the
-    model class or an instance (``model.quartic``); imports SymPy on first use."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        return getattr(_statement(), self.name)
-
-
-class _SymbolNames:
-    """``symbol_names`` of the statement, on the class and its instances (imports SymPy)."""
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        from .statement import SYMBOL_NAMES
-
-        return SYMBOL_NAMES
 
 
 class BilinearSequenceRegression(Model):
@@ -105,7 +76,7 @@ class BilinearSequenceRegression(Model):
     title = "Bilinear sequence regression, Bayes-optimal (Erba, Troiani, Biggio, Maillard, Zdeborová 2024)"
     paper = "arXiv:2410.18858 (PRX 2025)"
     parameters = (ALPHA, BETA, RHO, DELTA)
-    symbol_names = _SymbolNames()
+    symbol_names = StatementSymbolNames(__name__)
     observables = ("mmse", "q", "qhat", "alpha_pr", "mse_ridge", "stability")
     #: fixed-point protocol (derive.model): the state is m = 1 − q (the MMSE)
     state = ("mmse",)
@@ -124,25 +95,25 @@ class BilinearSequenceRegression(Model):
     )
 
     # ---- the statement (SymPy, :mod:`.statement`), loaded on demand ------------------------
-    qhat_def = _FromStatement()
-    mmse_rie_def = _FromStatement()
-    alpha_pr_def = _FromStatement()
-    ridge_def = _FromStatement()
-    rie_beta_inf = _FromStatement()
-    beta_inf_equation = _FromStatement()
-    mmse_beta_inf = _FromStatement()
-    noiseless_beta_inf_closed_form = _FromStatement()
-    psi_out_def = _FromStatement()
-    psi_den_derivative = _FromStatement()
-    free_entropy = _FromStatement()
-    stationarity = _FromStatement()
-    free_entropy_on_shell = _FromStatement()
-    log_potential_symbols = _FromStatement()
-    psi_den_log_potential = _FromStatement()
-    log_potential_scaling = _FromStatement()
-    free_entropy_log_potential = _FromStatement()
-    quartic = _FromStatement()
-    edges = _FromStatement()
+    qhat_def = FromStatement(_statement)
+    mmse_rie_def = FromStatement(_statement)
+    alpha_pr_def = FromStatement(_statement)
+    ridge_def = FromStatement(_statement)
+    rie_beta_inf = FromStatement(_statement)
+    beta_inf_equation = FromStatement(_statement)
+    mmse_beta_inf = FromStatement(_statement)
+    noiseless_beta_inf_closed_form = FromStatement(_statement)
+    psi_out_def = FromStatement(_statement)
+    psi_den_derivative = FromStatement(_statement)
+    free_entropy = FromStatement(_statement)
+    stationarity = FromStatement(_statement)
+    free_entropy_on_shell = FromStatement(_statement)
+    log_potential_symbols = FromStatement(_statement)
+    psi_den_log_potential = FromStatement(_statement)
+    log_potential_scaling = FromStatement(_statement)
+    free_entropy_log_potential = FromStatement(_statement)
+    quartic = FromStatement(_statement)
+    edges = FromStatement(_statement)
 
     @property
     def statement(self) -> Any:

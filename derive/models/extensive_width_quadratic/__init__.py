@@ -37,6 +37,7 @@ from numerics.state_evolution import solve_two_stage
 from numerics.rie import batched_support, density_batch, integrate_density_batch
 
 from ...declarations import Observable, declare, init_option, stability_option
+from ...lazy_statement import FromStatement, StatementSymbolNames, statement_getattr
 from ...model import Model
 from ...params import Parameter, nonnegative, positive
 from .._bayes_fp import check_stability_option, leading_eigenvalue, parse_init
@@ -61,38 +62,8 @@ def _statement() -> Any:
     return EWQStatement()
 
 
-def __getattr__(name: str) -> Any:
-    """Symbols of the statement (``alpha``, ``kappa``, ``m``, ``C``...) as module attributes,
-    importing SymPy on first use."""
-    if name.startswith("__") or name == "statement":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+__getattr__ = statement_getattr(__name__)
 
-    statement = importlib.import_module(f"{__name__}.statement")
-    try:
-        return getattr(statement, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-
-
-class _FromStatement:
-    """An attribute of the statement (definition or derivation), read on the model class or an
-    instance (``ExtensiveWidthQuadratic.Q0_def``, ``model.qhat_map``); imports SymPy on first use."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        return getattr(_statement(), self.name)
-
-
-class _SymbolNames:
-    """``symbol_names`` of the statement, on the class and its instances (imports SymPy)."""
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        from .statement import SYMBOL_NAMES
-
-        return SYMBOL_NAMES
 
 
 class ExtensiveWidthQuadratic(Model):
@@ -103,7 +74,7 @@ class ExtensiveWidthQuadratic(Model):
              "(Maillard, Troiani, Martin, Krzakala, Zdeborová 2024)")
     paper = "arXiv:2408.03733; AIM: arXiv:2506.01582"
     parameters = (ALPHA, KAPPA, DELTA)
-    symbol_names = _SymbolNames()
+    symbol_names = StatementSymbolNames(__name__)
     observables = ("gen_error", "mmse", "qhat", "alpha_pr", "stability")
     #: fixed-point protocol (derive.model): the state is m = mmse (Q0 − q)
     state = ("mmse",)
@@ -124,20 +95,20 @@ class ExtensiveWidthQuadratic(Model):
     )
 
     # ---- the statement (SymPy, :mod:`.statement`), loaded on demand ------------------------
-    Q0_def = _FromStatement()
-    mmse_rie_def = _FromStatement()
-    qhat_equation = _FromStatement()
-    gen_error_def = _FromStatement()
-    alpha_pr_def = _FromStatement()
-    psi_out_def = _FromStatement()
-    psi_den_derivative = _FromStatement()
-    free_entropy = _FromStatement()
-    stationarity = _FromStatement()
-    free_entropy_on_shell = _FromStatement()
-    qhat_map = _FromStatement()
-    gen_error_at_fixed_point = _FromStatement()
-    cubic = _FromStatement()
-    edges = _FromStatement()
+    Q0_def = FromStatement(_statement)
+    mmse_rie_def = FromStatement(_statement)
+    qhat_equation = FromStatement(_statement)
+    gen_error_def = FromStatement(_statement)
+    alpha_pr_def = FromStatement(_statement)
+    psi_out_def = FromStatement(_statement)
+    psi_den_derivative = FromStatement(_statement)
+    free_entropy = FromStatement(_statement)
+    stationarity = FromStatement(_statement)
+    free_entropy_on_shell = FromStatement(_statement)
+    qhat_map = FromStatement(_statement)
+    gen_error_at_fixed_point = FromStatement(_statement)
+    cubic = FromStatement(_statement)
+    edges = FromStatement(_statement)
 
     @property
     def statement(self) -> Any:

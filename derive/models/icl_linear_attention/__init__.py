@@ -39,6 +39,7 @@ from numerics.results import Status
 from numerics.roots import bracketed_root, expand_bracket
 
 from ...declarations import Observable, declare
+from ...lazy_statement import statement_getattr
 from ...model import Model
 from ...params import Domain, Parameter, nonnegative, positive, positive_or_inf
 
@@ -61,18 +62,7 @@ _STATEMENT_ATTRS = frozenset({
 })
 
 
-def __getattr__(name: str) -> Any:
-    """Symbols of the statement (``tau``, ``eps``, ``M``, ``Mk``...) as module attributes,
-    importing SymPy on first use."""
-    if name.startswith("__") or name == "statement":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    statement = importlib.import_module(f"{__name__}.statement")
-    try:
-        return getattr(statement, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = statement_getattr(__name__)
 
 
 # ----------------------------------------------------------------------------- the model

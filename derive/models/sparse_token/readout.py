@@ -35,7 +35,7 @@ import numpy as np
 import sympy as sp
 
 from numerics import erm_readout
-from numerics.erm_readout import DEFAULT_START, STATE, ReadoutSamples
+from numerics.erm_readout import DEFAULT_START, STATE, ReadoutSamples, attention_samples, gm_samples
 
 from ...codegen import Program
 from .statement import loss, loss_fn  # the model's loss, one definition
@@ -97,22 +97,6 @@ def readout_kernels() -> dict[str, Callable[..., dict]]:
     m = _model()
     return {k: m.kernel(f"readout_{k}") for k in ("prox_fgh", "local_field", "test_error",
                                                    "update", "at_prox")}
-
-
-def gm_samples(mu: float, pi: float) -> ReadoutSamples:
-    """Two-cluster mixture (pooled / vectorised baseline after rescaling): exact, 2 'samples'."""
-    return ReadoutSamples(np.array([pi, 1 - pi]), np.array([1.0, -1.0]), np.zeros(2),
-                          np.array([mu, 0.0]), np.ones(2), False)
-
-
-def attention_samples(feats: dict, pi: float) -> ReadoutSamples:
-    """From :meth:`SparseToken.attention_features` (stratified positives / negatives)."""
-    p, n = feats[1], feats[-1]
-    k1, k2 = p["rho"].size, n["rho"].size
-    return ReadoutSamples(np.concatenate([np.full(k1, pi / k1), np.full(k2, (1 - pi) / k2)]),
-                          np.concatenate([np.ones(k1), -np.ones(k2)]),
-                          np.concatenate([p["rho"], n["rho"]]), np.concatenate([p["nu"], n["nu"]]),
-                          np.concatenate([p["kappa"], n["kappa"]]), True)
 
 
 def readout_map(samples: ReadoutSamples, alpha1: np.ndarray, lam: np.ndarray, loss: float, *,
