@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import sympy as sp
 
-__all__ = ["G", "g1", "z", "mp_equation", "product_wishart_equation", "mp_semicircle_cubic",
+__all__ = ["rs_stationarity", "G", "g1", "z", "mp_equation", "product_wishart_equation", "mp_semicircle_cubic",
            "rectangular_quartic", "edge_polynomial", "coefficients"]
 
 G = sp.Symbol("G")
@@ -119,3 +119,16 @@ def padded_coefficients(P: sp.Poly, n: int) -> list[sp.Expr]:
     if len(c) > n:
         raise ArithmeticError(f"polynomial degree {len(c) - 1} larger than expected ({n - 1})")
     return c + [sp.Integer(0)] * (n - len(c))
+
+
+def rs_stationarity(free_entropy: sp.Expr, q: sp.Symbol, qhat: sp.Symbol, psi_den: sp.Function,
+                    psi_den_derivative: sp.Expr) -> dict[str, sp.Expr]:
+    r"""Stationarity of a replica-symmetric free entropy $\Phi(q,\hat q)$ of an RIE model:
+    $\partial\Phi/\partial q=0$ solved for $\hat q$, and $\partial\Phi/\partial\hat q=0$ solved
+    for $q$ after the I-MMSE relation replaces $\Psi_{\rm den}'(\hat q)$ by
+    ``psi_den_derivative`` (derived; shared by the bilinear and the quadratic-network models)."""
+    dq = sp.diff(free_entropy, q)
+    dqh = sp.diff(free_entropy, qhat).subs(sp.Derivative(psi_den(qhat), qhat), psi_den_derivative)
+    (qh_sol,) = sp.solve(sp.Eq(dq, 0), qhat)
+    (q_sol,) = sp.solve(sp.Eq(dqh, 0), q)
+    return {"qhat": sp.simplify(qh_sol), "q": sp.simplify(q_sol)}

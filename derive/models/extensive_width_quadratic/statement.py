@@ -70,12 +70,7 @@ class EWQStatement:
     @cached_property
     def stationarity(self) -> dict[str, sp.Expr]:
         """∂Φ/∂q = 0 solved for q̂, ∂Φ/∂q̂ = 0 (I-MMSE) solved for q (derived)."""
-        dq = sp.diff(self.free_entropy, q)
-        dqh = sp.diff(self.free_entropy, qhat).subs(sp.Derivative(Psi_den(qhat), qhat),
-                                                     self.psi_den_derivative)
-        (qh_sol,) = sp.solve(sp.Eq(dq, 0), qhat)
-        (q_sol,) = sp.solve(sp.Eq(dqh, 0), q)
-        return {"qhat": sp.simplify(qh_sol), "q": sp.simplify(q_sol)}
+        return _rie.rs_stationarity(self.free_entropy, q, qhat, Psi_den, self.psi_den_derivative)
 
     @cached_property
     def free_entropy_on_shell(self) -> sp.Expr:
