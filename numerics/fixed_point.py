@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .results import STATUS_MEANINGS, Status
+from .results import BatchOutcome, Status
 
 __all__ = ["FixedPointResult", "solve_fixed_point", "undamped_residual"]
 
@@ -34,7 +34,7 @@ def undamped_residual(x: Any, fx: Any, xp: Any = np) -> Any:
 
 
 @dataclass
-class FixedPointResult:
+class FixedPointResult(BatchOutcome):
     """Outcome of :func:`solve_fixed_point`, one entry per point.
 
     ``x`` is the last iterate (the one whose residual is reported; NaN rows only where
@@ -51,15 +51,8 @@ class FixedPointResult:
     tol: float = 0.0
 
     @property
-    def all_converged(self) -> bool:
-        return bool(np.all(np.asarray(self.converged)))
-
-    def summary(self) -> str:
-        st = np.asarray(self.status).reshape(-1)
-        counts = {STATUS_MEANINGS[int(k)]: int((st == k).sum()) for k in np.unique(st)}
-        return (f"{int(np.sum(np.asarray(self.converged)))}/{st.size} converged to tol {self.tol:g} "
-                f"(undamped residual); status counts {counts}; "
-                f"max iterations {int(np.max(np.asarray(self.iterations))) if st.size else 0}")
+    def _converged_words(self) -> str:  # type: ignore[override]
+        return f"converged to tol {self.tol:g} (undamped residual)"
 
     def as_dict(self) -> dict[str, Any]:
         """Order parameters by name plus ``converged``/``residual``/``iterations``/``status``."""

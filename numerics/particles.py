@@ -62,6 +62,19 @@ def uniform_sphere(rng: Any, shape: tuple[int, ...]) -> Any:
     return normalize(rng.standard_normal(shape))
 
 
+def _stages(field: Field, X: Any, h: float, A: Sequence[Sequence[float]]) -> list[Any]:
+    r"""Stage slopes $k_1=F(X)$, $k_{i+1}=F\big(X+h\sum_{j\le i}a_{ij}k_j\big)$ of an explicit
+    Runge–Kutta tableau with rows ``A`` (zero coefficients skipped)."""
+    ks = [field(X)]
+    for row in A:
+        Y = X
+        for aij, kj in zip(row, ks):
+            if aij:
+                Y = Y + (h * aij) * kj
+        ks.append(field(Y))
+    return ks
+
+
 def step(field: Field, X: Any, h: float, method: str = "rk4", manifold: str = "sphere",
          retraction: str = "project") -> Any:
     """One step of ``method`` ("euler", "heun", "rk4"). On the sphere the full step is
@@ -77,13 +90,7 @@ def step(field: Field, X: Any, h: float, method: str = "rk4", manifold: str = "s
         raise ValueError("retraction='exp' is the geodesic (projected) Euler step: it needs "
                          "method='euler' and manifold='sphere' (it would lower the order of RK)")
     A, bw, _c = _TABLEAUX[method]
-    ks = [field(X)]
-    for row in A:
-        Y = X
-        for aij, kj in zip(row, ks):
-            if aij:
-                Y = Y + (h * aij) * kj
-        ks.append(field(Y))
+    ks = _stages(field, X, h, A)
     if retraction == "exp":
         xp = _xp(X)
         v = tangent_project(X, ks[0])
@@ -178,13 +185,7 @@ def integrate_adaptive(field: Field, X0: Any, *, T: float, rtol: float = 1e-8,
                 return Trajectory(np.asarray(times), states, steps, rejected, False,
                                   {"h": np.asarray(hs)})
             hh = min(h, tc - t)
-            ks = [field(X)]
-            for row in _DP_A:
-                Y = X
-                for aij, kj in zip(row, ks):
-                    if aij:
-                        Y = Y + (hh * aij) * kj
-                ks.append(field(Y))
+            ks = _stages(field, X, hh, _DP_A)
             y5 = X + hh * sum(bj * kj for bj, kj in zip(_DP_B5, ks) if bj)
             y4 = X + hh * sum(bj * kj for bj, kj in zip(_DP_B4, ks) if bj)
             sc = atol + rtol * xp.maximum(xp.abs(X), xp.abs(y5))

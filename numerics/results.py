@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Status", "PointwiseResult", "STATUS_MEANINGS"]
+__all__ = ["Status", "BatchOutcome", "PointwiseResult", "STATUS_MEANINGS"]
 
 
 class Status(IntEnum):
@@ -31,8 +31,31 @@ class Status(IntEnum):
 STATUS_MEANINGS = {int(s): s.name.lower() for s in Status}
 
 
+class BatchOutcome:
+    """What every batched result reports from its ``converged``, ``status`` and
+    ``iterations`` arrays (one entry per point): shared by :class:`PointwiseResult` and
+    :class:`numerics.fixed_point.FixedPointResult`."""
+
+    converged: Any
+    status: Any
+    iterations: Any
+    #: how :meth:`summary` words "converged" (a subclass may add the tolerance and residual)
+    _converged_words = "converged"
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(np.all(np.asarray(self.converged)))
+
+    def summary(self) -> str:
+        st = np.asarray(self.status).reshape(-1)
+        counts = {STATUS_MEANINGS[int(k)]: int((st == k).sum()) for k in np.unique(st)}
+        it = np.asarray(self.iterations)
+        return (f"{int(np.sum(np.asarray(self.converged)))}/{st.size} {self._converged_words}; "
+                f"status counts {counts}; max iterations {int(it.max()) if it.size else 0}")
+
+
 @dataclass
-class PointwiseResult:
+class PointwiseResult(BatchOutcome):
     """Outcome of a batched solve.
 
     Attributes
@@ -49,14 +72,3 @@ class PointwiseResult:
     residual: Any
     iterations: Any
     status: Any
-
-    @property
-    def all_converged(self) -> bool:
-        return bool(np.all(np.asarray(self.converged)))
-
-    def summary(self) -> str:
-        st = np.asarray(self.status).reshape(-1)
-        counts = {STATUS_MEANINGS[int(k)]: int((st == k).sum()) for k in np.unique(st)}
-        it = np.asarray(self.iterations)
-        return (f"{int(np.sum(self.converged))}/{st.size} converged; status counts {counts}; "
-                f"max iterations {int(it.max()) if it.size else 0}")

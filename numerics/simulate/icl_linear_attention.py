@@ -78,7 +78,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -277,6 +277,40 @@ def _solve_dual(backend: Backend, X: Any, H: Any, y: Any, lam: float) -> Any:
     return _phi_rmatvec(xp, X, H, c)
 
 
+def _pcg(xp: Any, op: Callable[[Any], Any], precond: Callable[[Any], Any], b: Any,
+         dot: Callable[[Any, Any], float], *, rtol: float, maxiter: int) -> tuple[Any, int, float]:
+    """Preconditioned conjugate gradients for ``op(x) = b`` (``op`` symmetric positive
+    definite in the inner product ``dot``; ``precond(r)`` applies M⁻¹), from x = 0.
+
+    Stops when the recursive residual ‖r‖/‖b‖ <= ``rtol`` or after ``maxiter`` iterations;
+    returns (x, iterations, last relative residual). b = 0 returns (0, 0, 0.0).
+    """
+    nb = float(xp.linalg.norm(b))
+    x = xp.zeros_like(b)
+    if nb == 0.0:
+        return x, 0, 0.0
+    r = b.copy()
+    z = precond(r)
+    pdir = z.copy()
+    rz = dot(r, z)
+    rel = 1.0
+    it = 0
+    while it < maxiter:
+        ap = op(pdir)
+        step = rz / dot(pdir, ap)
+        x += step * pdir
+        r -= step * ap
+        it += 1
+        rel = float(xp.linalg.norm(r)) / nb
+        if rel <= rtol:
+            break
+        z = precond(r)
+        rz_new = dot(r, z)
+        pdir = z + (rz_new / rz) * pdir
+        rz = rz_new
+    return x, it, rel
+
+
 def _solve_pcg(backend: Backend, X: Any, H: Any, y: Any, lam: float, *, rtol: float,
                maxiter: int) -> tuple[Any, int, float]:
     """Matrix-free preconditioned CG on the primal normal equations.
@@ -298,31 +332,8 @@ def _solve_pcg(backend: Backend, X: Any, H: Any, y: Any, lam: float, *, rtol: fl
     def op(G: Any) -> Any:
         return _phi_rmatvec(xp, X, H, _phi_matvec(xp, X, H, G)) + c * G
 
-    b = _phi_rmatvec(xp, X, H, y)
-    nb = float(xp.linalg.norm(b))
-    G = xp.zeros_like(b)
-    if nb == 0.0:
-        return G, 0, 0.0
-    R = b.copy()
-    Z = R @ Cinv
-    P = Z.copy()
-    rz = float(xp.sum(R * Z))
-    rel = 1.0
-    it = 0
-    while it < maxiter:
-        AP = op(P)
-        step = rz / float(xp.sum(P * AP))
-        G += step * P
-        R -= step * AP
-        it += 1
-        rel = float(xp.linalg.norm(R)) / nb
-        if rel <= rtol:
-            break
-        Z = R @ Cinv
-        rz_new = float(xp.sum(R * Z))
-        P = Z + (rz_new / rz) * P
-        rz = rz_new
-    return G, it, rel
+    return _pcg(xp, op, lambda R: R @ Cinv, _phi_rmatvec(xp, X, H, y),
+                lambda a, b: float(xp.sum(a * b)), rtol=rtol, maxiter=maxiter)
 
 
 def _solve_dual_cg(backend: Backend, X: Any, H: Any, y: Any, lam: float, *, rtol: float,
@@ -340,29 +351,8 @@ def _solve_dual_cg(backend: Backend, X: Any, H: Any, y: Any, lam: float, *, rtol
     def op(c: Any) -> Any:
         return _phi_matvec(xp, X, H, _phi_rmatvec(xp, X, H, c)) + cr * c
 
-    ny = float(xp.linalg.norm(y))
-    c = xp.zeros_like(y)
-    if ny == 0.0:
-        return _phi_rmatvec(xp, X, H, c), 0, 0.0
-    r = y.copy()
-    z = dinv * r
-    pdir = z.copy()
-    rz = float(r @ z)
-    rel = 1.0
-    it = 0
-    while it < maxiter:
-        ap = op(pdir)
-        step = rz / float(pdir @ ap)
-        c += step * pdir
-        r -= step * ap
-        it += 1
-        rel = float(xp.linalg.norm(r)) / ny
-        if rel <= rtol:
-            break
-        z = dinv * r
-        rz_new = float(r @ z)
-        pdir = z + (rz_new / rz) * pdir
-        rz = rz_new
+    c, it, rel = _pcg(xp, op, lambda r: dinv * r, y, lambda a, b: float(a @ b), rtol=rtol,
+                      maxiter=maxiter)
     return _phi_rmatvec(xp, X, H, c), it, rel
 
 
