@@ -46,15 +46,9 @@ def _is_input_error(exc: BaseException) -> bool:
 
 
 def _failed_value(name: str, dtype: Any) -> Any:
-    from numerics.results import Status
+    from numerics.results import Status, fill_value
 
-    if name == "status":
-        return int(Status.FAILED)
-    if dtype.kind == "b":
-        return False
-    if dtype.kind in "iu":
-        return 0
-    return float("nan")
+    return fill_value(name, dtype, Status.FAILED)
 
 
 class _time_limit:

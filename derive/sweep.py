@@ -36,7 +36,7 @@ import xarray as xr
 from numerics.backend import get_backend
 from numerics.phases import dedupe
 from numerics.progress import progress_bar
-from numerics.results import STATUS_MEANINGS, Status
+from numerics.results import STATUS_MEANINGS, Status, fill_value
 
 from . import models
 from .attrs import annotate
@@ -211,13 +211,7 @@ def _state(model: Model, out: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def _fill(dtype: np.dtype, name: str) -> Any:
-    if name == "status":
-        return int(Status.NOT_COMPUTED)
-    if dtype.kind == "b":
-        return False
-    if dtype.kind in "iu":
-        return 0
-    return np.nan
+    return fill_value(name, dtype, Status.NOT_COMPUTED)
 
 
 def _multistart(model: Model, be: Any, flat: Mapping[str, np.ndarray], options: Mapping[str, Any],

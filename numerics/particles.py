@@ -20,6 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .checks import one_of
+
 __all__ = ["Trajectory", "normalize", "tangent_project", "step", "integrate",
            "integrate_adaptive", "gram", "pair_fraction", "cluster_count", "w2_empirical",
            "uniform_sphere"]
@@ -80,12 +82,9 @@ def step(field: Field, X: Any, h: float, method: str = "rk4", manifold: str = "s
     """One step of ``method`` ("euler", "heun", "rk4"). On the sphere the full step is
     renormalised (``retraction="project"``), or for Euler moved along the geodesic
     (``retraction="exp"``); ``manifold="euclidean"`` leaves it as is."""
-    if method not in _TABLEAUX:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if manifold not in ("sphere", "euclidean"):
-        raise ValueError(f"manifold must be 'sphere' or 'euclidean', got {manifold!r}")
-    if retraction not in ("project", "exp"):
-        raise ValueError(f"retraction must be 'project' or 'exp', got {retraction!r}")
+    one_of("method", method, METHODS)
+    one_of("manifold", manifold, ("sphere", "euclidean"))
+    one_of("retraction", retraction, ("project", "exp"))
     if retraction == "exp" and (method != "euler" or manifold != "sphere"):
         raise ValueError("retraction='exp' is the geodesic (projected) Euler step: it needs "
                          "method='euler' and manifold='sphere' (it would lower the order of RK)")

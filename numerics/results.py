@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Status", "BatchOutcome", "PointwiseResult", "STATUS_MEANINGS"]
+__all__ = ["Status", "BatchOutcome", "PointwiseResult", "STATUS_MEANINGS", "fill_value"]
 
 
 class Status(IntEnum):
@@ -29,6 +29,19 @@ class Status(IntEnum):
 
 
 STATUS_MEANINGS = {int(s): s.name.lower() for s in Status}
+
+
+def fill_value(name: str, dtype: Any, status: Status) -> Any:
+    """What a result field holds at a point that has no value: ``status`` for the field
+    named "status", False for booleans, 0 for integers, NaN otherwise."""
+    if name == "status":
+        return int(status)
+    kind = np.dtype(dtype).kind
+    if kind == "b":
+        return False
+    if kind in "iu":
+        return 0
+    return float("nan")
 
 
 class BatchOutcome:

@@ -25,7 +25,7 @@ import os
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 
 
@@ -563,19 +563,30 @@ class Kernel:
         return f"<details><summary>{head}</summary>{body}</details>"
 
 
+def _postorder(expr: sp.Basic, first_arg_first: bool = False) -> Iterator[sp.Basic]:
+    """Every distinct node of ``expr`` once, each after all of its arguments (an iterative
+    DAG walk: linear in the distinct nodes, no recursion limit). Arguments are visited last
+    to first, or first to last with ``first_arg_first``."""
+    done: set[sp.Basic] = set()
+    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+    while stack:
+        e, expanded = stack.pop()
+        if e in done:
+            continue
+        if e.args and not expanded:
+            stack.append((e, True))
+            args = reversed(e.args) if first_arg_first else e.args
+            stack.extend((a, False) for a in args if a not in done)
+            continue
+        done.add(e)
+        yield e
+
+
 def _fingerprint(expr: sp.Basic, h: "hashlib._Hash") -> None:
     """Feed a DAG serialisation of ``expr`` to ``h``: each distinct node once, children by
     index (``srepr`` is exponential in the nesting depth of shared subexpressions)."""
     index: dict[sp.Basic, int] = {}
-    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
-    while stack:
-        e, expanded = stack.pop()
-        if e in index:
-            continue
-        if e.args and not expanded:
-            stack.append((e, True))
-            stack.extend((a, False) for a in reversed(e.args) if a not in index)
-            continue
+    for e in _postorder(expr, first_arg_first=True):
         if e.args:
             line = f"{type(e).__name__}({','.join(str(index[a]) for a in e.args)})"
         else:
@@ -808,15 +819,7 @@ class _Emitter:
 def _tree_size(expr: sp.Basic) -> int:
     """Number of nodes of ``expr`` printed as a tree (computed on the DAG)."""
     size: dict[sp.Basic, int] = {}
-    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
-    while stack:
-        e, expanded = stack.pop()
-        if e in size:
-            continue
-        if e.args and not expanded:
-            stack.append((e, True))
-            stack.extend((a, False) for a in e.args if a not in size)
-            continue
+    for e in _postorder(expr):
         size[e] = 1 + sum(size[a] for a in e.args)
     return size[expr]
 
@@ -831,15 +834,7 @@ def _dag_cse(expr: sp.Basic, symbols) -> tuple[list[tuple[sp.Symbol, sp.Basic]],
             uses[a] = uses.get(a, 0) + 1
     new: dict[sp.Basic, sp.Basic] = {}
     replacements: list[tuple[sp.Symbol, sp.Basic]] = []
-    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
-    while stack:
-        e, expanded = stack.pop()
-        if e in new:
-            continue
-        if e.args and not expanded:
-            stack.append((e, True))
-            stack.extend((a, False) for a in e.args if a not in new)
-            continue
+    for e in _postorder(expr):
         rebuilt = e.func(*[new[a] for a in e.args], evaluate=False) if e.args else e
         if e.args and uses.get(e, 0) >= 2 and e is not expr:
             sym = next(symbols)

@@ -132,10 +132,20 @@ def identifier(name: str) -> str:
     return s
 
 
+def _constant(template: str) -> Callable[[Any, Any], str]:
+    """A printer method for a constant: ``template`` with ``{ns}`` the target's namespace."""
+
+    def _print(self: "_BasePrinter", expr: Any) -> str:
+        return template.format(ns=self._ns)
+
+    return _print
+
+
 class _BasePrinter(StrPrinter):
     """Shared visitor: operators and precedence from ``StrPrinter``, leaves mapped here."""
 
     _target_index = 0  # column of FUNCTION_TABLE
+    _ns = "xp"  # the target's namespace for constants and sqrt
     _default_settings = dict(StrPrinter._default_settings)
 
     def __init__(self, names: dict[sp.Symbol, str] | None = None) -> None:
@@ -207,8 +217,16 @@ class _BasePrinter(StrPrinter):
             return f"{pb}**{int(e)}" if e > 0 else f"{pb}**({int(e)})"
         return f"{pb}**({self._print(e)})"
 
+    # -- constants and sqrt: the same names in the target's namespace (``xp.pi``, ``mp.pi``) --
     def _sqrt(self, arg: str) -> str:
-        raise NotImplementedError
+        return f"{self._ns}.sqrt({arg})"
+
+    _print_Pi = _constant("{ns}.pi")
+    _print_Exp1 = _constant("{ns}.e")
+    _print_Infinity = _constant("{ns}.inf")
+    _print_NegativeInfinity = _constant("(-{ns}.inf)")
+    _print_BooleanTrue = _constant("True")
+    _print_BooleanFalse = _constant("False")
 
 
 class XpPrinter(_BasePrinter):
@@ -225,9 +243,6 @@ class XpPrinter(_BasePrinter):
             return prod if e > 0 else f"1/{prod}"
         return super()._print_Pow(expr, rational)
 
-    def _sqrt(self, arg: str) -> str:
-        return f"xp.sqrt({arg})"
-
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))
 
@@ -236,18 +251,6 @@ class XpPrinter(_BasePrinter):
 
     def _print_Integer(self, expr: sp.Integer) -> str:
         return str(int(expr))
-
-    def _print_Pi(self, expr: Any) -> str:
-        return "xp.pi"
-
-    def _print_Exp1(self, expr: Any) -> str:
-        return "xp.e"
-
-    def _print_Infinity(self, expr: Any) -> str:
-        return "xp.inf"
-
-    def _print_NegativeInfinity(self, expr: Any) -> str:
-        return "(-xp.inf)"
 
     def _print_Max(self, expr: sp.Max) -> str:
         return self._nest("xp.maximum", expr.args)
@@ -270,20 +273,12 @@ class XpPrinter(_BasePrinter):
     def _print_Not(self, expr: sp.Not) -> str:
         return f"xp.logical_not({self._print(expr.args[0])})"
 
-    def _print_BooleanTrue(self, expr: Any) -> str:
-        return "True"
-
-    def _print_BooleanFalse(self, expr: Any) -> str:
-        return "False"
-
 
 class MpmathPrinter(_BasePrinter):
     """Scalar Python source over ``mp`` (mpmath) with exact literals."""
 
     _target_index = 1
-
-    def _sqrt(self, arg: str) -> str:
-        return f"mp.sqrt({arg})"
+    _ns = "mp"
 
     def _print_Float(self, expr: sp.Float) -> str:
         return f"mp.mpf({str(expr)!r})"
@@ -293,18 +288,6 @@ class MpmathPrinter(_BasePrinter):
 
     def _print_Integer(self, expr: sp.Integer) -> str:
         return f"mp.mpf({int(expr)})" if abs(int(expr)) > 2**52 else str(int(expr))
-
-    def _print_Pi(self, expr: Any) -> str:
-        return "mp.pi"
-
-    def _print_Exp1(self, expr: Any) -> str:
-        return "mp.e"
-
-    def _print_Infinity(self, expr: Any) -> str:
-        return "mp.inf"
-
-    def _print_NegativeInfinity(self, expr: Any) -> str:
-        return "(-mp.inf)"
 
     def _print_Max(self, expr: sp.Max) -> str:
         return "max(" + ", ".join(self._print(a) for a in expr.args) + ")"
@@ -320,12 +303,6 @@ class MpmathPrinter(_BasePrinter):
 
     def _print_Not(self, expr: sp.Not) -> str:
         return f"(not {self._print(expr.args[0])})"
-
-    def _print_BooleanTrue(self, expr: Any) -> str:
-        return "True"
-
-    def _print_BooleanFalse(self, expr: Any) -> str:
-        return "False"
 
 
 PRINTERS: dict[str, Callable[..., _BasePrinter]] = {"xp": XpPrinter, "mpmath": MpmathPrinter}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sympy as sp
 
+from numerics.checks import one_of
+
 from ...codegen.tensor import Softmax, TensorProgram, tensor_sum
 
 __all__ = ["velocity_program", "energy_program", "kuramoto_program", "DYNAMICS", "b_", "i_", "j_",
@@ -47,12 +49,9 @@ def velocity_program(dynamics: str = "SA", weights: str = "identity", geometry: 
     ``weights``: "identity" ($Q=K=V=I$) or "general" ($Q,K,V$ inputs); ``geometry``:
     "sphere" (tangent projection) or "euclidean" (none); ``causal``: mask input, $j\le i$.
     """
-    if dynamics not in DYNAMICS:
-        raise ValueError(f"dynamics must be one of {DYNAMICS}, got {dynamics!r}")
-    if weights not in ("identity", "general"):
-        raise ValueError(f"weights must be 'identity' or 'general', got {weights!r}")
-    if geometry not in ("sphere", "euclidean"):
-        raise ValueError(f"geometry must be 'sphere' or 'euclidean', got {geometry!r}")
+    one_of("dynamics", dynamics, DYNAMICS)
+    one_of("weights", weights, ("identity", "general"))
+    one_of("geometry", geometry, ("sphere", "euclidean"))
     b, i, j, a, c = b_, i_, j_, a_, c_
     inputs: list[tuple[str, int]] = [("X", 3), ("beta", 1)]
     st: list[tuple[str, tuple, sp.Expr]] = []
