@@ -15,3 +15,13 @@ def cpu_name() -> str:
     except OSError:
         pass
     return cpu
+
+
+def emit_report(report: str, out: str | None) -> int:
+    """Print a benchmark's Markdown report and, if ``out`` is given, also write it there; 0."""
+    from pathlib import Path
+
+    print(report)
+    if out:
+        Path(out).write_text(report)
+    return 0

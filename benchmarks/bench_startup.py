@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from _machine import emit_report  # noqa: E402 - sibling module (scripts run from this folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 1.3
@@ -151,10 +152,7 @@ def main(argv: list[str] | None = None) -> int:
          f"(target ≤ {TARGET}×), SymPy {'imported' if any(sympy_warm) else 'not imported'}; "
          f"attn-theory --help {med['help']:.2f} s -->", ""]
     report = "\n".join(L)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report)
-    return 0
+    return emit_report(report, args.out)
 
 
 if __name__ == "__main__":
