@@ -30,7 +30,7 @@ def test_every_table_function_prints_and_runs():
     own = {"NormalCDF": lambda v: 0.5 * scipy.special.erfc(-v / np.sqrt(2.0))}
     for fn in FUNCTION_TABLE:
         if fn.__name__ == "BivariateNormalCDF":
-            continue  # three arguments; numerics.special.bvn_cdf is tested against SciPy (test_attention_indexed_amp)
+            continue  # three arguments: test_bivariate_normal_cdf_is_a_table_entry below
         if fn.__name__ in own:
             got, _ = run(fn(x, evaluate=False), vals, inputs=(x,))
             np.testing.assert_allclose(got, own[fn.__name__](vals), rtol=1e-14, err_msg=str(fn))
@@ -44,6 +44,32 @@ def test_every_table_function_prints_and_runs():
         ref = sp.lambdify(inputs, expr.rewrite(sp.log) if fn.__module__.startswith("derive") else expr,
                           modules=["scipy", "numpy"])(*args)
         np.testing.assert_allclose(got, ref, rtol=1e-14, err_msg=str(fn))
+
+
+def test_bivariate_normal_cdf_is_a_table_entry():
+    """Φ2 prints to numerics.special.bvn_cdf on the kernel's own xp/special, imported by the
+    kernel module (no ``__import__``); values against the independent mpmath target (Plackett's
+    integral at 30 digits) and Sheppard's Φ2(0, 0; r) = 1/4 + asin(r)/(2π)."""
+    from derive.codegen.functions import BivariateNormalCDF
+
+    r = sp.Symbol("r", real=True)
+    expr = BivariateNormalCDF(x, y, r)
+    h = np.array([0.3, -1.2, 0.0, 2.5, -3.0, 0.0])
+    k = np.array([0.7, 0.4, 1.1, 0.0, -0.5, 0.0])
+    rr = np.array([1 / 3, -1 / 3, 0.6, -0.8, 0.2, 0.5])
+    got, kern = run(expr, h, k, rr, inputs=(x, y, r))
+    assert "__import__" not in kern.source
+    assert "from numerics.special import bvn_cdf as _bvn_cdf" in kern.source
+    assert "_bvn_cdf(x, y, r, xp=xp, special=special)" in kern.source
+    mpk = generate(Program("t_bvn_mp", (x, y, r), ((out, expr),), (out,)), "mpmath")
+    with mpmath.workdps(30):
+        want = [float(mpk(mpmath.mp, mpmath.mpf(a), mpmath.mpf(b), mpmath.mpf(c))["out"])
+                for a, b, c in zip(h, k, rr)]
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-16)  # Owen's formula: absolute
+    assert got[-1] == pytest.approx(0.25 + np.arcsin(0.5) / (2 * np.pi), rel=1e-15)
+    # a kernel without it imports nothing
+    _, plain = run(sp.erf(x), np.array([0.1]))
+    assert "import" not in plain.source.split("def ")[0].replace("# ", "")
 
 
 def test_unmapped_function_raises_before_printing():

@@ -72,6 +72,7 @@ PRINTERS: Any = _Lazy(".printer", "PRINTERS", "PRINTERS")
 check_supported: Any = _Lazy(".printer", "check_supported", "check_supported")
 identifier: Any = _Lazy(".printer", "identifier", "identifier")
 unique_nodes: Any = _Lazy(".printer", "unique_nodes", "unique_nodes")
+xp_imports: Any = _Lazy(".printer", "xp_imports", "xp_imports")
 
 __all__ = ["Program", "Kernel", "generate", "cache_dir", "CODEGEN_VERSION", "KernelCacheWarning",
            "equations_digest", "derivation_key", "DerivationCache"]
@@ -947,6 +948,10 @@ def _render(program: Program, lowered: list[tuple[sp.Symbol, sp.Expr]], target: 
     parts = [header]
     if target == "mpmath":
         parts.append(_MP_PRELUDE)
+    else:
+        imports = xp_imports(rhs for _, rhs in lowered)
+        if imports:
+            parts.append("\n".join(imports) + "\n")
     parts += [h + "\n" for h in em.helpers]
     main = [f"def {fn_name}({head}, {args}):", f'    """{doc}"""']
     main += ["    " + ln for ln in body]

@@ -29,7 +29,8 @@ from sympy.printing.str import StrPrinter
 
 from .functions import BivariateNormalCDF, LogAddExp, NormalCDF, Sigmoid, Softplus
 
-__all__ = ["XpPrinter", "MpmathPrinter", "UnmappedNodeError", "check_supported", "identifier"]
+__all__ = ["XpPrinter", "MpmathPrinter", "UnmappedNodeError", "check_supported", "identifier",
+           "XP_IMPORTS", "xp_imports"]
 
 
 class UnmappedNodeError(TypeError):
@@ -67,13 +68,32 @@ FUNCTION_TABLE: dict[type, tuple[str, str]] = {
     LogAddExp: ("xp.logaddexp({0}, {1})", "_mp_logaddexp(mp, {0}, {1})"),
     Sigmoid: ("special.expit({0})", "(1 / (1 + mp.exp(-({0}))))"),
     NormalCDF: ("special.ndtr({0})", "mp.ncdf({0})"),
-    # array: numerics.special.bvn_cdf (Owen's T formula, tails relative-accurate; NumPy only);
+    # array: numerics.special.bvn_cdf on the kernel's xp and special (Owen's T formula, tails
+    # relative-accurate; NumPy and CuPy), imported by the kernel module (XP_IMPORTS);
     # mpmath: Plackett, Φ2 = Φ(h)Φ(k) + ∫_0^r φ2(h, k; t) dt at the working precision
     BivariateNormalCDF: (
-        "__import__('numerics.special').special.bvn_cdf({0}, {1}, {2})",
+        "_bvn_cdf({0}, {1}, {2}, xp=xp, special=special)",
         "(mp.ncdf({0})*mp.ncdf({1}) + mp.quad(lambda _t: mp.exp(-(({0})**2 - 2*_t*({0})*({1})"
         " + ({1})**2)/(2*(1 - _t**2)))/(2*mp.pi*mp.sqrt(1 - _t**2)), [0, {2}]))"),
 }
+
+#: Functions whose array template calls a name the kernel module imports (from ``numerics``,
+#: never SymPy): SymPy function class -> the import line, emitted once per kernel that uses it.
+XP_IMPORTS: dict[type, str] = {
+    BivariateNormalCDF: "from numerics.special import bvn_cdf as _bvn_cdf",
+}
+
+
+def xp_imports(exprs: Any) -> list[str]:
+    """The :data:`XP_IMPORTS` lines the array source of ``exprs`` needs (sorted, no repeats)."""
+    lines: set[str] = set()
+    for expr in exprs:
+        for node in unique_nodes(sp.sympify(expr)):
+            line = XP_IMPORTS.get(type(node))
+            if line is not None:
+                lines.add(line)
+    return sorted(lines)
+
 
 # Structural nodes every target prints by itself.
 _STRUCTURAL: tuple[type, ...] = (

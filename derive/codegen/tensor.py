@@ -38,7 +38,7 @@ import numpy as np
 import sympy as sp
 
 from .kernel import CODEGEN_VERSION, Kernel, Program
-from .printer import XpPrinter
+from .printer import XpPrinter, xp_imports
 
 __all__ = ["TensorProgram", "Softmax", "generate_tensor", "unroll", "unrolled_program",
            "tensor_sum", "TENSOR_VERSION", "verify_tensor_kernel", "small_shapes"]
@@ -354,7 +354,8 @@ def generate_tensor(tp: TensorProgram) -> Kernel:
               "# regenerate from the SymPy source instead.\n"
               f"# expressions sha256: {key}\n"
               f"# codegen version: {CODEGEN_VERSION}, tensor stage {TENSOR_VERSION}\n\n")
-    src = header + "\n".join(body) + "\n"
+    imports = xp_imports(expr for _, _, expr in tp.statements)
+    src = header + "".join(ln + "\n" for ln in imports) + ("\n" if imports else "") + "\n".join(body) + "\n"
     return Kernel(tp.name, "xp", tuple(n for n, _ in tp.inputs), tp.outputs, key, src)
 
 
