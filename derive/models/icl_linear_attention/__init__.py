@@ -143,9 +143,11 @@ class ICLLinearAttention(Model):
                 return o["f"], o["fprime"]
 
             br = self.kernel("eps_bracket")(xp, sp_, *args)
-            lo, hi, ok = expand_bracket(f, br["lo"], br["hi"], args, backend=backend)
+            # f(hi) of the expansion is passed on, not evaluated again (numerics.roots)
+            lo, hi, ok, f_hi = expand_bracket(f, br["lo"], br["hi"], args, return_f_hi=True,
+                                              backend=backend)
             res = bracketed_root(f, lo, hi, args, fdf=fdf, log_space=True, rtol=1e-15,
-                                 backend=backend)
+                                 f_hi=f_hi, backend=backend)
             eps_v[ridge] = res.x
             residual[ridge] = res.residual
             iterations[ridge] = res.iterations
