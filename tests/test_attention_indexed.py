@@ -219,6 +219,42 @@ def test_hardmax_corrected_and_authors_point() -> None:
     assert abs(float(w.mmse) - row[2]) < 3e-3
 
 
+# ------------------------------------------------------------------ the ρ → 0 limit (ᾱ = α/ρ)
+RHO0 = REF["derived"]["hardmax_SE_corrected"]["SE_hardmax_rescaled_rho=0"]["rows"]
+
+
+def test_rho0_prior_is_the_limit_of_the_rie() -> None:
+    """The stated low-rank prior map 1 − (1 − t)²₊ is the ρ → 0 limit of the model's own RIE error
+    (the quadratic network's through the ρ map) at Δ = t/ρ: the gap shrinks with ρ."""
+    t = np.array([0.2, 0.5, 0.8])
+    lim = MODEL.kernel("rho0_prior")(np, None, t)["m_new"]
+    np.testing.assert_allclose(lim, 1 - (1 - t) ** 2, rtol=1e-14)
+    gaps = [np.max(np.abs(MODEL.rie_error(t / r, np.full(3, r)) - lim)) for r in (0.05, 0.01, 0.002)]
+    assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 0.02, gaps
+    assert np.all(MODEL.kernel("rho0_prior")(np, None, np.array([1.3, np.inf]))["m_new"] == 1.0)
+
+
+@pytest.mark.parametrize("derivative,col", [("correct", 3), ("authors", 4)])
+def test_rho0_se_against_spec_quadrature(derivative: str, col: int) -> None:
+    """ρ → 0 hardmax SE (limit='rho0', alpha = ᾱ) at 3 of the spec's points, both derivatives,
+    to 1e-7 (the spec's independent 2-D Gauss–Legendre SE)."""
+    rows = np.asarray([RHO0[i] for i in (1, 3, 6)], float)
+    ds = derive.solve("attention-indexed", alpha=rows[:, 1], T=2, rho=0.5, activation="hardmax",
+                      derivative=derivative, limit="rho0")
+    assert ds.converged.all()
+    np.testing.assert_allclose(ds.mmse.values, rows[:, col], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ds.q.values, 1 - rows[:, col], rtol=1e-6, atol=1e-8)
+
+
+def test_rho0_weak_recovery_from_the_se() -> None:
+    """The ρ → 0 SE leaves q = 0 exactly at the closed-form ᾱ_c = 0.4034106 (correct g)."""
+    c = MODEL.weak_recovery_threshold(T=2, activation="hardmax")
+    ds = derive.solve("attention-indexed", alpha=[0.999 * c, 1.02 * c], T=2, rho=0.5,
+                      activation="hardmax", limit="rho0")
+    assert ds.converged.all()
+    assert float(ds.mmse[0]) == 1.0 and 0 < 1 - float(ds.mmse[1]) < 0.01
+
+
 def test_options_and_domains() -> None:
     with pytest.raises(ValueError, match="activation"):
         derive.solve("attention-indexed", alpha=0.1, T=2, rho=0.5, activation="relu")
@@ -240,6 +276,17 @@ def test_softmax_se_whole_csv(name: str) -> None:
     ds = derive.solve("attention-indexed", alpha=r[:, 0], T=2, rho=t["rho"])
     assert ds.converged.all()
     np.testing.assert_allclose(ds.mmse.values, r[:, 1], atol=2.5e-3)
+
+
+@pytest.mark.slow
+def test_rho0_se_authors_against_their_monte_carlo_table() -> None:
+    """derivative='authors', limit='rho0' against every row of the authors' ρ → 0 CSV
+    (``SE_hardmax_rho=0.py``, Monte Carlo: 3e-3); measured max |Δ| 1.7e-3, median 4e-4."""
+    r = _rows("SE_hardmax_rescaled_T2_rho0_limit")[1:]     # row 0 (ᾱ = 0.1) was added for plotting
+    ds = derive.solve("attention-indexed", alpha=r[:, 0], T=2, rho=0.5, activation="hardmax",
+                      derivative="authors", limit="rho0")
+    assert ds.converged.all()
+    np.testing.assert_allclose(ds.mmse.values, r[:, 1], atol=3e-3)
 
 
 @pytest.mark.slow

@@ -85,6 +85,7 @@ SYMBOL_NAMES = {m: r"\mathrm{mmse}", qhat: r"\hat q", de: r"\Delta_{\rm eff}", Q
 
 ACTIVATIONS = ("softmax", "hardmax")
 DERIVATIVES = ("correct", "authors")
+LIMITS = ("none", "rho0")
 
 
 # --------------------------------------------------------------------------- symbolic helpers
@@ -149,13 +150,15 @@ class AttentionIndexed(Model):
     observables = ("mmse", "q", "qhat", "stability")
     #: fixed-point protocol (derive.model): the state is m = Q0 − q
     state = ("mmse",)
-    options = {"activation": "softmax", "derivative": "correct", "init": None, "stability": False,
-               "tol": 1e-10, "maxiter": 2000, "panels": 10, "nodes": 6}
+    options = {"activation": "softmax", "derivative": "correct", "limit": "none", "init": None,
+               "stability": False, "tol": 1e-10, "maxiter": 2000, "panels": 10, "nodes": 6}
     #: option domains (:mod:`derive.declarations`; cross-checks in :meth:`validate_options`)
     option_info = declare(
         Option("activation", "softmax", "attention activation", kind="choice", choices=ACTIVATIONS),
         Option("derivative", "correct", "channel derivative: 'correct', or the authors' (hardmax only)",
                kind="choice", choices=DERIVATIVES),
+        Option("limit", "none", "'rho0': the rho -> 0 limit at fixed alpha_bar = alpha/rho = n/(dr); "
+               "'alpha' is then alpha_bar and 'rho' is not used (Q0 = 1)", kind="choice", choices=LIMITS),
         init_option(("mmse",)),
         stability_option(),
         Option("tol", 1e-10, "fixed-point tolerance", kind="float", domain=Domain(1e-15, 1e-3, True, False)),
@@ -171,6 +174,7 @@ class AttentionIndexed(Model):
         Observable("mmse", "minimum mean squared error", r"\mathrm{mmse}", "1", 0.0,
                    lambda p, o: 1 + p["rho"], resolution=1e-12),
         Observable("q", "overlap, Q0 - mmse", "q", "1", 0.0, lambda p, o: 1 + p["rho"]),
+        # (limit="rho0": mmse, q <= Q0 = 1 <= 1 + rho, so the same bounds hold)
         Observable("qhat", "conjugate overlap", r"\hat q", "1", 0.0),
         Observable("stability", "leading eigenvalue of the Jacobian of the undamped map (real part)",
                    r"\lambda_{\max}", "1", optional=True, computed=lambda o: bool(o.get("stability"))),
@@ -204,6 +208,21 @@ class AttentionIndexed(Model):
                 sp.simplify(c**2 * out["ewq_uninformed"] - out["prior_mmse"]) != 0:
             raise ArithmeticError("rho map inconsistent with the quadratic network's Q0")
         return out
+
+    # ---- the ρ → 0 limit at fixed ᾱ = α/ρ (stated, §3: SE_hardmax_rho=0.py) --------------------
+    @cached_property
+    def rho0_Q0(self) -> sp.Expr:
+        """Q0 = Tr S*²/d in the limit ρ → 0 (derived from ``Q0_def``): 1."""
+        return sp.limit(self.Q0_def, rho, 0)
+
+    @cached_property
+    def rho0_prior_def(self) -> sp.Expr:
+        r"""The low-rank limit of the prior channel (stated, §3, from ``SE_hardmax_rho=0.py``): at
+        $\hat{\bar q}=\hat q/\rho=2\bar\alpha\,\mathbb E[g^\top Cg]$ and $t=1/\hat{\bar q}$ (``Delta_eff``),
+        $q=(1-t)_+^2$ and $\mathrm{mmse}=Q_0-q$ with $Q_0\to1$ (the BBP overlap of $r\ll d$ spikes of
+        equal strength). Checked against the model's own RIE error: $\mathrm{mmse}_{\rm RIE}(t/\rho;\rho)
+        \to1-(1-t)_+^2$ as $\rho\to0$ (tests)."""
+        return self.rho0_Q0 - sp.Piecewise(((1 - de) ** 2, de < 1), (0, True))
 
     # ---- derived: softmax channel -------------------------------------------------------
     def check_rank(self, up_to: int = 6) -> dict[int, tuple[int, int, int]]:
@@ -378,6 +397,12 @@ class AttentionIndexed(Model):
                 "aim_hardmax_integrand_authors", (k1, k2, q, V),
                 ((integrand, self.hardmax_integrand(True)),), (integrand,),
                 doc="The same with the authors' g (φ2 in place of ∂Φ2), to reproduce their curves."),
+            "rho0_observables": Program(
+                "aim_rho0_observables", (m,), ((q, self.rho0_Q0 - m), (V, m)), (q, V),
+                doc="ρ → 0: q = Q0 − mmse with Q0 = lim (1 + ρ) = 1, V = Q0 − q."),
+            "rho0_prior": Program(
+                "aim_rho0_prior", (de,), ((m_new, self.rho0_prior_def),), (m_new,),
+                doc="ρ → 0 prior map: mmse = 1 − (1 − Δ)²₊ at Δ = 1/(2ᾱE) (stated, §3)."),
         }
 
     def nishimori_program(self) -> Program:
@@ -416,6 +441,9 @@ class AttentionIndexed(Model):
             Equation("hardmax gradient g₁₂ (correct)", sp.Symbol("g_12"), g[2], "derived", "§4"),
             Equation("hardmax gradient g₁₁ (authors' code)", sp.Symbol("g_11^authors"), ga[0], "code+mp",
                      "§4", "φ₂ in place of ∂Φ₂ (SE_hardmax*.py, AMP_hardmax.py): a bug"),
+            Equation("ρ → 0 prior (low-rank limit)", m_new, self.rho0_prior_def, "code", "§3",
+                     "ᾱ = α/ρ, q̂/ρ = 2ᾱE, Δ = ρ/q̂; SE_hardmax_rho=0.py; the ρ → 0 limit of the RIE "
+                     "error above (checked numerically)"),
             Equation("ρ → 0 weak recovery (hardmax, correct)", bar_alpha_c,
                      self.weak_recovery_threshold_expr(2, "hardmax", "correct"), "derived", "§3",
                      "= 0.4034106"),
@@ -481,18 +509,28 @@ class AttentionIndexed(Model):
             out[sl] = np.sum(ww * val, axis=-1)
         return out
 
+    def _observables(self, r: np.ndarray, m_v: np.ndarray, limit: str) -> dict[str, Any]:
+        if limit == "rho0":
+            return self.kernel("rho0_observables")(np, None, m_v)
+        return self.kernel("observables")(np, None, r, m_v)
+
     def se_map(self, m_v: np.ndarray, a: np.ndarray, Tv: np.ndarray, r: np.ndarray,
-               activation: str, derivative: str, panels: int, nodes: int, coarse: bool = False
-               ) -> tuple[np.ndarray, np.ndarray]:
+               activation: str, derivative: str, panels: int, nodes: int, coarse: bool = False,
+               limit: str = "none") -> tuple[np.ndarray, np.ndarray]:
         """One undamped step m ↦ mmse_RIE(1/q̂(m)); returns (new m, q̂). ``coarse``: cheap
-        quadratures (the first stage of :func:`numerics.state_evolution.solve_two_stage`)."""
+        quadratures (the first stage of :func:`numerics.state_evolution.solve_two_stage`).
+        ``limit="rho0"``: ``a`` is ᾱ, q̂ is q̂/ρ and the prior map is the low-rank limit."""
         if activation == "softmax":
             ch = self.kernel("softmax_channel")(np, None, a, Tv, m_v)
         else:
-            ob = self.kernel("observables")(np, None, r, m_v)
+            ob = self._observables(r, m_v, limit)
             Ev = self.hardmax_information(ob["q"], ob["V"], derivative,
                                           *((6, 4) if coarse else (panels, nodes)))
             ch = self.kernel("hardmax_channel")(np, None, a, Ev)
+        if limit == "rho0":
+            m_next = self.kernel("rho0_prior")(np, None, np.asarray(ch["Delta_eff"], float))["m_new"]
+            return np.broadcast_to(np.asarray(m_next, float), np.shape(m_v)).copy(), \
+                np.asarray(ch["qhat"], float)
         if coarse:
             return self.rie_error(ch["Delta_eff"], r, 16, None), np.asarray(ch["qhat"], float)
         return self.rie_error(ch["Delta_eff"], r), np.asarray(ch["qhat"], float)
@@ -511,11 +549,12 @@ class AttentionIndexed(Model):
         return np.random.default_rng(rng).uniform(0.01, 1.0, size=(int(n), 1))
 
     def evaluate(self, params: Mapping[str, Any], backend: Backend, *, activation: str = "softmax",
-                 derivative: str = "correct", init: Any = None, stability: bool = False,
-                 tol: float = 1e-10, maxiter: int = 2000, panels: int = 10, nodes: int = 6
-                 ) -> dict[str, Any]:
+                 derivative: str = "correct", limit: str = "none", init: Any = None,
+                 stability: bool = False, tol: float = 1e-10, maxiter: int = 2000, panels: int = 10,
+                 nodes: int = 6) -> dict[str, Any]:
         """Iterate m ← mmse_RIE(1/q̂(m)) from the uninformed m = 1 (or ``init``) with the shared
-        damped/Anderson driver; hardmax points with T ≠ 2 are ``not_computed``."""
+        damped/Anderson driver; hardmax points with T ≠ 2 are ``not_computed``. ``limit="rho0"``:
+        the ρ → 0 map at ᾱ = ``alpha`` (``rho`` unused), m ∈ (0, 1], m = 1 below weak recovery."""
         be = backend
         self._check_activation(activation, derivative)
         stab = check_stability_option(stability)
@@ -523,12 +562,22 @@ class AttentionIndexed(Model):
         n = a.size
         ok = np.ones(n, bool) if activation == "softmax" else (Tv == 2)
         x0 = parse_init(init, np.ones((n, 1)), domain=lambda s: s[:, 0] > 0)
-        q0 = np.asarray(self.kernel("observables")(np, None, r, np.zeros(n))["Q_0"], float)
+        if limit not in LIMITS:
+            raise ValueError(f"option 'limit' must be one of {LIMITS}, got {limit!r}")
+        rho0 = limit == "rho0"
+        q0 = np.broadcast_to(np.asarray(self._observables(r, np.zeros(n), limit)["q"], float), (n,))  # Q0
+        # ρ → 0: the uninformed m = Q0 (q = 0) is a fixed point below weak recovery; the channel's
+        # law of ω needs q > 0, so the map is evaluated at q ≥ 1e-12 Q0
+        top = q0 * (1 - 1e-12) if rho0 else q0
 
         def F(xv: np.ndarray, idx: np.ndarray, coarse: bool = False) -> np.ndarray:
-            mm = np.clip(xv[:, 0], 1e-300, q0[idx])
+            mm = np.clip(xv[:, 0], 1e-300, top[idx])
             return self.se_map(mm, a[idx], Tv[idx], r[idx], activation, derivative, panels, nodes,
-                               coarse)[0][:, None]
+                               coarse, limit)[0][:, None]
+
+        def inside(xv: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            hi = q0[sel[idx]]
+            return (xv[:, 0] > 0) & ((xv[:, 0] <= hi) if rho0 else (xv[:, 0] < hi))
 
         mm = np.full(n, np.nan)
         conv = np.zeros(n, bool)
@@ -548,8 +597,7 @@ class AttentionIndexed(Model):
             # convergence is judged on the accurate map's undamped residual only
             with np.errstate(all="ignore"):
                 res = solve_two_stage(Fs, Fc, x0[sel], tol=tol, coarse_tol=1e-7, maxiter=maxiter,
-                                      damping=0.5, anderson=3,
-                                      project=lambda xv, idx: (xv[:, 0] > 0) & (xv[:, 0] < q0[sel[idx]]))
+                                      damping=0.5, anderson=3, project=inside)
             conv[sel] = res.converged
             mm[sel] = np.where(res.converged, res.x[:, 0], np.nan)
             resid[sel] = res.residual
@@ -560,8 +608,9 @@ class AttentionIndexed(Model):
         qh = np.full(n, np.nan)
         if conv.any():
             c = np.flatnonzero(conv)
-            _, qh[c] = self.se_map(mm[c], a[c], Tv[c], r[c], activation, derivative, panels, nodes)
-        ob = self.kernel("observables")(np, None, r, mm)
+            _, qh[c] = self.se_map(np.minimum(mm[c], top[c]), a[c], Tv[c], r[c], activation, derivative,
+                                   panels, nodes, False, limit)
+        ob = self._observables(r, mm, limit)
         out = {"mmse": mm, "q": np.where(conv, ob["q"], np.nan), "qhat": qh, "stability": lead,
                "converged": conv, "residual": resid, "iterations": iters, "status": status}
         return {k: be.asarray(v) for k, v in out.items()}

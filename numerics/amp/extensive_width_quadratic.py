@@ -24,8 +24,9 @@ $g^{-1}=0$:
 Its state evolution is $m^{t+1}=\mathrm{mmse}_{\rm RIE}((\Delta+2m^t)/(4\alpha))$, $m^0=1/\kappa$, with
 $m^t=\|\hat S^t-S^*\|_F^2/d$ (the model's ``se_map``); $V^t$ estimates $2m^t$ from the data alone.
 
-The Stieltjes transform is computed here from the cubic written by hand (independent of the SymPy
-derivation): with $c=1/\kappa$, MP obeys $c\,wG^2-(w+c-1)G+1=0$; subordination $w=z-\Delta G$ gives
+The Stieltjes transform and the RIE are :mod:`numerics.amp.common`'s, from the cubic written
+by hand (independent of the SymPy derivation): with $c=1/\kappa$, MP obeys
+$c\,wG^2-(w+c-1)G+1=0$; subordination $w=z-\Delta G$ gives
 $-c\Delta G^3+(cz+\Delta)G^2-(z+c-1)G+1=0$. No SymPy, no ``derive`` import.
 """
 from __future__ import annotations
@@ -34,17 +35,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .common import Instance, rie_denoise, stieltjes_mp_sc
+
 __all__ = ["Problem", "sample_problem", "stieltjes_mp_sc", "rie_denoise", "gamp_rie", "AMPTrace"]
 
 
 @dataclass
-class Problem:
+class Problem(Instance):
     """One finite-size instance: inputs ``X`` (n, d), labels ``y`` (n,), teacher ``S`` (d, d)."""
 
-    X: np.ndarray
-    y: np.ndarray
-    S: np.ndarray
-    alpha: float
     kappa: float
     delta: float
 
@@ -93,64 +92,6 @@ def sample_problem(d: int, alpha: float, kappa: float, delta: float, rng: np.ran
     if delta > 0:
         y = y + np.sqrt(delta) * rng.standard_normal(n)
     return Problem(X, y, S, alpha, kappa, delta)
-
-
-def stieltjes_mp_sc(lam: np.ndarray, kappa: float, delta_eff: float,
-                    empirical: np.ndarray | None = None) -> np.ndarray:
-    r"""$G(\lambda+i0^+)$ of $\mathrm{MP}(1/\kappa)\boxplus\mathrm{sc}(\Delta_{\rm eff})$ at real ``lam``.
-
-    Inside the bulk the cubic has one complex-conjugate pair: the physical root is the one with
-    negative imaginary part. Outside (finite-size eigenvalues beyond the edge) all roots are
-    real: the root nearest to ``empirical`` (an empirical estimate of $\mathrm{Re}\,G$) is taken.
-    """
-    lam = np.asarray(lam, float)
-    c = 1.0 / kappa
-    coeffs = np.stack([np.full_like(lam, -c * delta_eff), c * lam + delta_eff,
-                       -(lam + c - 1.0), np.ones_like(lam)], axis=-1)   # highest degree first
-    mon = coeffs[:, 1:] / coeffs[:, :1]
-    comp = np.zeros((lam.size, 3, 3))
-    comp[:, 0, :] = -mon
-    comp[:, 1, 0] = comp[:, 2, 1] = 1.0
-    r = np.linalg.eigvals(comp)
-    im = np.abs(r.imag)
-    scale = np.maximum(1.0, np.abs(r).max(axis=1))
-    inside = im.max(axis=1) > 1e-9 * scale
-    k = np.argmax(im, axis=1)
-    G = r[np.arange(lam.size), k]
-    G = np.where(inside, G.real - 1j * np.abs(G.imag), G)
-    if np.any(~inside):
-        ref = np.zeros(lam.size) if empirical is None else np.asarray(empirical, float)
-        kk = np.argmin(np.abs(r.real - ref[:, None]), axis=1)
-        G = np.where(inside, G, r[np.arange(lam.size), kk].real + 0j)
-    return G
-
-
-def _empirical_hilbert(lam: np.ndarray) -> np.ndarray:
-    """``(1/d) Σ_{j≠i} 1/(λ_i − λ_j)``: only used to pick the real root outside the bulk."""
-    diff = lam[:, None] - lam[None, :]
-    np.fill_diagonal(diff, np.inf)
-    return (1.0 / diff).sum(axis=1) / lam.size
-
-
-def rie_denoise(R: np.ndarray, kappa: float, delta_eff: float) -> tuple[np.ndarray, float]:
-    r"""Rotation-invariant estimator of $S^*$ from $R=S^*+\sqrt{\Delta_{\rm eff}}\,\mathrm{GOE}$ and
-    the divergence of the map (Frobenius-isometric coordinates of symmetric matrices)."""
-    lam, U = np.linalg.eigh((R + R.T) / 2)
-    emp = _empirical_hilbert(lam)
-    h = stieltjes_mp_sc(lam, kappa, delta_eff, emp).real
-    phi = lam - 2 * delta_eff * h
-    # φ'(λ) by central differences of the analytic branch (O(d) term of the divergence)
-    eps = 1e-5 * max(1.0, float(np.abs(lam).max()))
-    hp = stieltjes_mp_sc(lam + eps, kappa, delta_eff, emp).real
-    hm = stieltjes_mp_sc(lam - eps, kappa, delta_eff, emp).real
-    dphi = 1 - 2 * delta_eff * (hp - hm) / (2 * eps)
-    dl = lam[:, None] - lam[None, :]
-    dp = phi[:, None] - phi[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dd = np.where(np.abs(dl) > 1e-12, dp / dl, (dphi[:, None] + dphi[None, :]) / 2)
-    div = float(np.triu(dd, 1).sum() + dphi.sum())
-    S_hat = (U * phi) @ U.T
-    return S_hat, div
 
 
 @dataclass
