@@ -4,7 +4,7 @@
 
 appends one row per point to ``attention_indexed_gd_points.csv`` (header comments = provenance).
 Each point: one data set (``np.random.default_rng(seed)``, seed = 1000*T + row index of the
-authors' table), 32 students trained together (float32, Adam lr 0.1, 1000 full-batch steps; see
+authors' table + 100*rep, rep = 0 for the first data set of a point), 32 students trained together (float32, Adam lr 0.1, 1000 full-batch steps; see
 ``numerics/simulate/attention_indexed.py``). The alphas are the authors' grid values (rows of
 ``GD_averaged_T{T}_rho0.5`` in ``tests/data/reference/attention_indexed_multitoken.json``).
 """
@@ -34,11 +34,13 @@ COLUMNS = ["T", "alpha", "n", "alpha_over_alpha_PR", "seed", "datasets", "studen
            "authors_averaged", "authors_averaged_std", "authors_single", "authors_single_std",
            "seconds", "date_utc"]
 
-# (T, row index in the reference GD table); cheapest first within each batch
-BATCHES: dict[str, list[tuple[int, int]]] = {
-    "A": [(2, 2), (4, 4), (2, 6), (5, 4), (6, 4), (3, 6), (4, 6)],
-    "B": [(5, 6), (6, 6), (3, 8), (4, 8), (2, 10)],
-    "C": [(6, 7), (5, 8), (3, 10), (2, 12)],
+# (T, row index in the reference GD table, rep); cheapest first within each batch
+BATCHES: dict[str, list[tuple[int, int, int]]] = {
+    "A": [(2, 2, 0), (4, 4, 0), (2, 6, 0), (5, 4, 0), (6, 4, 0), (3, 6, 0), (4, 6, 0)],
+    "B": [(5, 6, 0), (6, 6, 0), (3, 8, 0), (4, 8, 0), (2, 10, 0)],
+    "C": [(6, 7, 0), (5, 8, 0), (3, 10, 0), (2, 12, 0)],
+    "C1": [(6, 7, 0), (5, 8, 0)],
+    "R": [(3, 6, 1)],                    # a second data set where the first fell 3 std off
 }
 
 
@@ -66,11 +68,11 @@ def header() -> str:
     ]) + "\n"
 
 
-def run_point(T: int, row: int) -> dict:
+def run_point(T: int, row: int, rep: int = 0) -> dict:
     alpha, m_avg, s_avg = authors("averaged", T, row)
     a2, m_one, s_one = authors("single", T, row)
     assert a2 == alpha
-    seed = 1000 * T + row
+    seed = 1000 * T + row + 100 * rep
     r = gd_error(d=200, alpha=alpha, rho=0.5, T=T, students=STUDENTS, datasets=1, seed=seed)
     single = r.single
     return dict(T=T, alpha=alpha, n=r.n, alpha_over_alpha_PR=alpha * (T * T + T - 2) / 0.75, seed=seed,
@@ -89,13 +91,12 @@ def fmt(v: object) -> str:
 if __name__ == "__main__":
     if not CSV.exists():
         CSV.write_text(header())
-    done = {(int(line.split(",")[0]), float(line.split(",")[1])) for line in CSV.read_text().splitlines()
-            if line and line[0].isdigit()}
+    done = {int(line.split(",")[4]) for line in CSV.read_text().splitlines() if line and line[0].isdigit()}
     for name in sys.argv[1:]:
-        for T, row in BATCHES[name]:
-            if (T, round(authors("averaged", T, row)[0], 6)) in {(t, round(a, 6)) for t, a in done}:
+        for T, row, rep in BATCHES[name]:
+            if 1000 * T + row + 100 * rep in done:          # seed already recorded
                 continue
-            rec = run_point(T, row)
+            rec = run_point(T, row, rep)
             with CSV.open("a") as f:
                 f.write(",".join(fmt(rec[c]) for c in COLUMNS) + "\n")
             print({k: rec[k] for k in ("T", "alpha", "averaged", "authors_averaged", "single_mean",
