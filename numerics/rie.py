@@ -146,17 +146,22 @@ def _cubic_pair(b: np.ndarray, c: np.ndarray, d: np.ndarray) -> tuple[np.ndarray
     of ``g³ + b g² + c g + d = 0``, real coefficients.
 
     Depressed form ``t³ + P t + Q`` (``g = t − b/3``), ``D = Q²/4 + P³/27``: for ``D > 0`` one real
-    root ``u + v`` and the pair ``−(u + v)/2 ± i (√3/2)(u − v)``, ``u, v = ∛(−Q/2 ± √D)``, with
-    ``u − v = 2√D / (u² + uv + v²)`` (``u³ − v³ = 2√D``, no cancellation).
+    root ``u + v`` and the pair ``−(u + v)/2 ± i (√3/2)(u − v)``, ``u, v = ∛(−Q/2 ∓ sgn(Q)√D)``:
+    ``u`` the cube root of larger modulus (no cancellation), ``v = −P/(3u)`` (``uv = −P/3``; one
+    cube root per entry, the costly operation here), and
+    ``|u − v| = 2√D / (u² + uv + v²)`` (``|u³ − v³| = 2√D``, no cancellation). Where ``D ≤ 0``
+    ``im = 0`` and ``re`` is not used (it may be NaN).
     """
-    P = c - b * b / 3
-    Q = (2 * b * b * b / 27 - b * c / 3) + d
+    b3 = b / 3
+    P = c - b * b3
+    Q = (2 * b3 * b3 - c) * b3 + d
     D = Q * Q / 4 + P * P * P / 27
     sq = np.sqrt(np.maximum(D, 0.0))
-    u = np.cbrt(-Q / 2 + sq)
-    v = np.cbrt(-Q / 2 - sq)
+    u = np.cbrt(np.copysign(sq, Q) + Q / 2)
+    u = -u
+    v = -P / (3 * u)
     im = np.where(D > 0, _SQRT3 * sq / (u * u + u * v + v * v), 0.0)
-    return -(u + v) / 2 - b / 3, im
+    return -(u + v) / 2 - b3, im
 
 
 def _largest_real_root_depressed(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -196,6 +201,15 @@ def _quartic_pairs(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray
     P = -p * p / 12 - r
     Q = -p * p * p / 108 + p * r / 3 - q * q / 8
     m = np.maximum(_largest_real_root_depressed(P, Q) - p / 3, 0.0)
+    # one Newton step on the resolvent f(m) = m³ + p m² + k m − q²/8 (k = p²/4 − r): near a
+    # biquadratic (q → 0, complex ±√r) its largest real root is m ≈ q²/(8k), tiny beside p²
+    # and lost to cancellation in Cardano; f is nearly linear there and one step restores it
+    # (elsewhere the step is a harmless polish, kept only where it stays finite and ≥ 0)
+    k = p * p / 4 - r
+    fm = ((m + p) * m + k) * m - q * q / 8
+    dfm = (3 * m + 2 * p) * m + k
+    m1 = m - fm / dfm
+    m = np.where(np.isfinite(m1) & (m1 >= 0) & (dfm > 0), m1, m)
     s = np.sqrt(2 * m)
     qs = q / s
     im1 = np.sqrt(np.maximum((p + m + qs) / 2, 0.0))
@@ -203,15 +217,18 @@ def _quartic_pairs(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray
     return s / 2 - a / 4, im1, -s / 2 - a / 4, im2
 
 
-def _newton_step(c: list[np.ndarray], g: np.ndarray) -> np.ndarray:
-    """``P(g)/P'(g)`` for real coefficient columns ``c`` (lowest degree first), complex ``g``."""
+def _newton_step(c: list[np.ndarray], gr: np.ndarray, gi: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``P(g)/P'(g)`` as ``(real, imag)`` for real coefficient columns ``c`` (lowest degree first)
+    at ``g = gr + i gi``, in real arithmetic (Horner for ``P`` and ``P'`` together)."""
     n = len(c) - 1
-    p = c[n] * g + c[n - 1]
-    dp = c[n] + 0j
+    pr, pi = c[n] * gr + c[n - 1], c[n] * gi
+    dr, di = c[n], 0.0
     for k in range(n - 2, -1, -1):
-        dp = dp * g + p
-        p = p * g + c[k]
-    return p / dp
+        dr, di = dr * gr - di * gi + pr, dr * gi + di * gr + pi
+        pr, pi = pr * gr - pi * gi + c[k], pr * gi + pi * gr
+    den = dr * dr + di * di
+    return (pr * dr + pi * di) / den, (pi * dr - pr * di) / den
 
 
 def _polished_im(c: list[np.ndarray], re: np.ndarray, im: np.ndarray, *, move: float = 1e-7
@@ -221,11 +238,10 @@ def _polished_im(c: list[np.ndarray], re: np.ndarray, im: np.ndarray, *, move: f
     estimate was already a root to that accuracy and Newton, in its quadratic regime, leaves
     an error of order ``move²`` relative."""
     cplx = im > 0
-    g0 = re + 1j * im
-    dg = _newton_step(c, g0)
-    g1 = g0 - dg
-    ok = np.abs(dg) <= move * np.abs(g1)
-    return np.where(cplx, np.abs(g1.imag), 0.0), np.where(cplx, ok, True)
+    sr, si = _newton_step(c, re, im)
+    g1r, g1i = re - sr, im - si
+    ok = (sr * sr + si * si) <= (move * move) * (g1r * g1r + g1i * g1i)
+    return np.where(cplx, np.abs(g1i), 0.0), ok | ~cplx
 
 
 def _pairs(mon: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -258,9 +274,10 @@ def _root_k(v: np.ndarray, k: int) -> np.ndarray:
     return a if k == 1 else np.sqrt(a) if k == 2 else np.cbrt(a) if k == 3 else np.sqrt(np.sqrt(a))
 
 
-def _closed_form_density(c: np.ndarray, spread: float = 1e3, rtol: float = 1e-12) -> np.ndarray:
-    r"""``max |Im g| / π`` for a cubic or quartic with real coefficients ``(N, n+1)``, without
-    eigenvalues.
+def _closed_form_density(cols: Sequence[np.ndarray], spread: float = 1e3, rtol: float = 1e-12
+                         ) -> np.ndarray:
+    r"""``max |Im g| / π`` for a cubic or quartic with real coefficient columns ``cols``
+    (``n + 1`` flat arrays of one length, lowest degree first), without eigenvalues.
 
     The pair formulas (Cardano, Ferrari) are accurate for roots whose size is not far below
     the largest root of the polynomial they solve. With the bounds
@@ -275,20 +292,23 @@ def _closed_form_density(c: np.ndarray, spread: float = 1e3, rtol: float = 1e-12
 
     Entries that pass neither are NaN (the caller falls back to eigenvalues).
     """
-    n = c.shape[-1] - 1
-    cols = [np.ascontiguousarray(c[:, j]) for j in range(n + 1)]
-    mon = [cols[n - j] / cols[n] for j in range(1, n + 1)]        # g^{n-1}, …, g^0
-    rev = [cols[j] / cols[0] for j in range(1, n + 1)]            # w^{n-1}, …, w^0
+    n = len(cols) - 1
+    inv = 1.0 / cols[n]
+    mon = [cols[n - j] * inv for j in range(1, n + 1)]            # g^{n-1}, …, g^0
     # R_max/R_min ≤ 4 max_j |mon_j|^{1/j} · max_k |rev_k|^{1/k}; screened first by the cheap
     # (max_k |c_k|)² / (|c_0| |c_n|) (≥ the spread's order for one very large or very small root)
-    cmax = np.maximum.reduce([np.abs(v) for v in cols])
-    easy = cmax * cmax <= spread * np.abs(cols[0]) * np.abs(cols[n])
+    cmax = np.abs(cols[0])
+    for v in cols[1:]:
+        cmax = np.maximum(cmax, np.abs(v))
+    easy = cmax * cmax <= spread * np.abs(cols[0] * cols[n])
+    N = cols[0].shape[0]
     if not easy.all():
         idx = np.flatnonzero(~easy)
+        rev_i = [cols[j][idx] / cols[0][idx] for j in range(1, n + 1)]
         rmax = 2 * np.maximum.reduce([_root_k(mon[j - 1][idx], j) for j in range(1, n + 1)])
-        rinv = 2 * np.maximum.reduce([_root_k(rev[j - 1][idx], j) for j in range(1, n + 1)])
+        rinv = 2 * np.maximum.reduce([_root_k(rev_i[j - 1], j) for j in range(1, n + 1)])
         easy[idx] = rmax * rinv <= spread
-    mu = np.full(c.shape[0], np.nan)
+    mu = np.full(N, np.nan)
 
     def pairs(m: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         if n == 3:
@@ -309,7 +329,8 @@ def _closed_form_density(c: np.ndarray, spread: float = 1e3, rtol: float = 1e-12
     if hard.any():
         ch = sub(cols, hard)
         mf, of = _density_from_pairs(ch, pairs(sub(mon, hard)), False)
-        mr, orr = _density_from_pairs(ch, pairs(sub(rev, hard)), True)
+        rev = [ch[j] / ch[0] for j in range(1, n + 1)]              # w^{n-1}, …, w^0
+        mr, orr = _density_from_pairs(ch, pairs(rev), True)
         agree = of & orr & (np.abs(mf - mr) <= rtol * np.maximum(1.0, np.maximum(mf, mr)))
         mu[hard] = np.where(agree, 0.5 * (mf + mr), np.nan)
     return mu / np.pi
@@ -317,21 +338,31 @@ def _closed_form_density(c: np.ndarray, spread: float = 1e3, rtol: float = 1e-12
 
 def density_batch(coeffs: Any) -> np.ndarray:
     r"""``μ(x) = max_roots |Im g| / π`` for real coefficients ``(..., n+1)`` (lowest degree first),
-    any batch shape. Degrees 3 and 4 in closed form (real arithmetic, no root finding; see
-    :func:`_cubic_density_monic`, :func:`_quartic_density_monic`), others by companion
+    any batch shape, or a list of the ``n + 1`` coefficient arrays (broadcast together). Degrees 3 and 4 in closed form (real arithmetic, no root finding; see
+    :func:`_closed_form_density`), others by companion
     eigenvalues. Entries where the closed form is not finite (vanishing leading coefficient,
     overflow) fall back to the eigenvalues; where those fail too the value is NaN.
     """
-    c = np.asarray(coeffs, dtype=float)
-    n = c.shape[-1] - 1
+    if isinstance(coeffs, (list, tuple)):
+        # coefficient columns (broadcast to one shape): no (..., n+1) array is built unless
+        # some entries need the eigenvalue fallback
+        cols = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in coeffs))
+        shape = cols[0].shape
+        flat = [np.ascontiguousarray(v).reshape(-1) for v in cols]
+        c = None
+    else:
+        c = np.asarray(coeffs, dtype=float)
+        shape = c.shape[:-1]
+        flat = [np.ascontiguousarray(c[..., j]).reshape(-1) for j in range(c.shape[-1])]
+    n = len(flat) - 1
     with np.errstate(all="ignore"):
         if n in (3, 4):
-            mu = _closed_form_density(c.reshape(-1, n + 1)).reshape(c.shape[:-1])
+            mu = _closed_form_density(flat).reshape(shape)
         else:
-            mu = np.full(c.shape[:-1], np.nan)
+            mu = np.full(shape, np.nan)
     bad = ~np.isfinite(mu)
     if bad.any():
-        cb = c[bad]
+        cb = (np.stack([v[bad.reshape(-1)] for v in flat], axis=-1) if c is None else c[bad])
         ok = np.all(np.isfinite(cb), axis=-1) & (cb[..., -1] != 0)
         fb = np.full(cb.shape[0], np.nan)
         if ok.any():
@@ -487,7 +518,9 @@ def integrate_density_batch(coeff_fn: Callable[[np.ndarray, np.ndarray], np.ndar
                             a: np.ndarray, b: np.ndarray, valid: np.ndarray,
                             integrand: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
                             n_int: int, n: int = 32, *, tol: float = 1e-11, max_pieces: int = 256,
-                            zero_floor: float = 1e-5, adaptive: bool = True) -> DensityIntegrals:
+                            zero_floor: float = 1e-5, adaptive: bool = True,
+                            weights: np.ndarray | None = None, weighted_tol: float = 0.0
+                            ) -> DensityIntegrals:
     """``∫ f_j(μ(x), x) dx`` over the bulks of every grid point at once (batched
     :func:`integrate_density`, same rule, same refinement criterion).
 
@@ -499,8 +532,18 @@ def integrate_density_batch(coeff_fn: Callable[[np.ndarray, np.ndarray], np.ndar
     :func:`integrate_density`. ``adaptive=False``: the ``n``-node rule once per bulk, no error
     estimate (``error`` is NaN, ``ok`` only says the values are finite) — a cheap map for
     the first stage of :func:`numerics.state_evolution.solve_two_stage`.
+
+    ``weights`` ``(P, n_int)`` (optional): the sensitivities ``|∂y/∂I_j|`` of the quantity
+    ``y`` the integrals are for (e.g. an mmse ``Δ − cΔ²∫μ³``: ``cΔ²``). A piece is then also
+    accepted when ``max_j w_j |Q_2n − Q_n| ≤ weighted_tol``, i.e. its contribution to the
+    error of ``y`` is below ``weighted_tol``: the error bound on ``y`` is
+    ``max(weighted_tol, w · tol)`` per piece instead of ``w · tol``, and a point whose
+    integrals enter ``y`` with a small weight (a tall, narrow density at small noise) is not
+    refined to an absolute accuracy that ``y`` does not need.
     """
     P, M = a.shape
+    if weights is not None:
+        weights = np.broadcast_to(np.asarray(weights, dtype=float), (P, n_int))
     t1, w1 = angle_rule(n)
     t2, w2 = angle_rule(2 * n)
     tt = np.concatenate([t1, t2]) if adaptive else t1
@@ -534,13 +577,18 @@ def integrate_density_batch(coeff_fn: Callable[[np.ndarray, np.ndarray], np.ndar
                 q_hi, diff = q_lo, np.zeros(q_lo.shape[0])
         fin = np.all(np.isfinite(q_hi), axis=1) & np.isfinite(diff)
         budget = used[owner] >= max_pieces
-        accept = (diff <= tol) | budget | ~fin
+        met_p = diff <= tol
+        if weights is not None and adaptive:
+            with np.errstate(all="ignore"):
+                wdiff = np.max(weights[owner] * np.abs(q_hi - q_lo), axis=1)
+            met_p |= wdiff <= weighted_tol
+        accept = met_p | budget | ~fin
         if accept.any():
             oa = owner[accept]
             np.add.at(values, oa, np.where(fin[accept, None], q_hi[accept], np.nan))
             np.add.at(error, oa, np.where(fin[accept], diff[accept], np.inf))
             ok[oa[~fin[accept]]] = False
-            met[oa[(~fin[accept]) | (diff[accept] > tol)]] = False
+            met[oa[(~fin[accept]) | ~met_p[accept]]] = False
         split = ~accept
         if not split.any():
             break

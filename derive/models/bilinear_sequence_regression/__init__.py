@@ -55,6 +55,8 @@ DELTA = Parameter("delta", nonnegative, r"\Delta", "label-noise variance")
 #: (e0..e10) programs; the statement's symbols ``C``, ``E`` carry the same names
 COEFF_NAMES = tuple(f"c{i}" for i in range(5))
 EDGE_NAMES = tuple(f"e{i}" for i in range(11))
+#: a quadrature piece is accepted once its error estimate moves the mmse by at most this
+WEIGHTED_TOL = 1e-13
 
 
 @lru_cache(maxsize=None)
@@ -184,7 +186,7 @@ class BilinearSequenceRegression(Model):
 
         def coeffs(xs: np.ndarray, idx: np.ndarray) -> np.ndarray:
             o = qk(np, None, xs, rr[idx][:, None], br[idx][:, None], dr[idx][:, None])
-            return np.stack([np.broadcast_to(np.asarray(o[c], float), xs.shape) for c in COEFF_NAMES], axis=-1)
+            return [o[c] for c in COEFF_NAMES]          # columns: numerics.rie broadcasts them
 
         def integrand(mu: np.ndarray, xs: np.ndarray, idx: np.ndarray) -> np.ndarray:
             j = np.where(has_j[idx][:, None], mu / xs**2, 0.0)
@@ -194,8 +196,12 @@ class BilinearSequenceRegression(Model):
             eo = ek(np, None, rr, br, dr)
             ecs = np.stack([np.broadcast_to(np.asarray(eo[e], float), rr.shape) for e in EDGE_NAMES], axis=-1)
             a, b, valid = batched_support(ecs, lambda xs, idx: density_batch(coeffs(xs, idx)))
+            # ∂mmse/∂(∫μ³), ∂mmse/∂(∫μ/x²) (the integrals over x > 0 enter doubled)
+            wts = 2 * dr[:, None] ** 2 / br[:, None] ** 1.5 * np.stack(
+                [np.full(br.shape, 4 * np.pi**2 / 3), np.where(has_j, (br - 1) ** 2, 0.0)], axis=-1)
             res = integrate_density_batch(coeffs, a, b, valid, integrand, 2, n_nodes, tol=tol or 0.0,
-                                          adaptive=tol is not None)
+                                          adaptive=tol is not None, weights=wts,
+                                          weighted_tol=WEIGHTED_TOL)
             i3, j2 = res.values[:, 0], res.values[:, 1]
             m_new = np.asarray(mk(np, None, br, dr, 2 * i3, 2 * j2)["m_new"], float)
             # error of m from the integrals' estimate: |∂m/∂I3|, |∂m/∂J2| ≤ Δ²/β^{3/2}·max(4π²/3, (β−1)²)
@@ -242,7 +248,7 @@ class BilinearSequenceRegression(Model):
         # Two stages (numerics.state_evolution): a cheap quadrature to 1e-7, then the accurate map.
         with np.errstate(all="ignore"):
             res = solve_two_stage(F, F_coarse, x0, tol=tol, coarse_tol=1e-7, coarse_maxiter=200, maxiter=maxiter,
-                                  damping=0.5, anderson=3, project=lambda xv, idx: xv[:, 0] > 0)
+                                  damping=0.5, anderson=1, project=lambda xv, idx: xv[:, 0] > 0)
         mm = np.where(res.converged, np.clip(res.x[:, 0], 0.0, None), np.nan)
         ex = self.kernel("extras")(np, None, a, b, r, dl)
         with np.errstate(all="ignore"):

@@ -51,6 +51,8 @@ DELTA = Parameter("delta", nonnegative, r"\Delta", "label-noise parameter (as in
 #: output names of the ``cubic`` (coefficients c0..c3, lowest degree first) and ``edges``
 #: (e0..e4) programs; the statement's symbols ``C``, ``E`` carry the same names
 COEFF_NAMES = tuple(f"c{i}" for i in range(4))
+#: a quadrature piece is accepted once its error estimate moves the mmse by at most this
+WEIGHTED_TOL = 1e-13
 EDGE_NAMES = tuple(f"e{i}" for i in range(5))
 
 
@@ -166,14 +168,16 @@ class ExtensiveWidthQuadratic(Model):
 
         def coeffs(xs: np.ndarray, idx: np.ndarray) -> np.ndarray:
             o = ck(np, None, xs, kr[idx][:, None], dr[idx][:, None])
-            return np.stack([np.broadcast_to(np.asarray(o[c], float), xs.shape) for c in COEFF_NAMES], axis=-1)
+            return [o[c] for c in COEFF_NAMES]          # columns: numerics.rie broadcasts them
 
         with np.errstate(all="ignore"):
             eo = ek(np, None, kr, dr)
             ecs = np.stack([np.broadcast_to(np.asarray(eo[e], float), kr.shape) for e in EDGE_NAMES], axis=-1)
             a, b, valid = batched_support(ecs, lambda xs, idx: density_batch(coeffs(xs, idx)), lo=None)
             res = integrate_density_batch(coeffs, a, b, valid, lambda mu, xs, idx: (mu**3)[..., None],
-                                          1, n_nodes, tol=tol or 0.0, adaptive=tol is not None)
+                                          1, n_nodes, tol=tol or 0.0, adaptive=tol is not None,
+                                          weights=((4 * np.pi**2 / 3) * dr**2)[:, None],
+                                          weighted_tol=WEIGHTED_TOL)
             m_new = np.asarray(mk(np, None, dr, res.values[:, 0])["m_new"], float)
         e_m = (4 * np.pi**2 / 3) * dr**2 * res.error
         # the refinement criterion is absolute on ∫μ³; a piece budget hit where Δ_eff²∫μ³ is
@@ -216,7 +220,7 @@ class ExtensiveWidthQuadratic(Model):
         # Two stages (numerics.state_evolution): a cheap quadrature to 1e-7, then the accurate map.
         with np.errstate(all="ignore"):
             res = solve_two_stage(F, F_coarse, x0, tol=tol, coarse_tol=1e-7, coarse_maxiter=200, maxiter=maxiter,
-                                  damping=0.5, anderson=3, project=lambda xv, idx: xv[:, 0] > 0)
+                                  damping=0.5, anderson=1, project=lambda xv, idx: xv[:, 0] > 0)
             a_pr = np.asarray(self.kernel("observables")(np, None, a, k, dl, np.ones(n))["alpha_PR"],
                               float) * np.ones(n)
             # perfect recovery: at Δ = 0 the map has the exact fixed point m = 0 (mmse_RIE(0) = 0),
