@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
-__all__ = ["Instance", "sample_instance", "risk_and_grad", "train", "measure", "run"]
+__all__ = ["Instance", "sample_instance", "risk_and_grad", "train", "measure", "run", "hessian_probe"]
 
 
 @dataclass
@@ -116,11 +116,48 @@ def risk_and_grad(Q: np.ndarray, inst: Instance) -> tuple[float, np.ndarray]:
 
 
 def train(inst: Instance, init: str, *, seed: int = 0, gtol: float = 1e-9,
-          maxiter: int = 20000, r: int = 1) -> tuple[np.ndarray, optimize.OptimizeResult]:
+          maxiter: int = 20000, r: int = 1, subspace: str | None = None,
+          Q0: np.ndarray | None = None,
+          theta_fixed: float | None = None) -> tuple[np.ndarray, optimize.OptimizeResult]:
     """Minimise the risk from a positional (``Q ∝ u``), semantic (``Q ∝ Q*``), mixed (r ≥ 2:
     first column ``∝ Q*``, second ``∝ u``) or random start with full-batch L-BFGS on the analytic
     gradient. Rank ``r``: further columns start small and random. Returns ``Q`` of shape ``(d,)``
-    for ``r = 1``, else ``(d, r)``."""
+    for ``r = 1``, else ``(d, r)``.
+
+    ``subspace="m0"`` (r = 1) minimises on the set ``uᵀQ = 0`` (m = 0 exactly: ``R(PQ)`` with
+    ``P = I − uuᵀ/d``), the finite-d counterpart of the replica theory's m = 0 branches.
+    ``Q0`` (optional) replaces the start (``init`` is then only a label), e.g. to continue a run
+    with a tighter ``gtol``. ``theta_fixed`` (with ``subspace="m0"``) also fixes
+    ``θ = σ²Q*ᵀQ/d``: ``Q = P x + t e`` with ``e = Q*/‖Q*‖``, ``t = θ√d/σ²`` and ``P`` the
+    projector off ``u`` and ``e`` (a finite-d profile of the minimal risk at fixed θ)."""
+    if subspace not in (None, "m0"):
+        raise ValueError(f"subspace must be None or 'm0', got {subspace!r}")
+    if subspace == "m0" and r != 1:
+        raise ValueError("subspace='m0' is implemented for r = 1")
+    if Q0 is not None:
+        x0 = np.asarray(Q0, dtype=float).reshape(-1).copy()
+        fun = risk_and_grad
+        if theta_fixed is not None and subspace != "m0":
+            raise ValueError("theta_fixed needs subspace='m0'")
+        if subspace == "m0":
+            u = inst.u
+            e = inst.Qstar / np.linalg.norm(inst.Qstar) if theta_fixed is not None else np.zeros_like(u)
+            t = 0.0 if theta_fixed is None else theta_fixed * np.sqrt(inst.d) / inst.sigma**2
+
+            def proj(v: np.ndarray) -> np.ndarray:
+                return v - (v @ u) / (u @ u) * u - (v @ e) * e
+
+            x0 = proj(x0)
+
+            def fun(x: np.ndarray, inst: Instance) -> tuple[float, np.ndarray]:  # noqa: F811
+                f, g = risk_and_grad(proj(x) + t * e, inst)
+                return f, proj(g)
+        res = optimize.minimize(fun, x0, args=(inst,), jac=True, method="L-BFGS-B",
+                                options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15, "maxcor": 30})
+        x = res.x
+        if subspace == "m0":
+            x = proj(x) + t * e
+        return (x if r == 1 else x.reshape(inst.d, r)), res
     d = inst.d
     rng = np.random.default_rng(seed + 12345)
     Q0 = 0.01 * rng.standard_normal((d, r))
@@ -136,6 +173,8 @@ def train(inst: Instance, init: str, *, seed: int = 0, gtol: float = 1e-9,
     else:
         raise ValueError(f"init must be 'positional', 'semantic', 'mixed' (r >= 2) or 'random', got {init!r}")
     Q0 = Q0[:, 0] if r == 1 else Q0.reshape(-1)
+    if subspace is not None:
+        return train(inst, init, seed=seed, gtol=gtol, maxiter=maxiter, r=r, subspace=subspace, Q0=Q0)
     res = optimize.minimize(risk_and_grad, Q0, args=(inst,), jac=True, method="L-BFGS-B",
                             options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15, "maxcor": 30})
     return (res.x if r == 1 else res.x.reshape(d, r)), res
@@ -176,3 +215,43 @@ def run(d: int, alpha: float, init: str, *, seed: int = 0, r: int = 1, n_test: i
     out.update(d=d, alpha=alpha, init=init, seed=seed, r=r, converged=bool(res.success),
                grad_norm=float(np.max(np.abs(res.jac))))
     return out
+
+
+def hessian_probe(Q: np.ndarray, inst: Instance, *, k: int = 3, eps: float = 1e-5,
+                  subspace: str | None = None, tol: float = 1e-6) -> dict[str, float]:
+    """Second-order check of a trained end point ``Q`` (r = 1): the ``k`` smallest eigenvalues of
+    the Hessian of ``R`` (Lanczos, ``scipy.sparse.linalg.eigsh``, on Hessian-vector products by
+    central differences of the analytic gradient, step ``eps``), and the curvature ``eᵀHe`` along the
+    unit semantic direction ``e = Q*/‖Q*‖`` and the positional one ``u/‖u‖``. With ``subspace="m0"``
+    the Hessian is the one restricted to ``uᵀQ = 0`` (``PHP``). A strict local minimum has
+    ``lambda_min > 0``; the distance to the exact critical point is then at most
+    ``‖∇R‖/lambda_min`` (returned as ``dist_bound``) and θ can move by at most
+    ``σ² dist_bound/√d`` (``theta_shift_bound``)."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    d = inst.d
+    x = np.asarray(Q, dtype=float).reshape(-1)
+    u = inst.u / np.linalg.norm(inst.u)
+    P = (lambda v: v - (v @ u) * u) if subspace == "m0" else (lambda v: v)
+
+    def g(y: np.ndarray) -> np.ndarray:
+        return P(risk_and_grad(P(y), inst)[1])
+
+    def hv(v: np.ndarray) -> np.ndarray:
+        v = P(np.asarray(v, dtype=float).reshape(-1))
+        return P((g(x + eps * v) - g(x - eps * v)) / (2 * eps))
+
+    H = LinearOperator((d, d), matvec=hv, dtype=float)
+    if subspace == "m0":  # the u direction is a zero mode of PHP: shift it out of the spectrum
+        H = LinearOperator((d, d), matvec=lambda v: hv(v) + 1e3 * (np.ravel(v) @ u) * u, dtype=float)
+    w = np.sort(eigsh(H, k=k, which="SA", tol=tol, return_eigenvectors=False))
+    es = inst.Qstar / np.linalg.norm(inst.Qstar)
+    gn = float(np.linalg.norm(g(x)))
+    out = {f"hess_eig_{i}": float(w[i]) for i in range(k)}
+    out.update(hess_min=float(w[0]), curv_semantic=float(es @ hv(es)), grad_norm2=gn,
+               dist_bound=gn / float(w[0]) if w[0] > 0 else float("inf"))
+    if subspace != "m0":
+        out["curv_positional"] = float(u @ hv(u))
+    out["theta_shift_bound"] = inst.sigma**2 * out["dist_bound"] / np.sqrt(d)
+    return out
+
