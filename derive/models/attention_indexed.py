@@ -32,6 +32,11 @@ Derived here by SymPy (not typed):
   the authors' variant (the density $\varphi_2$ in place of $\partial_i\Phi_2$, §4) as an
   explicit alternative differentiation rule; the Gaussian law of $\omega_{11}-\omega_{12}$,
   $\omega_{22}-\omega_{12}$; the $\rho\to0$ weak-recovery threshold in closed form.
+
+The $\rho\to0$ state evolution at fixed $\bar\alpha=\alpha/\rho$ (option ``limit="rho0"``): the same
+channel kernels at $\alpha\to\bar\alpha$, $Q_0=\lim_{\rho\to0}(1+\rho)=1$ (SymPy), and the low-rank prior
+map $q=(1-t)_+^2$, $t=\rho/\hat q$ of the authors' ``SE_hardmax_rho=0.py`` (stated, §3; checked in the
+tests as the $\rho\to0$ limit of the RIE error above).
 """
 from __future__ import annotations
 
