@@ -432,7 +432,7 @@ def _provenance(part: str, extra: str = "") -> str:
             + extra)
 
 
-PROFILE_FINITE_D = ((400, 0.45, (0, 1)), (1600, 0.45, (0, 1)))
+PROFILE_FINITE_D = ((400, 0.45, (0, 1)), (1600, 0.45, (0,)))
 
 
 def rs_profile_rows(alpha: float, prof: dict[str, np.ndarray], phi_pos: float, phi_pos_err: float) -> list[dict[str, Any]]:
