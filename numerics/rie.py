@@ -301,14 +301,12 @@ def _closed_form_density(cols: Sequence[np.ndarray], spread: float = 1e3, rtol: 
     for v in cols[1:]:
         cmax = np.maximum(cmax, np.abs(v))
     easy = cmax * cmax <= spread * np.abs(cols[0] * cols[n])
-    N = cols[0].shape[0]
     if not easy.all():
         idx = np.flatnonzero(~easy)
         rev_i = [cols[j][idx] / cols[0][idx] for j in range(1, n + 1)]
         rmax = 2 * np.maximum.reduce([_root_k(mon[j - 1][idx], j) for j in range(1, n + 1)])
         rinv = 2 * np.maximum.reduce([_root_k(rev_i[j - 1], j) for j in range(1, n + 1)])
         easy[idx] = rmax * rinv <= spread
-    mu = np.full(N, np.nan)
 
     def pairs(m: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         if n == 3:
@@ -316,20 +314,16 @@ def _closed_form_density(cols: Sequence[np.ndarray], spread: float = 1e3, rtol: 
         r1, i1, r2, i2 = _quartic_pairs(*m)
         return [(r1, i1), (r2, i2)]
 
-    def sub(arrs: list[np.ndarray], mask: np.ndarray) -> list[np.ndarray]:
-        return [v[mask] for v in arrs]
-
-    if easy.all():
-        m, o = _density_from_pairs(cols, pairs(mon), False)
-        mu = np.where(o, m, np.nan)
-    elif easy.any():
-        m, o = _density_from_pairs(sub(cols, easy), pairs(sub(mon, easy)), False)
-        mu[easy] = np.where(o, m, np.nan)
-    hard = np.isnan(mu)
-    if hard.any():
-        ch = sub(cols, hard)
-        mf, of = _density_from_pairs(ch, pairs(sub(mon, hard)), False)
+    # the forward formulas everywhere (no masked copies of the columns for the common case);
+    # kept where the screen says easy and the Newton check passes
+    mf_all, of_all = _density_from_pairs(cols, pairs(mon), False)
+    good = easy & of_all
+    mu = np.where(good, mf_all, np.nan)
+    if not good.all():
+        hard = np.flatnonzero(~good)
+        ch = [v[hard] for v in cols]
         rev = [ch[j] / ch[0] for j in range(1, n + 1)]              # w^{n-1}, …, w^0
+        mf, of = mf_all[hard], of_all[hard]
         mr, orr = _density_from_pairs(ch, pairs(rev), True)
         agree = of & orr & (np.abs(mf - mr) <= rtol * np.maximum(1.0, np.maximum(mf, mr)))
         mu[hard] = np.where(agree, 0.5 * (mf + mr), np.nan)

@@ -33,10 +33,7 @@ def test_registry_finds_packages_and_modules():
 
 #: contract violations found by this test, left to the models' owners (strict: fixing one
 #: makes the xfail fail, so the entry is removed with the fix)
-KNOWN_UNDECLARED_KEYWORDS = {
-    "bilinear-sequence-regression": "evaluate(m0=, tol=, maxiter=) are not declared options",
-    "extensive-width-quadratic": "evaluate keywords beyond init/stability are not declared options",
-}
+KNOWN_UNDECLARED_KEYWORDS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
@@ -201,9 +198,9 @@ def test_model_packages_have_no_import_circle(name):
         visit(n, ())
 
 
-#: known, left to the owner of the positional-semantic benchmark (the science it imports,
-#: solve_pairs / critical_alpha, is to move into the model)
-KNOWN_SCRIPT_IMPORTS = {"benchmarks/bench_positional_semantic.py"}
+#: scripts that still import science from derivations/ (strict xfail): none — the
+#: positional-semantic benchmark calls the model's solve_pairs / phase_diagram
+KNOWN_SCRIPT_IMPORTS: set[str] = set()
 
 
 def _script_files():
@@ -237,3 +234,17 @@ def test_scripts_use_public_api_only(path):
             assert not re.search(r"derive\.models(\.\w+)*\._", n), f"{path}: private import {n}"
             if path.startswith("benchmarks/"):
                 assert not n.startswith("derivations"), f"{path}: imports {n} from derivations/"
+
+
+@pytest.mark.parametrize("name,point,bad", [
+    ("bilinear-sequence-regression", dict(alpha=0.5, beta=2.0, rho=0.5, delta=0.1),
+     [("tol", -1.0, r"\[1e-14, 1e-06\]"), ("maxiter", 0, r"\[1, 100000\]"), ("m0", 1.5, r"\(0, 1\]")]),
+    ("extensive-width-quadratic", dict(alpha=0.3, kappa=1.0, delta=0.1),
+     [("tol", 1e-3, r"\[1e-14, 1e-06\]"), ("maxiter", 2.5, r"\[1, 100000\]")]),
+])
+def test_rie_state_evolution_options_refuse_bad_values(name, point, bad):
+    """Every ``evaluate`` keyword of the RIE models is a declared option: a bad value is refused
+    by name, with its valid range, before anything is solved."""
+    for key, value, rng in bad:
+        with pytest.raises(ValueError, match=rf"option '{key}' = .*{rng}"):
+            derive.solve(name, **point, **{key: value})

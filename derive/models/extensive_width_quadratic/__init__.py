@@ -33,14 +33,11 @@ import numpy as np
 
 from numerics.backend import Backend
 from numerics.results import Status
-from numerics.state_evolution import solve_two_stage
-from numerics.rie import batched_support, density_batch, integrate_density_batch
 
-from ...declarations import Observable, declare, init_option, stability_option
-from ...lazy_statement import FromStatement, StatementSymbolNames, statement_getattr
-from ...model import Model
+from ...declarations import Observable, declare
+from ...lazy_statement import FromStatement, statement_getattr
 from ...params import Parameter, nonnegative, positive
-from .._bayes_fp import check_stability_option, leading_eigenvalue, parse_init
+from .._rie_se import RIEStateEvolution, rie_se_options
 
 __all__ = ["ExtensiveWidthQuadratic", "MODEL"]
 
@@ -51,8 +48,6 @@ DELTA = Parameter("delta", nonnegative, r"\Delta", "label-noise parameter (as in
 #: output names of the ``cubic`` (coefficients c0..c3, lowest degree first) and ``edges``
 #: (e0..e4) programs; the statement's symbols ``C``, ``E`` carry the same names
 COEFF_NAMES = tuple(f"c{i}" for i in range(4))
-#: a quadrature piece is accepted once its error estimate moves the mmse by at most this
-WEIGHTED_TOL = 1e-13
 EDGE_NAMES = tuple(f"e{i}" for i in range(5))
 
 
@@ -68,7 +63,7 @@ __getattr__ = statement_getattr(__name__)
 
 
 
-class ExtensiveWidthQuadratic(Model):
+class ExtensiveWidthQuadratic(RIEStateEvolution):
     """Bayes-optimal generalisation error of the extensive-width quadratic network."""
 
     name = "extensive-width-quadratic"
@@ -76,12 +71,13 @@ class ExtensiveWidthQuadratic(Model):
              "(Maillard, Troiani, Martin, Krzakala, Zdeborová 2024)")
     paper = "arXiv:2408.03733; AIM: arXiv:2506.01582"
     parameters = (ALPHA, KAPPA, DELTA)
-    symbol_names = StatementSymbolNames(__name__)
+    # the state is m = mmse (Q0 − q), RIEStateEvolution.state; the symmetric RIE (a cubic
+    # in G, the density on the whole line)
+    coeff_program, coeff_names, edge_names, support_lo = "cubic", COEFF_NAMES, EDGE_NAMES, None
     observables = ("gen_error", "mmse", "qhat", "alpha_pr", "stability")
-    #: fixed-point protocol (derive.model): the state is m = mmse (Q0 − q)
-    state = ("mmse",)
-    options = {"init": None, "stability": False}
-    option_info = declare(init_option(("mmse",)), stability_option())
+    option_info = rie_se_options()
+    #: the :class:`~.statement.EWQStatement` (SymPy), for ``statement``/``programs``/``equations``
+    statement_factory = staticmethod(_statement)
     #: physical ranges: 0 <= mmse = e_gen <= Q0 = 1 + 1/kappa (the prior's second moment);
     #: the RIE quadrature does not resolve an mmse below 1e-12 (flagged ``precision``)
     observable_info = declare(
@@ -112,49 +108,30 @@ class ExtensiveWidthQuadratic(Model):
     cubic = FromStatement(_statement)
     edges = FromStatement(_statement)
 
-    @property
-    def statement(self) -> Any:
-        """The :class:`~.statement.EWQStatement` (imports SymPy)."""
-        return _statement()
-
-    def programs(self) -> dict[str, Any]:
-        return _statement().programs()
-
-    def equations(self) -> list[Any]:
-        return _statement().equations()
-
     # ---- free entropy, numerically --------------------------------------------------------
     def psi_den_numeric(self, qhat_v: float, kappa_v: float, n: int = 24) -> float:
         """Ψ_den(q̂) − Ψ_den(0) = ¼∫₀^q̂ (Q0 − mmse_RIE(1/t)) dt, Gauss–Legendre in t."""
-        u, w = np.polynomial.legendre.leggauss(n)
-        t = qhat_v * (u + 1) / 2
-        mm = self.mmse_rie(1 / t, np.full(n, kappa_v))
         q0 = 1 + 1 / kappa_v
-        return float(qhat_v / 2 * np.dot(w, (q0 - mm) / 4))
+        return self.immse_integral(
+            qhat_v, lambda t: (q0 - self.mmse_rie(1 / t, np.full(t.size, kappa_v))) / 4, n)
 
     def free_entropy_numeric(self, alpha_v: float, kappa_v: float, delta_v: float, m_v: float) -> float:
         """Φ on the line q = Q0 − m, q̂ = 4α/(Δ + 2m) (up to a constant common to all branches)."""
         qv = 1 + 1 / kappa_v - m_v
-        qh = 4 * alpha_v / (delta_v + 2 * m_v)
+        qh = float(self.kernel("channel")(np, None, alpha_v, delta_v, m_v)["qhat"])   # 4α/(Δ + 2m)
         k = self.kernel("free_entropy")
         return float(k(np, None, alpha_v, kappa_v, delta_v, qv, self.psi_den_numeric(qh, kappa_v))["Phi"])
 
     # ---- numerics -----------------------------------------------------------------------
-    def mmse_rie(self, delta_eff: np.ndarray, kappa_v: np.ndarray, n_nodes: int = 32,
-                 tol: float | None = 1e-11) -> np.ndarray:
-        """Symmetric RIE error of MP(1/κ) at noise Δ_eff, all points at once (NaN where the
-        spectral computation failed; see :meth:`mmse_rie_batch`)."""
-        return self.mmse_rie_batch(delta_eff, kappa_v, n_nodes=n_nodes, tol=tol)[0]
-
     def mmse_rie_batch(self, delta_eff: np.ndarray, kappa_v: np.ndarray, n_nodes: int = 32,
                        tol: float | None = 1e-11) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(mmse_RIE, quadrature error estimate of ∫μ³, ok)`` per point, batched over the grid.
+        """``(mmse_RIE, its quadrature error estimate, ok)`` per point, batched over the grid.
 
         ``μ`` = max |Im G|/π of the derived cubic (closed form, :func:`numerics.rie.density_batch`);
         support from the real roots of the edge polynomial (companion eigenvalues, batched);
         ``∫μ³`` by the adaptive angle rule (``n_nodes``/``2 n_nodes``, pieces halved until the two
-        agree to ``tol``), :func:`numerics.rie.integrate_density_batch`. Δ_eff ≤ 1e-14 gives 0."""
-        ck, ek, mk = self.kernel("cubic"), self.kernel("edges"), self.kernel("mmse_rie")
+        agree to ``tol``, or until a piece moves the mmse by less than ``tol/100``),
+        :meth:`RIEStateEvolution.rie_integrals`. Δ_eff ≤ 1e-14 gives 0."""
         d_v, k_v = np.broadcast_arrays(*(np.asarray(v, float).reshape(-1) for v in (delta_eff, kappa_v)))
         out = np.zeros(d_v.shape)
         err = np.zeros(d_v.shape)
@@ -165,27 +142,12 @@ class ExtensiveWidthQuadratic(Model):
         if rows.size == 0:
             return out, err, ok
         kr, dr = k_v[rows], d_v[rows]
-
-        def coeffs(xs: np.ndarray, idx: np.ndarray) -> np.ndarray:
-            o = ck(np, None, xs, kr[idx][:, None], dr[idx][:, None])
-            return [o[c] for c in COEFF_NAMES]          # columns: numerics.rie broadcasts them
-
+        w = (4 * np.pi**2 / 3) * dr**2          # ∂mmse/∂(∫μ³), from mmse = Δ − (4π²/3)Δ²∫μ³
         with np.errstate(all="ignore"):
-            eo = ek(np, None, kr, dr)
-            ecs = np.stack([np.broadcast_to(np.asarray(eo[e], float), kr.shape) for e in EDGE_NAMES], axis=-1)
-            a, b, valid = batched_support(ecs, lambda xs, idx: density_batch(coeffs(xs, idx)), lo=None)
-            res = integrate_density_batch(coeffs, a, b, valid, lambda mu, xs, idx: (mu**3)[..., None],
-                                          1, n_nodes, tol=tol or 0.0, adaptive=tol is not None,
-                                          weights=((4 * np.pi**2 / 3) * dr**2)[:, None],
-                                          weighted_tol=WEIGHTED_TOL)
-            m_new = np.asarray(mk(np, None, dr, res.values[:, 0])["m_new"], float)
-        e_m = (4 * np.pi**2 / 3) * dr**2 * res.error
-        # the refinement criterion is absolute on ∫μ³; a piece budget hit where Δ_eff²∫μ³ is
-        # tiny (a narrow, tall bulk at small Δ_eff) still gives mmse to far below the SE tolerance
-        good = res.ok & valid.any(axis=1) & np.isfinite(m_new) & (res.met | (e_m <= 1e-13))
-        out[rows] = np.where(good, m_new, np.nan)
-        err[rows] = np.where(good, e_m, np.nan)
-        ok[rows] = good
+            res, found = self.rie_integrals((kr,), dr, lambda mu, xs, idx: (mu**3)[..., None],
+                                            w[:, None], n_nodes, tol)
+            m_new = np.asarray(self.kernel("mmse_rie")(np, None, dr, res.values[:, 0])["m_new"], float)
+        out[rows], err[rows], ok[rows] = self.accept(res, found, m_new, w * res.error)
         return out, err, ok
 
     def se_map(self, m_v: np.ndarray, a: np.ndarray, k: np.ndarray, dl: np.ndarray,
@@ -201,26 +163,14 @@ class ExtensiveWidthQuadratic(Model):
     def evaluate(self, params: Mapping[str, Any], backend: Backend, *, init: Any = None,
                  stability: bool = False, tol: float = 1e-11, maxiter: int = 3000) -> dict[str, Any]:
         """Iterate m ← mmse_RIE((Δ + 2m)/(4α)) from the uninformed m = 1/κ (or ``init``), all
-        points; ``stability``: dF/dm of the undamped map at the fixed point."""
+        points (:meth:`RIEStateEvolution.solve_state_evolution`); ``stability``: dF/dm of the
+        undamped map at the fixed point."""
         be = backend
-        stab = check_stability_option(stability)
         a, k, dl = (be.to_numpy(params[n]).astype(float) for n in ("alpha", "kappa", "delta"))
         n = a.size
-        x0 = parse_init(init, (1 / k)[:, None], domain=lambda r: r[:, 0] >= 0)
-
-        def F(xv: np.ndarray, idx: np.ndarray) -> np.ndarray:
-            return self.se_map(np.clip(xv[:, 0], 0.0, None), a[idx], k[idx], dl[idx])[:, None]
-
-        def F_coarse(xv: np.ndarray, idx: np.ndarray) -> np.ndarray:
-            return self.se_map(np.clip(xv[:, 0], 0.0, None), a[idx], k[idx], dl[idx],
-                               n_nodes=16, tol=1e-6)[:, None]
-
-        # strict positivity: at Δ = 0, m = 0 is an exact (unstable below α_PR) fixed point that
-        # an Anderson step could land on; it is reached only asymptotically, never by a jump.
-        # Two stages (numerics.state_evolution): a cheap quadrature to 1e-7, then the accurate map.
+        res, F, stab = self.solve_state_evolution((a, k, dl), self.start(init, (1 / k)[:, None]),
+                                                  tol=tol, maxiter=maxiter, stability=stability)
         with np.errstate(all="ignore"):
-            res = solve_two_stage(F, F_coarse, x0, tol=tol, coarse_tol=1e-7, coarse_maxiter=200, maxiter=maxiter,
-                                  damping=0.5, anderson=1, project=lambda xv, idx: xv[:, 0] > 0)
             a_pr = np.asarray(self.kernel("observables")(np, None, a, k, dl, np.ones(n))["alpha_PR"],
                               float) * np.ones(n)
             # perfect recovery: at Δ = 0 the map has the exact fixed point m = 0 (mmse_RIE(0) = 0),
@@ -235,8 +185,7 @@ class ExtensiveWidthQuadratic(Model):
             qh = self.kernel("channel")(np, None, a, dl, mm)["qhat"]          # +inf where m = Δ = 0
             obs = self.kernel("observables")(np, None, a, k, dl, qh)
             gen = np.where(pr, 0.0, np.where(conv, obs["gen_error"], np.nan))  # e_gen = m (derived)
-        lead = (leading_eigenvalue(F, np.clip(res.x, 0.0, None), conv & ~pr) if stab
-                else np.full(n, np.nan))
+        lead = self.leading(F, res, conv & ~pr, stab)
         if stab:
             lead[pr] = a_pr[pr] / a[pr]        # d/dm mmse_RIE(2m/(4α)) at 0 = 2α_PR/(2α)
         out = {"gen_error": gen, "mmse": mm,
