@@ -119,7 +119,7 @@ def softmax_collapse(out: Path, quick: bool) -> list[Path]:
         ax.plot(gd["alpha"] * (T * T + T - 2), np.mean(gd["averaged"]), "D", ms=7, color=f"C{T - 2}",
                 mec="k")
     ax.set(xlabel="α (T² + T − 2)", ylabel="MMSE = Q₀ − q", ylim=(-0.02, 1.1), xlim=(0, 1.3),
-           title="softmax, ρ = 0.5: SE for T = 2…6 collapse (○ authors' averaged GD, □ their AMP, "
+           title="softmax, ρ = 0.5: SE for T = 2…6 collapse\n(○ authors' averaged GD, □ their AMP, "
                  "★ our GAMP-RIE at its largest d, ◆ our GD)")
     ax.title.set_fontsize(7)
     ax.legend(fontsize=7)
@@ -198,7 +198,7 @@ def hardmax_comparison(out: Path, quick: bool) -> list[Path]:
             rows += [dict(panel="per-iteration", derivative="correct", alpha=a_, d=dd, t=t,
                           mmse=float(M[:, t].mean()), se_map=float(se[t])) for t in range(tmax + 1)]
     axt.set(xlabel="iteration t", ylabel="‖Ŝᵗ − S*‖²/d  and  SE mᵗ",
-            title="(b) undamped GAMP-RIE vs the SE map, ρ = 0.5, correct g")
+            title="(b) undamped GAMP-RIE vs the SE map (ρ = 0.5, correct g)")
     axt.legend(fontsize=6)
     # (c) ρ → 0
     ab = np.geomspace(0.3, 20.0, 12 if quick else 30)
@@ -215,8 +215,10 @@ def hardmax_comparison(out: Path, quick: bool) -> list[Path]:
         a = np.asarray(ref["tables"]["SE_hardmax_rescaled_T2_rho0_limit"]["rows"], float)[1:]
         ax0.semilogx(a[::3, 0], a[::3, 1], "x", color="C3", ms=5, label="authors' ρ → 0 CSV")
     ax0.set(xlabel="ᾱ = α/ρ = n/(dr)", ylabel="MMSE (Q₀ = 1)", ylim=(-0.02, 1.05),
-            title="(c) ρ → 0: ᾱ_c = 0.4034 (correct) vs 0.5633 (authors')")
+            title="(c) ρ → 0: ᾱ_c = 0.4034 vs 0.5633 (authors')")
     ax0.legend(fontsize=6)
+    for a_ in (ax, axt, ax0):
+        a_.title.set_fontsize(10)
     fig.tight_layout()
     png = out / "aim_hardmax_derivative.png"
     fig.savefig(png, dpi=110)
