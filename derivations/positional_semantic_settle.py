@@ -22,6 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 
 AUTHORS_ALPHA_C = {0.1: 0.707, 0.2: 0.928, 0.3: 1.241, 0.4: 1.751}
+#: the page's converged α_c by batched bisection (4096 QMC points, one scramble; ±0.007 at ω = 0.3)
+QMC_BISECTION_ALPHA_C = {0.2: 0.950, 0.3: 1.249, 0.4: 1.762}
 
 
 def compute(sim: bool = True) -> dict[str, Any]:
@@ -489,6 +491,44 @@ def crossings_from_rows(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, float
     return out
 
 
+def finite_d_table(fd_rows: Sequence[dict[str, Any]], prof_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (α, d): means ± standard errors over seeds of the page's table columns — |m| and θ of
+    the free semantic start, θ and the excess risk (risk/d − the same instance's positional risk/d)
+    of the ``semantic_m0`` and ``small_m0`` starts, and the replica theory's e(θ_end) − (−Φ_pos) at
+    each run's θ (interpolated in the recorded profile)."""
+    out = []
+    for al in sorted({r["alpha"] for r in fd_rows}):
+        rs = sorted((r for r in prof_rows if r["source"] == "rs" and r["alpha"] == al), key=lambda r: r["theta"])
+        th_rs = np.array([r["theta"] for r in rs])
+        ex_rs = np.array([r["e_minus_pos"] for r in rs])
+        for d in sorted({int(r["d"]) for r in fd_rows if r["alpha"] == al}):
+            R = [r for r in fd_rows if r["alpha"] == al and int(r["d"]) == d]
+            pos = {r["seed"]: r["risk_per_d"] for r in R if r["start"] == "positional"}
+
+            def ms(v: Any) -> tuple[float, float]:
+                v = np.asarray(v, float)
+                return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+
+            pick = lambda s, k: [r[k] for r in R if r["start"] == s]  # noqa: E731
+            exc = lambda s: [r["risk_per_d"] - pos[r["seed"]] for r in R if r["start"] == s]  # noqa: E731
+            out.append({"alpha": al, "d": d, "seeds": len(pos), "m_free": ms(np.abs(pick("semantic", "m"))),
+                        "theta_free": ms(pick("semantic", "theta")), "theta_m0": ms(pick("semantic_m0", "theta")),
+                        "excess_m0": ms(exc("semantic_m0")),
+                        "theory_m0": ms([np.interp(t, th_rs, ex_rs) for t in pick("semantic_m0", "theta")])
+                        if rs else (float("nan"), float("nan")),
+                        "theta_random": ms(pick("small_m0", "theta")), "excess_random": ms(exc("small_m0"))})
+    return out
+
+
+def finite_d_table_markdown(table: Sequence[dict[str, Any]]) -> str:
+    """The page's table (excess risks in units of 1e-5)."""
+    f3 = lambda v: f"{v[0]:.3f} ± {v[1]:.3f}"  # noqa: E731
+    f1 = lambda v: f"{1e5 * v[0]:.1f} ± {1e5 * v[1]:.1f}"  # noqa: E731
+    return "\n".join(f"| {t['alpha']} | {t['d']} ({t['seeds']}) | {f3(t['m_free'])} | {f3(t['theta_free'])} | "
+                     f"{f3(t['theta_m0'])} | {f1(t['excess_m0'])} | {1e5 * t['theory_m0'][0]:.1f} | "
+                     f"{f3(t['theta_random'])} | {f1(t['excess_random'])} |" for t in table)
+
+
 def figures_item1(out: Path = FIG) -> list[Path]:
     """The figures of the page's issue-13 section from the recorded CSVs: the finite-d study
     (``finite_d_semantic_start.png``), the fixed-θ risk profile (``theta_profile.png``) and the
@@ -566,7 +606,7 @@ def figures_item1(out: Path = FIG) -> list[Path]:
                 ax[k].plot([te], [e_rs_end], "o", color=l.get_color())
             ax[k].set_xlabel("θ (m = 0)")
             ax[k].set_ylabel("minimal risk/d at fixed θ, relative")
-            ax[k].set_title(f"α = {al}, ω = 0.3: finite-d paths placed at the trainer's end point (dots)")
+            ax[k].set_title(f"α = {al}, ω = 0.3 (finite-d fixed-θ paths, dots: trainer end points)", fontsize=9)
             ax[k].legend(fontsize=6)
         fig.tight_layout()
         p = out / "theta_profile.png"
@@ -576,17 +616,24 @@ def figures_item1(out: Path = FIG) -> list[Path]:
     if CROSSING_CSV.exists():
         rows = read_csv(CROSSING_CSV)
         ac = crossings_from_rows(rows)
-        oms = sorted({float(r["omega"]) for r in rows if r["rule"] == "qmc4096x4"})
-        fig, ax = plt.subplots(1, len(oms), figsize=(5.5 * len(oms), 4), squeeze=False)
+        oms = sorted({float(r["omega"]) for r in rows})
+        fig, ax = plt.subplots(1, len(oms), figsize=(4.2 * len(oms), 3.8), squeeze=False)
         for k, w in enumerate(oms):
-            for rule, fmt in (("qmc4096x4", "o-"), ("gh4", "s--")):
+            if w in QMC_BISECTION_ALPHA_C:
+                ax[0, k].axvline(QMC_BISECTION_ALPHA_C[w], color="C0", ls="--", lw=0.8,
+                                 label=f"QMC bisection (page) {QMC_BISECTION_ALPHA_C[w]}")
+            for rule, fmt, col in (("qmc4096x4", "o-", "C0"), ("gh4", "s--", "C1")):
                 rr = sorted((r for r in rows if r["rule"] == rule and r["omega"] == w), key=lambda r: r["alpha"])
+                if not rr:
+                    continue
                 a = np.array([r["alpha"] for r in rr])
                 d = np.array([r["phi_sem"] - r["phi_pos"] for r in rr])
                 e = np.array([np.hypot(np.nan_to_num(r["phi_sem_err"]), np.nan_to_num(r["phi_pos_err"])) for r in rr])
-                ax[0, k].errorbar(a, d, yerr=e, fmt=fmt, ms=3,
+                ax[0, k].errorbar(a, d, yerr=e, fmt=fmt, ms=3, color=col,
                                   label=f"{rule}: α_c = {ac.get((rule, w), (np.nan,))[0]:.3f}")
             ax[0, k].axhline(0, color="k", lw=0.8)
+            if w == 0.1:
+                ax[0, k].axvspan(0.58, 0.64, color="0.85", label="pitchfork α_s(0.1) = 0.61 ± 0.03")
             if w in AUTHORS_ALPHA_C:
                 ax[0, k].axvline(AUTHORS_ALPHA_C[w], color="g", ls=":", label=f"authors' line {AUTHORS_ALPHA_C[w]}")
             ax[0, k].set_xlabel("α")
