@@ -20,12 +20,13 @@ discriminants whose real roots are the bulk edges.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from typing import Any
 
 import sympy as sp
 
 __all__ = ["rs_stationarity", "G", "g1", "z", "mp_equation", "product_wishart_equation", "mp_semicircle_cubic",
-           "rectangular_quartic", "edge_polynomial", "coefficients"]
+           "rectangular_quartic", "edge_polynomial", "coefficients", "edges_of", "density_programs"]
 
 G = sp.Symbol("G")
 g1 = sp.Symbol("g_1")
@@ -132,3 +133,29 @@ def rs_stationarity(free_entropy: sp.Expr, q: sp.Symbol, qhat: sp.Symbol, psi_de
     (qh_sol,) = sp.solve(sp.Eq(dq, 0), qhat)
     (q_sol,) = sp.solve(sp.Eq(dqh, 0), q)
     return {"qhat": sp.simplify(qh_sol), "q": sp.simplify(q_sol)}
+
+
+def edges_of(poly_attr: str) -> cached_property:
+    """A statement's ``edges`` property: :func:`edge_polynomial` of its polynomial ``poly_attr``."""
+    def edges(self: Any) -> sp.Poly:
+        return edge_polynomial(getattr(self, poly_attr), z)
+
+    edges.__doc__ = f"Edge polynomial of ``{poly_attr}`` in x (its discriminant's factor, derived)."
+    return cached_property(edges)
+
+
+def density_programs(stem: str, name: str, P: sp.Poly, edges: sp.Poly, x: sp.Symbol,
+                     params: tuple[sp.Symbol, ...], C: tuple[sp.Symbol, ...], E: tuple[sp.Symbol, ...],
+                     doc: str, edges_doc: str) -> dict[str, Any]:
+    """The two programs of an RIE model's spectral density: ``name`` (the coefficients of ``P`` at
+    ``z = x``, lowest degree first, outputs ``C``) and ``edges`` (the edge polynomial's
+    coefficients, padded to ``E``), both over ``params`` (after ``x`` for the first)."""
+    from ..codegen import Program
+
+    pc = coefficients(P)
+    ec = padded_coefficients(edges, len(E))
+    return {
+        name: Program(f"{stem}_{name}", (x, *params), tuple((c, e.subs(z, x)) for c, e in zip(C, pc)),
+                      C, doc=doc),
+        "edges": Program(f"{stem}_edges", tuple(params), tuple(zip(E, ec)), E, doc=edges_doc),
+    }

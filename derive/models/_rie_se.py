@@ -14,10 +14,16 @@ the coefficients and the edge polynomial, :func:`numerics.rie.batched_support` a
 accurate map to ``tol`` on the undamped residual). No solver and no formula lives here: each model
 supplies its integrands, their weights $\Delta^2c_j$ and its generated ``mmse_rie`` kernel.
 
-Nothing here imports SymPy (a warm solve of either model stays SymPy-free).
+Nothing here imports SymPy: each model package's ``__init__`` is the numeric side (parameters,
+observables, the pipeline that orders generated kernels and generic solvers) and its SymPy
+statement (symbols, definitions, derivations, programs, equations) lives in ``statement.py``,
+imported only when equations are needed, so a solve from cached kernels never imports SymPy
+(docs/architecture.md, "Start-up").
 """
 from __future__ import annotations
 
+import importlib
+from functools import lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -26,13 +32,14 @@ from numerics.fixed_point import FixedPointResult
 from numerics.rie import DensityIntegrals, batched_support, density_batch, integrate_density_batch
 from numerics.state_evolution import solve_two_stage
 
-from ..declarations import Option, declare, init_option, stability_option
-from ..lazy_statement import StatementSymbolNames
+from ..declarations import Observable, Option, declare, init_option, stability_option
+from ..lazy_statement import FromStatement, StatementSymbolNames
 from ..model import Model
 from ..params import Domain
 from ._bayes_fp import check_stability_option, leading_eigenvalue, parse_init
 
-__all__ = ["RIEStateEvolution", "rie_se_options", "WEIGHTED_TOL", "COARSE_NODES", "COARSE_TOL"]
+__all__ = ["RIEStateEvolution", "rie_se_options", "stability_observable", "statement_loader", "output_names", "WEIGHTED_TOL",
+           "COARSE_NODES", "COARSE_TOL"]
 
 #: a quadrature piece is also accepted once its error estimate moves the mmse by at most this
 #: times the quadrature tolerance (``weights`` of :func:`numerics.rie.integrate_density_batch`)
@@ -41,6 +48,29 @@ WEIGHTED_TOL = 1e-2
 COARSE_NODES, COARSE_TOL = 16, 1e-6
 #: the first stage stops at this undamped residual (of the coarse map)
 COARSE_RESIDUAL = 1e-7
+
+
+def statement_loader(package: str, cls: str) -> Callable[[], Any]:
+    """``() -> the one <package>.statement.<cls>()`` (imports SymPy on the first call only)."""
+
+    @lru_cache(maxsize=None)
+    def load() -> Any:
+        return getattr(importlib.import_module(f"{package}.statement"), cls)()
+
+    load.__doc__ = f"The one :class:`{package}.statement.{cls}` (imports SymPy)."
+    return load
+
+
+def output_names(prefix: str, n: int) -> tuple[str, ...]:
+    """``prefix0 … prefix{n−1}``: the outputs of a coefficient program, lowest degree first (the
+    statement's symbols carry the same names)."""
+    return tuple(f"{prefix}{i}" for i in range(n))
+
+
+def stability_observable() -> Observable:
+    """The optional ``stability`` output: dF/dm of the undamped map at the fixed point."""
+    return Observable("stability", "leading eigenvalue of the Jacobian of the undamped map (real part)",
+                      r"\lambda_{\max}", "1", optional=True, computed=lambda o: bool(o.get("stability")))
 
 
 def rie_se_options(*extra: Option, tol: float = 1e-11, maxiter: int = 3000) -> Mapping[str, Option]:
@@ -74,6 +104,9 @@ class RIEStateEvolution(Model):
     #: ``() -> statement object`` (SymPy; imported on first use): its ``programs()`` and
     #: ``equations()`` are the model's
     statement_factory: Callable[[], Any]
+    #: names of the statement's definitions and derivations readable on the model (class and
+    #: instances; :class:`derive.lazy_statement.FromStatement`, SymPy on first use)
+    from_statement: tuple[str, ...] = ()
 
     @property
     def statement(self) -> Any:
@@ -90,6 +123,10 @@ class RIEStateEvolution(Model):
         super().__init_subclass__(**kwargs)
         if "symbol_names" not in cls.__dict__:
             cls.symbol_names = StatementSymbolNames(cls.__module__)
+        for name in cls.__dict__.get("from_statement", ()):
+            attr = FromStatement(cls.statement_factory)
+            attr.__set_name__(cls, name)
+            setattr(cls, name, attr)
 
     # ---- the spectral quadrature -----------------------------------------------------------
     def rie_integrals(self, spectral: Sequence[np.ndarray], delta_eff: np.ndarray,

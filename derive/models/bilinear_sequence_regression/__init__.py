@@ -20,15 +20,11 @@ polynomial (:mod:`derive.models._rie`), and the $\beta=\infty$, $\Delta=0$ close
 $\mathrm{mmse}=(1-\alpha)(1-\alpha/\rho)$ from the stated $\beta\to\infty$ equation.
 The order parameter iterated is $m=1-q$ (the MMSE itself).
 
-The model class here is the numeric side (parameters, observables, the pipeline that orders
-generated kernels and generic solvers); the SymPy statement (symbols, definitions, derivations,
-programs, equations) lives in :mod:`.statement`, imported only when equations are needed, so a
-solve from cached kernels never imports SymPy (docs/architecture.md, "Start-up").
+Runtime model here (SymPy-free; shared numerics: :mod:`derive.models._rie_se`), statement in :mod:`.statement`.
 """
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
@@ -36,9 +32,10 @@ import numpy as np
 from numerics.backend import Backend
 
 from ...declarations import Observable, Option, declare
-from ...lazy_statement import FromStatement, statement_getattr
+from ...lazy_statement import statement_getattr
 from ...params import Domain, Parameter, nonnegative, positive
-from .._rie_se import RIEStateEvolution, rie_se_options
+from .._rie_se import (RIEStateEvolution, output_names, rie_se_options, stability_observable,
+                       statement_loader)
 
 __all__ = ["BilinearSequenceRegression", "MODEL"]
 
@@ -48,22 +45,11 @@ BETA = Parameter("beta", Domain(1.0, math.inf, lo_closed=True, hi_closed=True), 
 RHO = Parameter("rho", positive, r"\rho", "rank over the smaller side, r/D")
 DELTA = Parameter("delta", nonnegative, r"\Delta", "label-noise variance")
 
-#: output names of the ``quartic`` (coefficients c0..c4, lowest degree first) and ``edges``
-#: (e0..e10) programs; the statement's symbols ``C``, ``E`` carry the same names
-COEFF_NAMES = tuple(f"c{i}" for i in range(5))
-EDGE_NAMES = tuple(f"e{i}" for i in range(11))
-
-
-@lru_cache(maxsize=None)
-def _statement() -> Any:
-    """The one :class:`~.statement.BSRStatement` (imports SymPy)."""
-    from .statement import BSRStatement
-
-    return BSRStatement()
-
-
+#: outputs of the ``quartic`` (its coefficients, lowest degree first) and ``edges`` programs
+COEFF_NAMES, EDGE_NAMES = output_names("c", 5), output_names("e", 11)
+#: the one :class:`~.statement.BSRStatement` (SymPy, imported on the first call)
+_statement = statement_loader(__name__, "BSRStatement")
 __getattr__ = statement_getattr(__name__)
-
 
 
 class BilinearSequenceRegression(RIEStateEvolution):
@@ -90,30 +76,17 @@ class BilinearSequenceRegression(RIEStateEvolution):
         Observable("alpha_pr", "perfect-recovery threshold (noiseless)", r"\alpha_{\rm PR}", "1", 0.0, 1.0),
         Observable("mse_ridge", "test error of ridge regression at lambda = Delta",
                    r"\mathrm{mse}_{\rm ridge}", "1", 0.0, 1.0),
-        Observable("stability", "leading eigenvalue of the Jacobian of the undamped map (real part)",
-                   r"\lambda_{\max}", "1", optional=True, computed=lambda o: bool(o.get("stability"))),
+        stability_observable(),
     )
 
     # ---- the statement (SymPy, :mod:`.statement`), loaded on demand ------------------------
-    qhat_def = FromStatement(_statement)
-    mmse_rie_def = FromStatement(_statement)
-    alpha_pr_def = FromStatement(_statement)
-    ridge_def = FromStatement(_statement)
-    rie_beta_inf = FromStatement(_statement)
-    beta_inf_equation = FromStatement(_statement)
-    mmse_beta_inf = FromStatement(_statement)
-    noiseless_beta_inf_closed_form = FromStatement(_statement)
-    psi_out_def = FromStatement(_statement)
-    psi_den_derivative = FromStatement(_statement)
-    free_entropy = FromStatement(_statement)
-    stationarity = FromStatement(_statement)
-    free_entropy_on_shell = FromStatement(_statement)
-    log_potential_symbols = FromStatement(_statement)
-    psi_den_log_potential = FromStatement(_statement)
-    log_potential_scaling = FromStatement(_statement)
-    free_entropy_log_potential = FromStatement(_statement)
-    quartic = FromStatement(_statement)
-    edges = FromStatement(_statement)
+    from_statement = ("qhat_def", "mmse_rie_def", "alpha_pr_def", "ridge_def",
+                      "rie_beta_inf", "beta_inf_equation", "mmse_beta_inf",
+                      "noiseless_beta_inf_closed_form", "psi_out_def", "psi_den_derivative",
+                      "free_entropy", "stationarity", "free_entropy_on_shell",
+                      "log_potential_symbols", "psi_den_log_potential",
+                      "log_potential_scaling", "free_entropy_log_potential", "quartic",
+                      "edges")
 
     # ---- free entropy, numerically --------------------------------------------------------
     def psi_den_numeric(self, qhat_v: float, rho_v: float, beta_v: float, n: int = 24) -> float:

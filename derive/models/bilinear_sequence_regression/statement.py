@@ -158,22 +158,15 @@ class BSRStatement:
     def quartic(self) -> sp.Poly:
         return _rie.rectangular_quartic(rho, beta, de)
 
-    @cached_property
-    def edges(self) -> sp.Poly:
-        return _rie.edge_polynomial(self.quartic, _rie.z)
+    edges = _rie.edges_of("quartic")
 
     # ---- programs -----------------------------------------------------------------------
     def programs(self) -> dict[str, Program]:
-        qc = _rie.coefficients(self.quartic)
-        ec = _rie.padded_coefficients(self.edges, len(E))
         return {
-            "quartic": Program(
-                "bsr_quartic", (x, rho, beta, de),
-                tuple((c, e.subs(_rie.z, x)) for c, e in zip(C, qc)), C,
-                doc="Coefficients (lowest first) of the quartic for g_1(x) (derived)."),
-            "edges": Program(
-                "bsr_edges", (rho, beta, de), tuple(zip(E, ec)), E,
-                doc="Edge polynomial in x (discriminant factor), lowest degree first (derived)."),
+            **_rie.density_programs(
+                "bsr", "quartic", self.quartic, self.edges, x, (rho, beta, de), C, E,
+                "Coefficients (lowest first) of the quartic for g_1(x) (derived).",
+                "Edge polynomial in x (discriminant factor), lowest degree first (derived)."),
             "channel": Program(
                 "bsr_channel", (alpha, delta, m),
                 ((qhat, self.qhat_def), (de, 1 / qhat)), (qhat, de),

@@ -19,14 +19,10 @@ Derived here (SymPy): the cubic for the Stieltjes transform (MP S-transform + su
 its edge polynomial, the equivalent map $\hat q=4\alpha/(\Delta+2\,\mathrm{mmse}(1/\hat q))$
 iterated on $m=\mathrm{mmse}$, and $e_{\rm gen}=m$ at the fixed point.
 
-The model class here is the numeric side (parameters, observables, the pipeline that orders
-generated kernels and generic solvers); the SymPy statement (symbols, definitions, derivations,
-programs, equations) lives in :mod:`.statement`, imported only when equations are needed, so a
-solve from cached kernels never imports SymPy (docs/architecture.md, "Start-up").
+The quadratic network's runtime model (SymPy-free); its statement: :mod:`.statement`.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
@@ -35,45 +31,35 @@ from numerics.backend import Backend
 from numerics.results import Status
 
 from ...declarations import Observable, declare
-from ...lazy_statement import FromStatement, statement_getattr
+from ...lazy_statement import statement_getattr
 from ...params import Parameter, nonnegative, positive
-from .._rie_se import RIEStateEvolution, rie_se_options
+from .._rie_se import (RIEStateEvolution, output_names, rie_se_options, stability_observable,
+                       statement_loader)
 
 __all__ = ["ExtensiveWidthQuadratic", "MODEL"]
+
+#: the one :class:`~.statement.EWQStatement` (SymPy, imported on the first call)
+_statement = statement_loader(__name__, "EWQStatement")
+__getattr__ = statement_getattr(__name__)
 
 ALPHA = Parameter("alpha", positive, r"\alpha", "samples over d^2, n/d^2")
 KAPPA = Parameter("kappa", positive, r"\kappa", "width over dimension, m/d")
 DELTA = Parameter("delta", nonnegative, r"\Delta", "label-noise parameter (as in the authors' code)")
 
-#: output names of the ``cubic`` (coefficients c0..c3, lowest degree first) and ``edges``
-#: (e0..e4) programs; the statement's symbols ``C``, ``E`` carry the same names
-COEFF_NAMES = tuple(f"c{i}" for i in range(4))
-EDGE_NAMES = tuple(f"e{i}" for i in range(5))
-
-
-@lru_cache(maxsize=None)
-def _statement() -> Any:
-    """The one :class:`~.statement.EWQStatement` (imports SymPy)."""
-    from .statement import EWQStatement
-
-    return EWQStatement()
-
-
-__getattr__ = statement_getattr(__name__)
-
+#: outputs of the ``cubic`` (its coefficients, lowest degree first) and ``edges`` programs
+COEFF_NAMES, EDGE_NAMES = output_names("c", 4), output_names("e", 5)
 
 
 class ExtensiveWidthQuadratic(RIEStateEvolution):
     """Bayes-optimal generalisation error of the extensive-width quadratic network."""
 
-    name = "extensive-width-quadratic"
-    title = ("Extensive-width quadratic network / attention-indexed model at T = 1 "
-             "(Maillard, Troiani, Martin, Krzakala, Zdeborová 2024)")
-    paper = "arXiv:2408.03733; AIM: arXiv:2506.01582"
-    parameters = (ALPHA, KAPPA, DELTA)
     # the state is m = mmse (Q0 − q), RIEStateEvolution.state; the symmetric RIE (a cubic
     # in G, the density on the whole line)
     coeff_program, coeff_names, edge_names, support_lo = "cubic", COEFF_NAMES, EDGE_NAMES, None
+    parameters = (ALPHA, KAPPA, DELTA)
+    name, paper = "extensive-width-quadratic", "arXiv:2408.03733; AIM: arXiv:2506.01582"
+    title = ("Extensive-width quadratic network / attention-indexed model at T = 1 "
+             "(Maillard, Troiani, Martin, Krzakala, Zdeborová 2024)")
     observables = ("gen_error", "mmse", "qhat", "alpha_pr", "stability")
     option_info = rie_se_options()
     #: the :class:`~.statement.EWQStatement` (SymPy), for ``statement``/``programs``/``equations``
@@ -88,25 +74,14 @@ class ExtensiveWidthQuadratic(RIEStateEvolution):
         Observable("qhat", "conjugate overlap (+inf at perfect recovery, Δ = 0 above α_PR)", r"\hat q",
                    "1", 0.0, finite=False),
         Observable("alpha_pr", "perfect-recovery threshold (noiseless)", r"\alpha_{\rm PR}", "1", 0.0, 0.5),
-        Observable("stability", "leading eigenvalue of the Jacobian of the undamped map (real part)",
-                   r"\lambda_{\max}", "1", optional=True, computed=lambda o: bool(o.get("stability"))),
+        stability_observable(),
     )
 
     # ---- the statement (SymPy, :mod:`.statement`), loaded on demand ------------------------
-    Q0_def = FromStatement(_statement)
-    mmse_rie_def = FromStatement(_statement)
-    qhat_equation = FromStatement(_statement)
-    gen_error_def = FromStatement(_statement)
-    alpha_pr_def = FromStatement(_statement)
-    psi_out_def = FromStatement(_statement)
-    psi_den_derivative = FromStatement(_statement)
-    free_entropy = FromStatement(_statement)
-    stationarity = FromStatement(_statement)
-    free_entropy_on_shell = FromStatement(_statement)
-    qhat_map = FromStatement(_statement)
-    gen_error_at_fixed_point = FromStatement(_statement)
-    cubic = FromStatement(_statement)
-    edges = FromStatement(_statement)
+    from_statement = ("Q0_def", "mmse_rie_def", "qhat_equation", "gen_error_def",
+                      "alpha_pr_def", "psi_out_def", "psi_den_derivative", "free_entropy",
+                      "stationarity", "free_entropy_on_shell", "qhat_map",
+                      "gen_error_at_fixed_point", "cubic", "edges")
 
     # ---- free entropy, numerically --------------------------------------------------------
     def psi_den_numeric(self, qhat_v: float, kappa_v: float, n: int = 24) -> float:

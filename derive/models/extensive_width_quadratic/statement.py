@@ -95,19 +95,13 @@ class EWQStatement:
     def cubic(self) -> sp.Poly:
         return _rie.mp_semicircle_cubic(kappa, de)
 
-    @cached_property
-    def edges(self) -> sp.Poly:
-        return _rie.edge_polynomial(self.cubic, _rie.z)
+    edges = _rie.edges_of("cubic")
 
     def programs(self) -> dict[str, Program]:
-        cc = _rie.coefficients(self.cubic)
-        ec = _rie.padded_coefficients(self.edges, len(E))
         return {
-            "cubic": Program("ewq_cubic", (x, kappa, de),
-                             tuple((c, e.subs(_rie.z, x)) for c, e in zip(C, cc)), C,
-                             doc="Coefficients (lowest first) of the cubic for G(x) (derived)."),
-            "edges": Program("ewq_edges", (kappa, de), tuple(zip(E, ec)), E,
-                             doc="Edge polynomial (discriminant factor), lowest degree first."),
+            **_rie.density_programs("ewq", "cubic", self.cubic, self.edges, x, (kappa, de), C, E,
+                                    "Coefficients (lowest first) of the cubic for G(x) (derived).",
+                                    "Edge polynomial (discriminant factor), lowest degree first."),
             "channel": Program("ewq_channel", (alpha, delta, m),
                                ((qhat, self.qhat_map), (de, 1 / qhat)), (qhat, de),
                                doc="q̂ = 4α/(Δ + 2m) (derived from the stated equation)."),
