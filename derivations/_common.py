@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["write_csv", "save_figure", "run_cli"]
+__all__ = ["write_csv", "save_figure", "run_cli", "echo_derivation", "output_folder"]
 
 
 def _cell(v: Any) -> Any:
@@ -57,3 +57,19 @@ def run_cli(main: Callable[..., list[Path]], model: str, doc: str | None,
     kw = {"seed": args.seed} if seed else {}
     for f in main(args.out, quick=args.quick, **kw) or []:
         print(f"wrote {f}")
+
+
+def echo_derivation(model: str, lines: Callable[[Any], Sequence[str]],
+                    echo: Callable[[str], Any] = print) -> None:
+    """Echo ``lines(m)`` for the registered model ``m`` (a script's summary of what is derived)."""
+    import derive
+
+    for line in lines(derive.models.get(model)):
+        echo(line)
+
+
+def output_folder(out_dir: Path | str) -> Path:
+    """``out_dir`` as a :class:`Path`, created (with its parents) if missing."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from derivations._common import run_cli, write_csv
+from derivations._common import echo_derivation, output_folder, run_cli, write_csv
 
 MODEL = "bilinear-sequence-regression"
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "bilinear_sequence_regression.json"
@@ -32,13 +32,11 @@ __all__ = ["main", "print_derivation"]
 
 
 def print_derivation(echo=print) -> None:
-    import derive
-
-    m = derive.models.get(MODEL)
-    echo("Rectangular RIE state evolution (derived quartic for the Stieltjes transform g1):")
-    echo(f"  quartic degree {m.quartic.degree()}, edge polynomial degree {m.edges.degree()} in x")
-    echo(f"  beta = inf, Delta = 0 (derived from the stated beta -> inf equation): mmse = "
-         f"{m.noiseless_beta_inf_closed_form}")
+    echo_derivation(MODEL, lambda m: [
+        "Rectangular RIE state evolution (derived quartic for the Stieltjes transform g1):",
+        f"  quartic degree {m.quartic.degree()}, edge polynomial degree {m.edges.degree()} in x",
+        f"  beta = inf, Delta = 0 (derived from the stated beta -> inf equation): mmse = "
+        f"{m.noiseless_beta_inf_closed_form}"], echo)
 
 
 def _reference() -> list[dict]:
@@ -51,8 +49,7 @@ def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
     import derive
     from matplotlib.figure import Figure
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir)
     print_derivation(echo)
     alphas = np.linspace(0.02, 1.0, 12 if quick else 50)
     rhos = (0.2, 0.5, 1.0) if quick else (0.1, 0.2, 0.5, 1.0, 2.0)

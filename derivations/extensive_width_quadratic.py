@@ -23,6 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
+from derivations._common import echo_derivation, output_folder
+
 MODEL = "extensive-width-quadratic"
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "extensive_width_quadratic.json"
 
@@ -33,21 +35,18 @@ AMP_POINT = dict(alpha=0.25, kappa=1.0, delta=0.1, n_iter=8)
 
 
 def print_derivation(echo=print) -> None:
-    import derive
-
-    m = derive.models.get(MODEL)
-    echo("MP(1/kappa) + semicircle(Delta_eff): derived cubic for the Stieltjes transform G:")
-    echo(f"  {m.cubic.as_expr()} = 0")
-    echo(f"  stated fixed-point equation rearranged (derived): qhat = {m.qhat_map}; "
-         f"e_gen at the fixed point = {m.gen_error_at_fixed_point}")
+    echo_derivation(MODEL, lambda m: [
+        "MP(1/kappa) + semicircle(Delta_eff): derived cubic for the Stieltjes transform G:",
+        f"  {m.cubic.as_expr()} = 0",
+        f"  stated fixed-point equation rearranged (derived): qhat = {m.qhat_map}; "
+        f"e_gen at the fixed point = {m.gen_error_at_fixed_point}"], echo)
 
 
 def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
     import derive
     from matplotlib.figure import Figure
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir)
     print_derivation(echo)
     alphas = np.linspace(0.01, 0.7, 15 if quick else 70)
     kappas, deltas = (0.5, 1.0, 2.0), (0.0, 0.25)
