@@ -84,3 +84,48 @@ def test_quadrature_semicircle_exact():
     assert res.values[:, 0] == pytest.approx(3 / (np.pi**2 * R**2), rel=1e-12)
     assert res.values[:, 1] == pytest.approx(1.0, abs=1e-12)       # unit mass
     assert np.all(res.error < 1e-10)
+
+
+def test_weighted_acceptance_bounds_the_weighted_error():
+    """``weights``: a piece is also accepted once ``w·|Q_2n − Q_n|`` is below ``weighted_tol``.
+    Two bulks of very different shape (a semicircle with a spurious near root that makes the
+    8-node rule poor): with a small weight the refinement stops earlier, and the weighted error
+    against the closed form 3/(π²R²) stays below the weighted tolerance; with weight 1 and the
+    absolute criterion the result is the unweighted one."""
+    R = np.array([1.0, 2.0])
+    extra = [1.05, -40.0]
+
+    def coeffs(xs, rows):
+        return _semicircle_times(xs, R[rows][:, None], extra)
+
+    edges = np.stack([-R**2, np.zeros_like(R), np.ones_like(R)], -1)
+    a, b, valid = batched_support(edges, lambda xs, rows: density_batch(coeffs(xs, rows)), lo=None)
+    f = lambda mu, xs, rows: (mu**3)[..., None]           # noqa: E731
+    exact = 3 / (np.pi**2 * R**2)
+    plain = integrate_density_batch(coeffs, a, b, valid, f, 1, 8, tol=1e-13)
+    w = np.full((2, 1), 1e-4)
+    loose = integrate_density_batch(coeffs, a, b, valid, f, 1, 8, tol=1e-13, weights=w, weighted_tol=1e-12)
+    assert plain.met.all() and loose.met.all()
+    assert np.all(loose.pieces <= plain.pieces) and loose.pieces.sum() < plain.pieces.sum()
+    assert np.all(w[:, 0] * np.abs(loose.values[:, 0] - exact) <= 1e-12)
+    assert plain.values[:, 0] == pytest.approx(exact, abs=1e-12)
+
+
+def test_quartic_closed_form_near_biquadratic():
+    """Quartics with roots ±r and ≈ ±i s (a biquadratic up to tiny odd coefficients, as the
+    rectangular RIE quartic near x = 0): the closed form (Ferrari, resolvent root polished)
+    gives max |Im| without the eigenvalue fallback and equals LAPACK's to 1e-9 relative."""
+    from numerics.rie import _closed_form_density
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    r, s = rng.uniform(0.2, 3.0, n), rng.uniform(0.1, 2.0, n)
+    eps = 10.0 ** rng.uniform(-8, -5, n)
+    # (g² − r²)(g² + s²) + eps·(g³ − g): tiny odd part
+    c = np.stack([-(r**2) * s**2, -eps, s**2 - r**2, eps, np.ones(n)], -1) * rng.uniform(1e-9, 1.0, (n, 1))
+    with np.errstate(all="ignore"):
+        mu = _closed_form_density([c[:, j].copy() for j in range(5)])
+    ref = physical_density(c)
+    assert np.mean(np.isfinite(mu)) > 0.99
+    ok = np.isfinite(mu)
+    assert np.max(np.abs(mu[ok] - ref[ok]) / ref[ok]) < 1e-9
