@@ -20,7 +20,9 @@ by the grid size: running it on the grid would take days.
 Accuracy: the max relative error (over q, m, V) of each scheme's converged fixed point against
 an accurate one x* (ours at 16384 QMC points, 4 scrambles averaged).
 
-    python benchmarks/bench_positional_semantic.py [--grid 30x20] [--n-quad 2048] [--ref-points 2]
+    python benchmarks/bench_positional_semantic.py [--pd-grid 12x6] [--pd-n-quad 1024] [--reference 65536]
+
+Only the public API is used: the model's ``solve_pairs`` and ``phase_diagram``.
 """
 from __future__ import annotations
 
@@ -107,27 +109,41 @@ def reference_style_point(alpha: float, omega: float, init, *, tol: float = 1e-4
 OBS = ("q", "m", "v", "theta", "mse", "phi")
 
 
+def _model():
+    import derive
+
+    return derive.models.get("positional-semantic")
+
+
 def _point(al: float, om: float, branch: str, **opts):
-    from derivations.positional_semantic import solve_pairs
+    """One branch at one point through the model's public API (σ = 0.5, λ = 0.01)."""
+    return _model().solve_pairs([al], om, branch, sigma=SIGMA, lam=LAM, **opts)
 
-    return solve_pairs([al], om, branch, **opts)
 
-
-def refinement(emit, al: float = 1.0, om: float = 0.3, sizes=(1024, 4096, 16384), replicas: int = 4) -> dict:
-    """Refinement study at one point: value ± replica error per observable for growing n_quad;
-    relative difference to the finest rule and the relative error bar."""
+def refinement(emit, al: float = 1.0, om: float = 0.3, sizes=(1024, 4096, 16384), replicas: int = 4,
+               reference: int = 65536) -> dict:
+    """Refinement study at one point: value ± replica error per observable for growing n_quad,
+    against an independent much finer rule (``reference`` points × ``replicas`` scrambles with other
+    seeds: 2^18 nodes at the default); the last rows: the envelope form of the conjugates
+    (``hats='envelope'``, a different integrand for θ̂) at 4096."""
     res = {}
     for branch in ("positional", "semantic"):
         rows = []
+        t = time.process_time()
+        fine = _point(al, om, branch, n_quad=reference, replicas=replicas, seed=100)
+        fine_cpu = time.process_time() - t
         for n in sizes:
-            t = time.perf_counter()
+            t = time.process_time()
             r = _point(al, om, branch, n_quad=n, replicas=replicas)
-            rows.append((n, time.perf_counter() - t, r))
+            rows.append((f"{n} × {replicas}", time.process_time() - t, r))
+        t = time.process_time()
+        r = _point(al, om, branch, n_quad=4096, replicas=replicas, hats="envelope")
+        rows.append((f"4096 × {replicas} (envelope θ̂)", time.process_time() - t, r))
+        rows.append((f"{reference} × {replicas} (reference, seeds 100-)", fine_cpu, fine))
         res[branch] = rows
-        fine = rows[-1][2]
-        emit(f"\n**{branch} branch, (α, ω) = ({al}, {om})**, {replicas} replicas of n_quad points; "
-             "value ± standard error; in brackets the relative difference to the finest rule\n")
-        emit("| n_quad × replicas | s | " + " | ".join(OBS) + " | max rel. error bar |")
+        emit(f"\n**{branch} branch, (α, ω) = ({al}, {om})**, n_quad points × replicas (scrambled Sobol'); "
+             "value ± replica standard error; in brackets |value − reference| / |reference|; s = CPU seconds\n")
+        emit("| rule | s CPU | " + " | ".join(OBS) + " | max rel. error bar |")
         emit("|---|---:|" + "---|" * len(OBS) + "---:|")
         for n, sec, r in rows:
             cells = []
@@ -137,12 +153,12 @@ def refinement(emit, al: float = 1.0, om: float = 0.3, sizes=(1024, 4096, 16384)
                     cells.append("0 (invariant)")
                     continue
                 cells.append(f"{v:.6g} ± {e:.1g} [{abs(v - vf) / abs(vf):.1e}]")
-            emit(f"| {n} × {replicas} | {sec:.0f} | " + " | ".join(cells) + f" | {float(r['quad_error'][0]):.1e} |")
+            emit(f"| {n} | {sec:.1f} | " + " | ".join(cells) + f" | {float(r['quad_error'][0]):.1e} |")
     return res
 
 
 def one_point(emit, al: float = 1.0, om: float = 0.3, **opts) -> float:
-    """Wall time of one (α, ω) point, both branches, default settings (kernels loaded first)."""
+    """Wall and CPU time of one (α, ω) point, both branches, default settings (kernels loaded first)."""
     _point(al, om, "positional", n_quad=256, replicas=2)  # load the kernels (one-time cost)
     t, c = time.perf_counter(), time.process_time()
     errs = []
@@ -158,16 +174,12 @@ def one_point(emit, al: float = 1.0, om: float = 0.3, **opts) -> float:
 
 def determinism(emit, al: float, om: float = 0.3, starts: int = 5, **opts) -> tuple[float, float]:
     """Semantic θ from several starts with m = 0 (random q, V, θ): spread vs the error bar."""
-    import derive
-
-    m = derive.models.get("positional-semantic")
+    m = _model()
     rng = np.random.default_rng(1)
     x0 = m.random_states(starts, rng)
     x0[:, 1] = 0.0
     x0[:, 3] = np.abs(x0[:, 3]) + 0.02
-    from derivations.positional_semantic import solve_pairs
-
-    r = solve_pairs(np.full(starts, al), om, "semantic", init=x0, **opts)
+    r = m.solve_pairs(np.full(starts, al), om, "semantic", sigma=SIGMA, lam=LAM, init=x0, **opts)
     th = np.asarray(r["theta"])[np.asarray(r["converged"])]
     err = float(np.nanmax(r["theta_err"]))
     spread = float(th.max() - th.min()) if th.size else float("nan")
@@ -177,12 +189,10 @@ def determinism(emit, al: float, om: float = 0.3, starts: int = 5, **opts) -> tu
 
 
 def phase_diagram_timing(emit, na: int, nw: int, **opts) -> float:
-    from derivations.positional_semantic import continuation_phase_diagram
-
-    alphas = np.linspace(0.2, 2.5, na)
-    omegas = np.linspace(0.05, 0.6, nw)
+    alphas = np.linspace(0.2, 3.0, na)
+    omegas = np.linspace(0.05, 0.95, nw)
     t, c = time.perf_counter(), time.process_time()
-    pd = continuation_phase_diagram(alphas, omegas, **opts)
+    pd = _model().phase_diagram(alphas, omegas, sigma=SIGMA, lam=LAM, **opts)
     wall, sec = time.perf_counter() - t, time.process_time() - c
     n_on = {b: int(pd[b]["on_branch"].sum()) for b in ("positional", "semantic")}
     emit(f"\nphase diagram by continuation, {na} α × {nw} ω, both branches, {opts}: {wall:.0f} s wall, {sec:.0f} s CPU "
@@ -197,6 +207,7 @@ def main(argv=None) -> None:
     ap.add_argument("--pd-n-quad", type=int, default=1024)
     ap.add_argument("--pd-replicas", type=int, default=2)
     ap.add_argument("--sizes", default="1024,4096,16384")
+    ap.add_argument("--reference", type=int, default=65536, help="points per replica of the reference rule")
     ap.add_argument("--out", default=None, help="also write the report (Markdown) here")
     ap.add_argument("--backend", default="numpy")
     a = ap.parse_args(argv)
@@ -214,8 +225,8 @@ def main(argv=None) -> None:
          f"on {os.cpu_count()} cores (shared)")
     one = one_point(emit)
     sizes = tuple(int(v) for v in a.sizes.split(","))
-    ref = refinement(emit, sizes=sizes)
-    worst = max(float(r[2]["quad_error"][0]) for b in ref for r in ref[b] if r[0] == 4096)
+    ref = refinement(emit, sizes=sizes, reference=a.reference)
+    worst = max(float(r[2]["quad_error"][0]) for b in ref for r in ref[b] if r[0] == "4096 × 4")
     sp1 = determinism(emit, 1.0)
     sp2 = determinism(emit, 0.75)
     na, nw = (int(v) for v in a.pd_grid.split("x"))

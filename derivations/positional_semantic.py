@@ -79,31 +79,19 @@ def print_derivation(echo=print) -> None:
 
 
 def solve_pairs(alpha: Any, omega: Any, branch: str, **opts: Any) -> dict[str, np.ndarray]:
-    """The model pipeline at paired points ``(alpha[i], omega[i])`` (not an outer product)."""
+    """The model pipeline at paired points ``(alpha[i], omega[i])`` (not an outer product):
+    :meth:`derive.models.positional_semantic.PositionalSemantic.solve_pairs` at σ = 0.5, λ = 0.01."""
     import derive
-    from numerics.backend import get_backend
 
-    m = derive.models.get(MODEL)
-    a = np.atleast_1d(np.asarray(alpha, dtype=float))
-    w = np.broadcast_to(np.asarray(omega, dtype=float), a.shape).copy()
-    params = m.validate(dict(alpha=a, omega=w, sigma=np.full(a.shape, SIGMA), lam=np.full(a.shape, LAM)))
-    return m.evaluate(params, get_backend("numpy"), **{"branch": branch, **opts})
+    return derive.models.get(MODEL).solve_pairs(alpha, omega, branch, sigma=SIGMA, lam=LAM, **opts)
 
 
 def critical_alpha(omegas: Sequence[float], lo: float, hi: float, *, tol: float = 2e-3,
                    **opts: Any) -> Any:
-    """α_c(ω): where Φ_semantic − Φ_positional changes sign (batched bisection over ω)."""
-    from numerics.phases import bisect_sign_change
+    """α_c(ω): where Φ_semantic − Φ_positional changes sign (the model's ``critical_alpha``)."""
+    import derive
 
-    om = np.asarray(omegas, dtype=float)
-
-    def f(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        pos = solve_pairs(a, om[idx], "positional", **opts)
-        sem = solve_pairs(a, om[idx], "semantic", **opts)
-        diff = sem["phi"] - pos["phi"]
-        return np.where(pos["converged"] & sem["converged"], diff, np.nan)
-
-    return bisect_sign_change(f, np.full(om.size, lo), np.full(om.size, hi), tol=tol)
+    return derive.models.get(MODEL).critical_alpha(omegas, lo, hi, tol=tol, sigma=SIGMA, lam=LAM, **opts)
 
 
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -379,96 +367,170 @@ def _cli(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("results") / MODEL)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--phase-diagram", default=None, metavar="NAxNW",
+                    help="only the continuation phase diagram on NA alpha x NW omega points")
+    ap.add_argument("--alpha-range", default="0.2,3.0")
+    ap.add_argument("--omega-range", default="0.05,0.95")
+    ap.add_argument("--n-quad", type=int, default=1024)
+    ap.add_argument("--replicas", type=int, default=2)
+    ap.add_argument("--alpha-c-from", default=None, metavar="NPZ",
+                    help="only the alpha_c(omega) table by bisection, brackets from this phase-diagram .npz "
+                         "(the grid interval of the Phi crossing)")
+    ap.add_argument("--csv", type=Path, default=None, help="output CSV of --alpha-c-from")
     a = ap.parse_args(argv)
+    if a.alpha_c_from:
+        z = np.load(a.alpha_c_from)
+        al, om, ac, end = z["alphas"], z["omegas"], z["alpha_c"], z["alpha_c_at_branch_end"]
+        sel = np.isfinite(ac) & ~end.astype(bool)
+        i = np.searchsorted(al, ac[sel])  # the grid interval [al[i-1], al[i]] of the Φ crossing
+        alpha_c_table(om[sel], al[i - 1], al[i], a.csv or (a.out / "alpha_c_bisection.csv"),
+                      n_quad=a.n_quad, replicas=a.replicas)
+        return
+    if a.phase_diagram:
+        na, nw = (int(v) for v in a.phase_diagram.split("x"))
+        a0, a1 = (float(v) for v in a.alpha_range.split(","))
+        w0, w1 = (float(v) for v in a.omega_range.split(","))
+        phase_diagram_run(np.round(np.linspace(a0, a1, na), 6), np.round(np.linspace(w0, w1, nw), 6), a.out,
+                          n_quad=a.n_quad, replicas=a.replicas)
+        return
     for f in main(a.out, quick=a.quick, seed=a.seed):
         print(f"wrote {f}")
 
 
-if __name__ == "__main__":
-    _cli()
 
 
 def continuation_phase_diagram(alphas: Sequence[float], omegas: Sequence[float], *, echo=print,
                                **opts: Any) -> dict[str, Any]:
-    """Both branches on the α × ω grid by continuation (:func:`numerics.saddle.continuation`):
-    the positional branch followed upward in α from its start, the semantic branch downward,
-    each α step batched over every ω and started at the previous step's fixed point. A branch
-    ends (spinodal, or the pitchfork where θ → 0) at the last α where it converged with its order
-    parameter (m, resp. θ) above 1e-3. α_c(ω): the Φ crossing, linear interpolation between grid
-    points, with the error bar from the two branches' Φ errors and the local slope."""
+    """Both branches on the α × ω grid by continuation, the branch ends and the Φ crossing
+    α_c(ω) with its error: the model's ``phase_diagram`` at σ = 0.5, λ = 0.01."""
     import derive
-    from numerics.backend import get_backend
-    from numerics.saddle import continuation
 
-    m = derive.models.get(MODEL)
-    al = np.asarray(alphas, dtype=float)
-    om = np.asarray(omegas, dtype=float)
-    be = get_backend("numpy")
-    keys = ("q", "m", "v", "theta", "phi", "phi_err", "mse", "quad_error", "converged", "stability")
-    out: dict[str, Any] = {}
-    for branch, order, key in (("positional", np.arange(al.size), "m"),
-                               ("semantic", np.arange(al.size)[::-1], "theta")):
-        grid = {k: np.full((al.size, om.size), np.nan) for k in keys}
-
-        def solve(a: float, x0: np.ndarray):
-            params = m.validate(dict(alpha=np.full(om.size, a), omega=om, sigma=np.full(om.size, SIGMA),
-                                     lam=np.full(om.size, LAM)))
-            init = np.where(np.isfinite(x0), x0, np.nan) if np.isfinite(x0).any() else None
-            r = m.evaluate(params, be, branch=branch, init=init, **opts)
-            x = np.stack([r[k] for k in m.state], axis=1)
-            return type("Step", (), {"x": x, "converged": np.asarray(r["converged"], bool), "out": r})()
-
-        steps = continuation(solve, [float(al[i]) for i in order], np.full((om.size, 4), np.nan))
-        for i, st in zip(order, steps):
-            for k in keys:
-                grid[k][i] = np.asarray(st.out[k], dtype=float)
-        on = (grid["converged"] > 0) & (np.abs(grid[key]) > 1e-3)
-        grid["on_branch"] = on
-        out[branch] = grid
-    out.update(alphas=al, omegas=om)
-    pos_end, sem_end = branch_ends(out)
-    ac, ac_err, at_end = phi_crossing(out)
-    out.update(alpha_c=ac, alpha_c_err=ac_err, alpha_c_at_branch_end=at_end, positional_end=pos_end,
-               semantic_end=sem_end)
-    return out
+    return derive.models.get(MODEL).phase_diagram(alphas, omegas, sigma=SIGMA, lam=LAM, **opts)
 
 
 def branch_ends(pd: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Last α of the positional branch and first α of the semantic branch, per ω (grid values)."""
-    al = pd["alphas"]
-    pos, sem = pd["positional"]["on_branch"], pd["semantic"]["on_branch"]
-    pos_end = np.array([al[np.nonzero(pos[:, j])[0].max()] if pos[:, j].any() else np.nan
-                        for j in range(pos.shape[1])])
-    sem_end = np.array([al[np.nonzero(sem[:, j])[0].min()] if sem[:, j].any() else np.nan
-                        for j in range(sem.shape[1])])
-    return pos_end, sem_end
+    from numerics.saddle import branch_ends as ends
+
+    return ends(pd["alphas"], pd["positional"]["on_branch"], pd["semantic"]["on_branch"])
 
 
 def phi_crossing(pd: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """α_c(ω) where Φ_sem − Φ_pos changes sign (linear interpolation between neighbouring α where
-    both branches exist; error: the two Φ errors over the slope). Where the semantic branch already
-    has the larger Φ at the first α it exists, the transition is at the branch's end: α_c is then
-    the middle of that grid interval, its error half the interval, and ``at_end`` is True."""
-    al = pd["alphas"]
-    d = pd["semantic"]["phi"] - pd["positional"]["phi"]
-    both = pd["semantic"]["on_branch"] & pd["positional"]["on_branch"]
-    sem = pd["semantic"]["on_branch"]
-    de = np.hypot(pd["semantic"]["phi_err"], pd["positional"]["phi_err"])
-    nw = d.shape[1]
-    ac, ac_err, at_end = np.full(nw, np.nan), np.full(nw, np.nan), np.zeros(nw, dtype=bool)
-    for j in range(nw):
-        for i in range(al.size - 1):
-            if both[i, j] and both[i + 1, j] and d[i, j] < 0 <= d[i + 1, j]:
-                slope = (d[i + 1, j] - d[i, j]) / (al[i + 1] - al[i])
-                ac[j] = al[i] - d[i, j] / slope
-                ac_err[j] = max(de[i, j], de[i + 1, j]) / slope
-                break
-        else:
-            first = np.nonzero(sem[:, j])[0]
-            if first.size and first[0] > 0 and both[first[0], j] and d[first[0], j] >= 0:
-                i = first[0]
-                ac[j], ac_err[j], at_end[j] = 0.5 * (al[i - 1] + al[i]), 0.5 * (al[i] - al[i - 1]), True
-    return ac, ac_err, at_end
+    """α_c(ω) where Φ_sem − Φ_pos changes sign (:func:`numerics.saddle.sign_crossing`)."""
+    from numerics.saddle import sign_crossing
+
+    sem, pos = pd["semantic"], pd["positional"]
+    return sign_crossing(pd["alphas"], sem["phi"] - pos["phi"], np.hypot(sem["phi_err"], pos["phi_err"]),
+                         sem["on_branch"] & pos["on_branch"], sem["on_branch"])
+
+
+def plot_phase_diagram(pd: Mapping[str, Any], path: Path, title: str = "") -> Path:
+    """The α–ω plane from :func:`continuation_phase_diagram`: which branch is the global minimum
+    (blue positional, red semantic), α_c(ω) with its error bar, the branch ends (grid spinodal of
+    the positional branch, end of the semantic branch); right: Φ_sem − Φ_pos."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    A, W = np.meshgrid(pd["alphas"], pd["omegas"], indexing="ij")
+    pos, sem = pd["positional"], pd["semantic"]
+    d = sem["phi"] - pos["phi"]
+    glob = np.where(sem["on_branch"] & (~pos["on_branch"] | (d > 0)), 1.0,
+                    np.where(pos["on_branch"], 0.0, np.nan))
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax[0].pcolormesh(A, W, glob, cmap="coolwarm", shading="nearest", vmin=0, vmax=1)
+    ax[0].errorbar(pd["alpha_c"], pd["omegas"], xerr=pd["alpha_c_err"], fmt="k.-", ms=3,
+                   label=r"$\alpha_c(\omega)$ (Φ crossing)")
+    ax[0].plot(pd["semantic_end"], pd["omegas"], "w^--", ms=3, label="semantic branch ends")
+    ax[0].plot(pd["positional_end"], pd["omegas"], "wv--", ms=3, label="positional branch ends")
+    ax[0].set_xlabel(r"$\alpha$")
+    ax[0].set_ylabel(r"$\omega$")
+    ax[0].set_title(title or "global minimum: blue positional, red semantic", fontsize=9)
+    ax[0].legend(fontsize=7, loc="lower right")
+    lim = np.nanmax(np.abs(d)) if np.isfinite(d).any() else 1.0
+    im = ax[1].pcolormesh(A, W, d, cmap="PiYG", shading="nearest", vmin=-lim, vmax=lim)
+    fig.colorbar(im, ax=ax[1], label=r"$\Phi_{\rm sem}-\Phi_{\rm pos}$")
+    ax[1].set_xlabel(r"$\alpha$")
+    ax[1].set_title("free-energy difference (where both branches exist)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
+def phase_diagram_run(alphas: Sequence[float], omegas: Sequence[float], out: Path, *, echo=print,
+                      **opts: Any) -> dict[str, Any]:
+    """:func:`continuation_phase_diagram` on the grid, timed (wall and CPU), written to ``out``:
+    ``phase_diagram.npz`` (every grid), ``alpha_c.csv`` (with a provenance line) and
+    ``phase_diagram.png``."""
+    import datetime
+    import sys
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t, c = time.perf_counter(), time.process_time()
+    pd = continuation_phase_diagram(alphas, omegas, callback=lambda b, i, n: echo(
+        f"[{b}] {i}/{n} α steps, {time.process_time() - c:.0f} s CPU"), **opts)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    pd["wall_s"], pd["cpu_s"] = wall, cpu
+    flat = {f"{b}_{k}": v for b in ("positional", "semantic") for k, v in pd[b].items()}
+    np.savez(out / "phase_diagram.npz", **flat, **{k: pd[k] for k in (
+        "alphas", "omegas", "alpha_c", "alpha_c_err", "alpha_c_at_branch_end", "positional_end", "semantic_end")})
+    prov = (f"# command: python {' '.join(sys.argv)}; settings {opts}, sigma={SIGMA}, lam={LAM}, grid "
+            f"{len(alphas)} alpha in [{min(alphas)}, {max(alphas)}] x {len(omegas)} omega; "
+            f"{wall:.0f} s wall, {cpu:.0f} s CPU; date {datetime.date.today().isoformat()}")
+    with (out / "alpha_c.csv").open("w") as fh:
+        fh.write(prov + "\n")
+        fh.write("omega,alpha_c,alpha_c_err,at_branch_end,positional_end,semantic_end\n")
+        for j, w in enumerate(pd["omegas"]):
+            fh.write(f"{w:.6g},{pd['alpha_c'][j]:.8g},{pd['alpha_c_err'][j]:.3g},{int(pd['alpha_c_at_branch_end'][j])},"
+                     f"{pd['positional_end'][j]:.6g},{pd['semantic_end'][j]:.6g}\n")
+    plot_phase_diagram(pd, out / "phase_diagram.png",
+                       f"{len(alphas)} α × {len(omegas)} ω, both branches by continuation; {opts}")
+    echo(f"phase diagram {len(alphas)} x {len(omegas)}: {wall:.0f} s wall, {cpu:.0f} s CPU")
+    return pd
+
+
+def alpha_c_table(omegas: Sequence[float], lo: Any, hi: Any, path: Path, *, tol: float = 2e-3, h: float = 0.02,
+                  echo=print, **opts: Any) -> dict[str, np.ndarray]:
+    """α_c(ω) by batched bisection of Φ_sem − Φ_pos in the brackets ``[lo, hi]`` (per ω), its
+    quadrature error (:meth:`critical_alpha_error`: replica error of the Φ difference over its
+    slope, plus half the final bracket), written to ``path`` as CSV with a provenance line."""
+    import datetime
+    import sys
+
+    import derive
+
+    m = derive.models.get(MODEL)
+    om = np.asarray(omegas, dtype=float)
+    t, c = time.perf_counter(), time.process_time()
+    bis = m.critical_alpha(om, lo, hi, tol=tol, sigma=SIGMA, lam=LAM, **opts)
+    ac = np.where(bis.converged, bis.root, np.nan)
+    er = m.critical_alpha_error(om, ac, h=h, sigma=SIGMA, lam=LAM, **opts)
+    err = er["error"] + 0.5 * np.where(bis.converged, bis.hi - bis.lo, np.nan)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    prov = (f"# command: python {' '.join(sys.argv)}; critical_alpha (bisection of Phi_sem - Phi_pos, tol {tol}) "
+            f"with settings {opts}, sigma={SIGMA}, lam={LAM}; error = replica error of the Phi difference at "
+            f"alpha_c +- {h} over its slope + half the final bracket; {wall:.0f} s wall, {cpu:.0f} s CPU; "
+            f"date {datetime.date.today().isoformat()}")
+    path = Path(path)
+    with path.open("w") as fh:
+        fh.write(prov + "\n")
+        fh.write("omega,alpha_c,alpha_c_err,slope,bracket_lo,bracket_hi\n")
+        for j, w in enumerate(om):
+            fh.write(f"{w:.6g},{ac[j]:.8g},{err[j]:.3g},{er['slope'][j]:.6g},{np.atleast_1d(lo)[j % np.size(lo)]:.6g},"
+                     f"{np.atleast_1d(hi)[j % np.size(hi)]:.6g}\n")
+    echo(f"alpha_c table ({om.size} omegas): {wall:.0f} s wall, {cpu:.0f} s CPU -> {path}")
+    return {"omega": om, "alpha_c": ac, "alpha_c_err": err, "slope": er["slope"]}
+
+
+def read_alpha_c_table(path: Path) -> dict[str, np.ndarray]:
+    """The CSV of :func:`alpha_c_table` (the provenance line skipped)."""
+    rows = [ln for ln in Path(path).read_text().splitlines() if ln and not ln.startswith("#")]
+    head = rows[0].split(",")
+    data = np.array([[float(v) for v in r.split(",")] for r in rows[1:]])
+    return {k: data[:, i] for i, k in enumerate(head)}
 
 
 def theta_eigenvalue(alphas: Sequence[float], omegas: Sequence[float], *, h: float = 1e-3,
@@ -575,3 +637,7 @@ def pitchfork_fit(pf: Mapping[str, Any], n_fit: int = 4) -> dict[str, np.ndarray
         g = np.array([-1 / b1, b0 / b1**2])
         a_s_err[j] = float(np.sqrt(g @ cov @ g))
     return {"alpha_s": a_s, "alpha_s_err": a_s_err, "slope": slope}
+
+
+if __name__ == "__main__":
+    _cli()

@@ -48,7 +48,7 @@ from .quadrature import Rule, sobol_normal
 from .results import Status
 
 __all__ = ["ReplicaRule", "replica_rule", "SaddleProblem", "SaddleResult", "SaddleDriver",
-           "continuation"]
+           "continuation", "branch_ends", "sign_crossing"]
 
 
 # --------------------------------------------------------------------------- quadrature
@@ -374,3 +374,42 @@ def continuation(solve: Callable[[Any, Any], SaddleResult], values: Sequence[Any
         conv = np.asarray(res.converged)
         start = np.where(conv[:, None], np.asarray(res.x), start)
     return out
+
+
+def branch_ends(values: Sequence[float], on_first: Any, on_second: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of the ``(len(values), n)`` masks: the last value where the first branch is on
+    its branch, and the first value where the second one is (NaN where never) — the grid ends
+    of two branches followed in opposite directions along ``values`` (ascending)."""
+    v = np.asarray(values, dtype=float)
+    a, b = np.asarray(on_first, bool), np.asarray(on_second, bool)
+    last = np.array([v[np.nonzero(a[:, j])[0].max()] if a[:, j].any() else np.nan for j in range(a.shape[1])])
+    first = np.array([v[np.nonzero(b[:, j])[0].min()] if b[:, j].any() else np.nan for j in range(b.shape[1])])
+    return last, first
+
+
+def sign_crossing(values: Sequence[float], d: Any, d_err: Any, both: Any, second: Any
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of ``d`` ``(len(values), n)`` (e.g. Φ₂ − Φ₁ of two branches): the first value
+    where ``d`` turns from negative to non-negative between neighbouring rows where ``both``
+    branches exist, by linear interpolation, with the error ``max(d_err)/slope`` of the two rows.
+    Where no such pair exists but the second branch, at the first row it exists (``second``),
+    already has ``d >= 0`` and the row before exists too, the crossing is the end of that branch:
+    the middle of the grid interval, error half its width, ``at_end`` True."""
+    v = np.asarray(values, dtype=float)
+    d, de = np.asarray(d, float), np.asarray(d_err, float)
+    both, sec = np.asarray(both, bool), np.asarray(second, bool)
+    nw = d.shape[1]
+    root, err, at_end = np.full(nw, np.nan), np.full(nw, np.nan), np.zeros(nw, dtype=bool)
+    for j in range(nw):
+        for i in range(v.size - 1):
+            if both[i, j] and both[i + 1, j] and d[i, j] < 0 <= d[i + 1, j]:
+                slope = (d[i + 1, j] - d[i, j]) / (v[i + 1] - v[i])
+                root[j] = v[i] - d[i, j] / slope
+                err[j] = max(de[i, j], de[i + 1, j]) / slope
+                break
+        else:
+            first = np.nonzero(sec[:, j])[0]
+            if first.size and first[0] > 0 and both[first[0], j] and d[first[0], j] >= 0:
+                i = first[0]
+                root[j], err[j], at_end[j] = 0.5 * (v[i - 1] + v[i]), 0.5 * (v[i] - v[i - 1]), True
+    return root, err, at_end

@@ -302,3 +302,87 @@ def test_cli_solve_with_branch_option(tmp_path):
     bad = CliRunner().invoke(app, ["solve", "positional-semantic", "--alpha", "2", "--omega", "1.5", "--sigma",
                                    "0.5", "--lam", "0.01"])
     assert bad.exit_code != 0 and "omega" in bad.output
+
+
+# -- public science API, error estimates, phase diagram (issue 12) ---------------------------------
+def test_envelope_conjugates_equal_stein_on_positional_branch():
+    """On the positional branch (θ = 0) the envelope integrands of q̂, m̂, V̂ equal the stated ones
+    node by node (∂_V M = −|r|²/V², ∂_m M = −2(r₁−r₂)/V, ∂_q M = ∂_h M·ξ/(2√q) there) and θ̂ vanishes
+    by the w-flip in both forms: the two ``hats`` options give the same fixed point to round-off."""
+    a = MODEL.solve_pairs([1.0], 0.3, "positional", n_quad=128, replicas=2)
+    b = MODEL.solve_pairs([1.0], 0.3, "positional", n_quad=128, replicas=2, hats="envelope")
+    assert bool(a["converged"][0]) and bool(b["converged"][0])
+    for k in ("q", "m", "v", "mse", "phi"):
+        assert abs(float(a[k][0]) - float(b[k][0])) <= 1e-8 * abs(float(a[k][0])), k
+    assert abs(float(b["theta"][0])) <= 1e-12  # zero up to the summation order of the closed rule
+
+
+def test_quadrature_error_bar_shrinks_and_covers_refinement():
+    """The replica error bar of the fixed point shrinks under refinement (128 → 1024 points per
+    scramble) and covers the change of the value (the coarse error bar is not optimistic)."""
+    lo = MODEL.solve_pairs([1.0], 0.3, "positional", n_quad=128, replicas=4)
+    hi = MODEL.solve_pairs([1.0], 0.3, "positional", n_quad=1024, replicas=4, seed=50)
+    assert bool(lo["converged"][0]) and bool(hi["converged"][0])
+    assert float(hi["quad_error"][0]) < 0.5 * float(lo["quad_error"][0])
+    for k in ("q", "m", "v", "mse", "phi"):
+        d = abs(float(lo[k][0]) - float(hi[k][0]))
+        assert d <= 4 * np.hypot(float(lo[f"{k}_err"][0]), float(hi[f"{k}_err"][0])), k
+
+
+def test_sign_crossing_and_branch_ends_known_answers():
+    """numerics.saddle.sign_crossing / branch_ends on a synthetic grid with known crossings."""
+    from numerics.saddle import branch_ends, sign_crossing
+
+    al = np.linspace(0.0, 1.0, 11)
+    d = np.stack([al - 0.33, 0.5 * (al - 0.71), al + 1.0], axis=1)  # roots 0.33, 0.71, none
+    on = np.ones_like(d, dtype=bool)
+    root, err, at_end = sign_crossing(al, d, np.full_like(d, 1e-3), on, on)
+    assert np.allclose(root[:2], [0.33, 0.71]) and np.isnan(root[2])
+    assert np.allclose(err[:2], [1e-3, 2e-3]) and not at_end.any()
+    # the second branch starts at 0.5 with d > 0: the crossing is the branch end
+    sec = al[:, None] >= 0.5 + np.zeros((1, 3))
+    root, err, at_end = sign_crossing(al, np.ones_like(d), np.zeros_like(d), sec & on, sec)
+    assert np.allclose(root, 0.45) and np.allclose(err, 0.05) and at_end.all()
+    last, first = branch_ends(al, al[:, None] <= 0.62 + np.zeros((1, 2)), sec[:, :2])
+    assert np.allclose(last, 0.6) and np.allclose(first, 0.5)
+
+
+def test_phase_diagram_small_grid_public_api():
+    """The model's phase_diagram on a 3 × 2 grid: both branches by continuation, α_c where the
+    Φ difference changes sign between grid points where both exist."""
+    pd = MODEL.phase_diagram([0.9, 1.2, 1.5], [0.25, 0.3], n_quad=128, replicas=2)
+    pos, sem = pd["positional"], pd["semantic"]
+    assert pos["phi"].shape == (3, 2) and sem["on_branch"].shape == (3, 2)
+    assert pos["on_branch"][0].all() and sem["on_branch"][-1].all()
+    d = sem["phi"] - pos["phi"]
+    for j in range(2):
+        if np.isfinite(pd["alpha_c"][j]) and not pd["alpha_c_at_branch_end"][j]:
+            i = np.searchsorted(pd["alphas"], pd["alpha_c"][j])
+            assert d[i - 1, j] < 0 <= d[i, j]
+    assert np.all(np.isfinite(pd["alpha_c"]))
+
+
+ALPHA_C_CSV = "tests/data/positional_semantic_alpha_c.csv"
+
+
+@pytest.mark.slow
+def test_alpha_c_reproduces_recorded_table_within_error_bars():
+    """α_c(ω) recomputed at three ω (bisection, the recorded settings) stays within the recorded
+    quadrature error bar (tests/data/positional_semantic_alpha_c.csv, written by
+    ``python derivations/positional_semantic.py --alpha-c-from ...``)."""
+    from pathlib import Path
+
+    from derivations.positional_semantic import read_alpha_c_table
+
+    path = Path(__file__).resolve().parent.parent / ALPHA_C_CSV
+    tab = read_alpha_c_table(path)
+    prov = path.read_text().splitlines()[0]
+    n_quad = int(prov.split("'n_quad': ")[1].split(",")[0])
+    replicas = int(prov.split("'replicas': ")[1].split("}")[0])
+    ok = np.isfinite(tab["alpha_c"])
+    pick = np.nonzero(ok)[0][[0, ok.sum() // 2, -1]]
+    om, ac, err = tab["omega"][pick], tab["alpha_c"][pick], tab["alpha_c_err"][pick]
+    res = MODEL.critical_alpha(om, tab["bracket_lo"][pick], tab["bracket_hi"][pick], tol=2e-3,
+                               n_quad=n_quad, replicas=replicas)
+    assert bool(np.all(res.converged))
+    assert np.all(np.abs(res.root - ac) <= err + 2e-3), (res.root, ac, err)

@@ -127,6 +127,7 @@ class PositionalSemantic(Model):
         "L": 2,  # tokens (L = 2: the paper's toy model; L > 2: general construction)
         "r": 1,  # rank of the tied query/key (r = 2: general construction, matrix order parameters)
         "quadrature": "qmc",  # "qmc" (scrambled Sobol') or "gauss-hermite"
+        "hats": "stein",  # conjugate integrands: "stein" (§4 stated) or "envelope" (E ∂_p M, derived from Φ)
         "n_quad": 4096,  # QMC points (rounded up to a power of 2), or GH nodes per variable
         "seed": 0,  # scrambling seed of the first QMC replica (replica j: seed + j)
         "replicas": 4,  # independent scrambled replicas pooled; their spread gives the quadrature error
@@ -147,6 +148,11 @@ class PositionalSemantic(Model):
         Option("r", 1, "rank of the tied query/key", kind="int", domain=Domain(1, 2, True, True, integer=True)),
         Option("quadrature", "qmc", "Gaussian expectations: scrambled Sobol' or Gauss–Hermite",
                kind="choice", choices=("qmc", "gauss-hermite")),
+        Option("hats", "stein", "integrands of the conjugates: 'stein' (§4 as stated) or 'envelope' "
+               "(E[∂_p M] at the prox: the stationarity of Φ in (q, m, V, θ), no Gaussian-integration-by-"
+               "parts weight); equal up to quadrature error (per node for q̂, m̂ and, given θ̂, V̂: only "
+               "θ̂ differs), an independent check of the conjugates",
+               kind="choice", choices=("stein", "envelope")),
         Option("n_quad", 4096, "QMC points per replica (>= 64, rounded up to a power of 2) or "
                "Gauss–Hermite nodes per variable (>= 2: 4 is the authors' degree-7 cubature; at most "
                "2^22 nodes in all)",
@@ -406,6 +412,13 @@ class PositionalSemantic(Model):
                 "baseline", (ET11, ET12, ET21, ET22, ETT, sigma),
                 ((mse_lin, sigma**2 * (ETT - (ET11**2 + ET12**2 + ET21**2 + ET22**2))),), (mse_lin,),
                 "§5: MSE of the best dense linear positional map Ŵ = E T"),
+            "update_envelope": Program(
+                "update_envelope", (alpha, d_q, d_m, d_V, d_th, q, theta, sigma, rho, lam),
+                tuple(self.derived_hats_from_envelope().items()) + (
+                    (q_new, ov[q]), (m_new, ov[m]), (V_new, ov[V]), (th_new, ov[theta])),
+                (qh, mh, Vh, thh, q_new, m_new, V_new, th_new),
+                "conjugates from ∂Φ/∂(q, m, V, θ) = 0 with E[∂_p M] at the prox (envelope theorem), "
+                "then overlaps"),
             "envelope_integrands": Program(
                 "envelope_integrands", (x1, x2, xi1, xi2, w1, w2, q, m, V, theta, rho, sigma, omega,
                                         a11, a12, a21, a22),
@@ -615,6 +628,113 @@ class PositionalSemantic(Model):
         out.update(converged=conv, residual=res.residual, iterations=res.iterations, status=res.status)
         return out
 
+    # ---- science on top of the pipeline (public API; scripts and benchmarks call these) ----------
+    #: the paper's σ and λ (spec §6): the defaults of the methods below
+    SIGMA, LAM = 0.5, 0.01
+
+    def solve_pairs(self, alpha: Any, omega: Any, branch: str, *, sigma: float = SIGMA, lam: float = LAM,
+                    backend: Backend | None = None, **options: Any) -> dict[str, Any]:
+        """One branch (``positional``, ``semantic``, ``agnostic``, ``global``) at the paired
+        points ``(alpha[i], omega[i])`` (``omega`` broadcast; not an outer product): the model's
+        :meth:`evaluate` on a flat batch; every observable with its quadrature error."""
+        from numerics.backend import get_backend
+
+        a = np.atleast_1d(np.asarray(alpha, dtype=float))
+        w = np.broadcast_to(np.asarray(omega, dtype=float), a.shape).copy()
+        params = self.validate(dict(alpha=a, omega=w, sigma=np.full(a.shape, float(sigma)),
+                                    lam=np.full(a.shape, float(lam))))
+        return self.evaluate(params, backend or get_backend("numpy"), **{**options, "branch": branch})
+
+    def critical_alpha(self, omegas: Any, lo: float, hi: float, *, tol: float = 2e-3, sigma: float = SIGMA,
+                       lam: float = LAM, **options: Any) -> Any:
+        """α_c(ω): where Φ_semantic − Φ_positional changes sign (the first-order transition of the
+        global minimum), by batched bisection in α over all ω at once
+        (:func:`numerics.phases.bisect_sign_change`); each evaluation solves both branches."""
+        from numerics.phases import bisect_sign_change
+
+        om = np.asarray(omegas, dtype=float)
+
+        def f(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            pos = self.solve_pairs(a, om[idx], "positional", sigma=sigma, lam=lam, **options)
+            sem = self.solve_pairs(a, om[idx], "semantic", sigma=sigma, lam=lam, **options)
+            return np.where(pos["converged"] & sem["converged"], sem["phi"] - pos["phi"], np.nan)
+
+        lo_ = np.broadcast_to(np.asarray(lo, dtype=float), om.shape).copy()
+        hi_ = np.broadcast_to(np.asarray(hi, dtype=float), om.shape).copy()
+        return bisect_sign_change(f, lo_, hi_, tol=tol)
+
+    def critical_alpha_error(self, omegas: Any, alpha_c: Any, *, h: float = 0.02, sigma: float = SIGMA,
+                             lam: float = LAM, **options: Any) -> dict[str, np.ndarray]:
+        """The quadrature error of α_c(ω): both branches at α_c ± h (replica rules as in
+        ``options``); ``slope`` = d(Φ_sem − Φ_pos)/dα by the central difference, ``error`` =
+        the replica error of Φ_sem − Φ_pos (the larger of the two sides) over the slope."""
+        om = np.asarray(omegas, dtype=float)
+        ac = np.asarray(alpha_c, dtype=float)
+        d, de = [], []
+        for sgn in (-1.0, 1.0):
+            pos = self.solve_pairs(ac + sgn * h, om, "positional", sigma=sigma, lam=lam, **options)
+            sem = self.solve_pairs(ac + sgn * h, om, "semantic", sigma=sigma, lam=lam, **options)
+            ok = pos["converged"] & sem["converged"]
+            d.append(np.where(ok, sem["phi"] - pos["phi"], np.nan))
+            de.append(np.where(ok, np.hypot(sem["phi_err"], pos["phi_err"]), np.nan))
+        slope = (d[1] - d[0]) / (2 * h)
+        return {"slope": slope, "error": np.maximum(de[0], de[1]) / np.abs(slope)}
+
+    #: observables kept on the grid by :meth:`phase_diagram`
+    PD_KEYS = ("q", "m", "v", "theta", "phi", "phi_err", "mse", "mse_linear", "quad_error", "converged",
+               "stability", "iterations")
+
+    def phase_diagram(self, alphas: Any, omegas: Any, *, sigma: float = SIGMA, lam: float = LAM,
+                      on_branch_tol: float = 1e-3, callback: Any = None, **options: Any) -> dict[str, Any]:
+        """Both branches on the ``alphas × omegas`` grid by continuation
+        (:func:`numerics.saddle.continuation`): the positional branch followed upward in α from its
+        start, the semantic branch downward, each α step batched over every ω and started at the
+        previous step's fixed point (few map evaluations per point). A grid point is on a branch
+        where it converged with its order parameter (m, resp. θ) above ``on_branch_tol``.
+
+        Returns per branch the grid ``(len(alphas), len(omegas))`` of :attr:`PD_KEYS` and
+        ``on_branch``; ``positional_end`` / ``semantic_end`` (the last α of the positional branch,
+        the first of the semantic one: grid estimates of the spinodal and of the semantic
+        branch's end, :func:`numerics.saddle.branch_ends`); ``alpha_c``, ``alpha_c_err``,
+        ``alpha_c_at_branch_end`` (the Φ crossing, :func:`numerics.saddle.sign_crossing`).
+        ``callback(branch, i, n)`` after each α step (progress)."""
+        from numerics.saddle import branch_ends, continuation, sign_crossing
+
+        al = np.asarray(alphas, dtype=float)
+        om = np.asarray(omegas, dtype=float)
+        out: dict[str, Any] = {}
+        for branch, order, key in (("positional", np.arange(al.size), "m"),
+                                   ("semantic", np.arange(al.size)[::-1], "theta")):
+            grid = {k: np.full((al.size, om.size), np.nan) for k in self.PD_KEYS}
+            count = [0]
+
+            def solve(a: float, x0: np.ndarray, branch: str = branch, count: list = count) -> Any:
+                init = x0 if np.isfinite(x0).any() else None
+                r = self.solve_pairs(np.full(om.size, a), om, branch, sigma=sigma, lam=lam,
+                                     **{**options, "init": init})
+                x = np.stack([np.asarray(r[k], dtype=float) for k in self.state], axis=1)
+                count[0] += 1
+                if callback is not None:
+                    callback(branch, count[0], al.size)
+                return SaddleResult(x=x, converged=np.asarray(r["converged"], bool), residual=None,
+                                    iterations=None, status=None, x_error=None, obs=r, obs_error={},
+                                    lead=None, radius=None)
+
+            steps = continuation(solve, [float(al[i]) for i in order], np.full((om.size, len(self.state)), np.nan))
+            for i, st in zip(order, steps):
+                for k in self.PD_KEYS:
+                    grid[k][i] = np.asarray(st.obs[k], dtype=float)
+            grid["on_branch"] = (grid["converged"] > 0) & (np.abs(grid[key]) > on_branch_tol)
+            out[branch] = grid
+        out.update(alphas=al, omegas=om)
+        pos, sem = out["positional"], out["semantic"]
+        out["positional_end"], out["semantic_end"] = branch_ends(al, pos["on_branch"], sem["on_branch"])
+        d = sem["phi"] - pos["phi"]
+        ac, ac_err, at_end = sign_crossing(al, d, np.hypot(sem["phi_err"], pos["phi_err"]),
+                                           sem["on_branch"] & pos["on_branch"], sem["on_branch"])
+        out.update(alpha_c=ac, alpha_c_err=ac_err, alpha_c_at_branch_end=at_end)
+        return out
+
     # ---- fixed-point protocol -------------------------------------------------------------------
     #: the state of the (L, r) = (2, 1) map, in order (general (L, r): :meth:`state_names`)
     state = ("q", "m", "v", "theta")
@@ -692,8 +812,10 @@ def token_swap_closed(rule: Rule) -> Rule:
 def _problem_r1(model: PositionalSemantic, p: Mapping[str, Any], o: Mapping[str, Any], xp: Any,
                 sp_: Any) -> SaddleProblem:
     """The (L, r) = (2, 1) kernels wrapped as the driver's callables (argument order only)."""
+    envelope = o.get("hats", "stein") == "envelope"
     k = {name: model.kernel(name) for name in
-         ("channel", "prox_fgh", "hat_integrands", "update", "free_energy", "mse_integrand")}
+         ("channel", "prox_fgh", "hat_integrands", "update", "free_energy", "mse_integrand")
+         + (("envelope_integrands", "update_envelope") if envelope else ())}
     A = [a for row in o["A"] for a in row]
     Tk = ("T11", "T12", "T21", "T22")
 
@@ -717,12 +839,21 @@ def _problem_r1(model: PositionalSemantic, p: Mapping[str, Any], o: Mapping[str,
         I = dict(k["hat_integrands"](xp, sp_, y[:, 0], y[:, 1], c["h1"], c["h2"], z[:, 0], z[:, 1], z[:, 2],
                                      z[:, 3], c["q"], c["V"], c["Vstar"], c["sigma"], *T))
         I["i_mse"] = k["mse_integrand"](xp, sp_, c["h1"], c["h2"], c["sigma"], *T)["i_mse"]
+        if envelope:
+            D = k["envelope_integrands"](xp, sp_, y[:, 0], y[:, 1], z[:, 0], z[:, 1], z[:, 2], z[:, 3], xr[:, 0],
+                                         xr[:, 1], xr[:, 2], xr[:, 3], c["sigma"] ** 2, c["sigma"],
+                                         p["omega"][pt], *A)
+            I.update({nm: D[nm] for nm in ("dM_dq", "dM_dm", "dM_dV", "dM_dtheta")})
         return I
 
     def update(E: Mapping[str, Any], x: Any, idx: Any) -> dict:
         sig = p["sigma"][idx]
-        u = k["update"](xp, sp_, p["alpha"][idx], E["i_mhat"], E["i_qhat"], E["i_thetahat"], E["i_Vhat"],
-                        x[:, 0], x[:, 3], sig, sig**2, p["lam"][idx])
+        if envelope:
+            u = k["update_envelope"](xp, sp_, p["alpha"][idx], E["dM_dq"], E["dM_dm"], E["dM_dV"], E["dM_dtheta"],
+                                     x[:, 0], x[:, 3], sig, sig**2, p["lam"][idx])
+        else:
+            u = k["update"](xp, sp_, p["alpha"][idx], E["i_mhat"], E["i_qhat"], E["i_thetahat"], E["i_Vhat"],
+                            x[:, 0], x[:, 3], sig, sig**2, p["lam"][idx])
         f = k["free_energy"](xp, sp_, x[:, 0], x[:, 1], x[:, 2], x[:, 3], u["qhat"], u["mhat"], u["Vhat"],
                              u["thetahat"], sig, sig**2, p["lam"][idx], p["alpha"][idx], E["i_M"])
         return {"map": xp.stack([u["q_new"], u["m_new"], u["V_new"], u["theta_new"]], axis=1),
