@@ -256,6 +256,13 @@ def _pairs(mon: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
 def _density_from_pairs(c: list[np.ndarray], pairs: list[tuple[np.ndarray, np.ndarray]],
                         reverse: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(max |Im g|, ok)`` over the candidate pairs (in ``w = 1/g`` when ``reverse``), polished."""
+    if len(pairs) == 2:
+        (r1, i1), (r2, i2) = pairs
+        if not np.any((i1 > 0) & (i2 > 0)):
+            # at most one complex pair per entry (the common case of a quartic with two real
+            # roots): polish that one only; a real pair contributes 0 and passes
+            one = i1 > 0
+            pairs = [(np.where(one, r1, r2), np.where(one, i1, i2))]
     mu = np.zeros(c[0].shape)
     ok = np.ones(c[0].shape, dtype=bool)
     for re, im in pairs:
