@@ -30,9 +30,9 @@ RHO = 0.5
 #: name -> (activation, derivative, T, alpha, n_iter, {d: seeds})
 CASES = {
     "hardmax-correct-T2-a1.0": ("hardmax", "correct", 2, 1.0, 30,
-                                {50: range(8), 100: range(6), 150: range(4), 200: range(2)}),
+                                {50: range(8), 100: range(6), 150: range(4), 200: range(4)}),
     "hardmax-correct-T2-a0.5": ("hardmax", "correct", 2, 0.5, 30,
-                                {50: range(8), 100: range(6), 150: range(4), 200: range(2)}),
+                                {50: range(8), 100: range(6), 150: range(4), 200: range(4)}),
     "hardmax-authors-T2-a1.0": ("hardmax", "authors", 2, 1.0, 30,
                                 {50: range(4), 100: range(4), 150: range(2)}),
     "softmax-correct-T2-a0.1": ("softmax", "correct", 2, 0.1, 40,
