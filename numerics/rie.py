@@ -141,6 +141,13 @@ def integrate_density(coeff_fn: Callable[[np.ndarray], np.ndarray],
 _SQRT3 = float(np.sqrt(3.0))
 
 
+def _cbrt(v: np.ndarray) -> np.ndarray:
+    """Real cube root, as ``copysign(|v|^(1/3), v)`` (NumPy's vectorised ``pow`` is about 1.5×
+    faster than ``np.cbrt`` here; the relative error, a few ulp, is removed by the Newton
+    polish of the roots that use it)."""
+    return np.copysign(np.abs(v) ** (1.0 / 3.0), v)
+
+
 def _cubic_pair(b: np.ndarray, c: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r"""The complex-conjugate pair ``re ± i im`` (``im ≥ 0``; ``im = 0`` when all roots are real)
     of ``g³ + b g² + c g + d = 0``, real coefficients.
@@ -157,7 +164,7 @@ def _cubic_pair(b: np.ndarray, c: np.ndarray, d: np.ndarray) -> tuple[np.ndarray
     Q = (2 * b3 * b3 - c) * b3 + d
     D = Q * Q / 4 + P * P * P / 27
     sq = np.sqrt(np.maximum(D, 0.0))
-    u = np.cbrt(np.copysign(sq, Q) + Q / 2)
+    u = _cbrt(np.copysign(sq, Q) + Q / 2)
     u = -u
     v = -P / (3 * u)
     im = np.where(D > 0, _SQRT3 * sq / (u * u + u * v + v * v), 0.0)
@@ -173,7 +180,7 @@ def _largest_real_root_depressed(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
     out = np.empty_like(D)
     if one.any():
         Q1, P1 = Q[one], P[one]
-        u = np.cbrt(-Q1 / 2 - np.copysign(np.sqrt(D[one]), Q1))   # the larger cube root
+        u = _cbrt(-Q1 / 2 - np.copysign(np.sqrt(D[one]), Q1))    # the larger cube root
         out[one] = np.where(u != 0, u - P1 / (3 * np.where(u != 0, u, 1.0)), 0.0)
     three = ~one
     if three.any():

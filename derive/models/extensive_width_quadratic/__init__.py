@@ -119,7 +119,7 @@ class ExtensiveWidthQuadratic(RIEStateEvolution):
         kr, dr = k_v[rows], d_v[rows]
         w = (4 * np.pi**2 / 3) * dr**2          # ∂mmse/∂(∫μ³), from mmse = Δ − (4π²/3)Δ²∫μ³
         with np.errstate(all="ignore"):
-            res, found = self.rie_integrals((kr,), dr, lambda mu, xs, idx: (mu**3)[..., None],
+            res, found = self.rie_integrals((kr,), dr, lambda mu, xs, idx: (mu * mu * mu)[..., None],
                                             w[:, None], n_nodes, tol)
             m_new = np.asarray(self.kernel("mmse_rie")(np, None, dr, res.values[:, 0])["m_new"], float)
         out[rows], err[rows], ok[rows] = self.accept(res, found, m_new, w * res.error)
