@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["write_csv", "save_figure", "run_cli", "echo_derivation", "output_folder"]
+__all__ = ["write_csv", "save_figure", "run_cli", "echo_derivation", "output_folder", "write_summary"]
 
 
 def _cell(v: Any) -> Any:
@@ -73,3 +73,13 @@ def output_folder(out_dir: Path | str) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def write_summary(out: Path, title: str, intro: str, items: Sequence[str],
+                  echo: Callable[[str], Any] = print) -> Path:
+    """Write ``out/summary.md`` (``# title``, the ``intro`` paragraph, one ``- item`` per line),
+    echo it and return its path."""
+    path = Path(out) / "summary.md"
+    path.write_text(f"# {title}\n\n{intro}\n\n" + "".join(f"- {it}\n" for it in items))
+    echo(path.read_text())
+    return path

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from derivations._common import echo_derivation, output_folder, run_cli, write_csv
+from derivations._common import echo_derivation, output_folder, run_cli, write_csv, write_summary
 
 MODEL = "bilinear-sequence-regression"
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "bilinear_sequence_regression.json"
@@ -32,11 +32,14 @@ __all__ = ["main", "print_derivation"]
 
 
 def print_derivation(echo=print) -> None:
-    echo_derivation(MODEL, lambda m: [
-        "Rectangular RIE state evolution (derived quartic for the Stieltjes transform g1):",
-        f"  quartic degree {m.quartic.degree()}, edge polynomial degree {m.edges.degree()} in x",
-        f"  beta = inf, Delta = 0 (derived from the stated beta -> inf equation): mmse = "
-        f"{m.noiseless_beta_inf_closed_form}"], echo)
+    def lines(m) -> list[str]:
+        degrees = f"quartic degree {m.quartic.degree()}, edge polynomial degree {m.edges.degree()} in x"
+        beta_inf = f"beta = inf, Delta = 0 (derived from the stated beta -> inf equation): mmse = " \
+                   f"{m.noiseless_beta_inf_closed_form}"
+        return ["Rectangular RIE state evolution (derived quartic for the Stieltjes transform g1):",
+                "  " + degrees, "  " + beta_inf]
+
+    echo_derivation(MODEL, lines, echo)
 
 
 def _reference() -> list[dict]:
@@ -101,14 +104,12 @@ def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
                 continue
             v = float(derive.solve(MODEL, alpha=p["alpha"], beta=b, rho=s["rho"], delta=s["Delta"]).mmse)
             gaps.append(abs(v - p["mmse"]))
-    summary = out / "summary.md"
-    summary.write_text(
-        f"# {MODEL}\n\nFigures: `{png.name}` (MMSE vs α; left β = 1 for several ρ with α_PR "
-        f"dotted, right ρ = 0.5 for several β), data `{csvp.name}`.\n\n"
-        f"- non-converged points: {n_bad}\n"
-        f"- max |ours − authors'| over {len(gaps)} reference points: {max(gaps) if gaps else float('nan'):.2e}\n"
-        f"- β = ∞, Δ = 0 closed form (derived): mmse = (1 − α)(1 − α/ρ)\n")
-    echo(summary.read_text())
+    summary = write_summary(out, MODEL, (
+        f"Figures: `{png.name}` (MMSE vs α; left β = 1 for several ρ with α_PR dotted, right "
+        f"ρ = 0.5 for several β), data `{csvp.name}`."), [
+        f"non-converged points: {n_bad}",
+        f"max |ours − authors'| over {len(gaps)} reference points: {max(gaps) if gaps else float('nan'):.2e}",
+        "β = ∞, Δ = 0 closed form (derived): mmse = (1 − α)(1 − α/ρ)"], echo)
     files += [png, csvp, summary]
     return files
 

@@ -16,14 +16,13 @@ extensive-width-quadratic [--quick]`` (seconds).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from derivations._common import echo_derivation, output_folder
+from derivations._common import echo_derivation, output_folder, write_csv, write_summary
 
 MODEL = "extensive-width-quadratic"
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "extensive_width_quadratic.json"
@@ -74,22 +73,16 @@ def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
     png = out / "ewq_gen_error.png"
     fig.savefig(png, dpi=120)
     csvp = out / "ewq_gen_error.csv"
-    with csvp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(csvp, rows)
     gaps = []
     for r in ref:
         v = float(derive.solve(MODEL, alpha=r["alpha"], kappa=r["kappa"], delta=r["Delta"]).gen_error)
         gaps.append(abs(v - r["gen_error"]))
-    summary = out / "summary.md"
-    summary.write_text(
-        f"# {MODEL}\n\nFigure `{png.name}`, data `{csvp.name}`.\n\n"
-        f"- non-converged points: {int((~ds.converged.values).sum())}\n"
-        f"- max |ours − authors'| over {len(gaps)} reference points: "
-        f"{max(gaps) if gaps else float('nan'):.2e} (their quadrature tolerance is 1e-4)\n"
-        f"- α_PR: κ − κ²/2 (κ < 1), 1/2 (κ ≥ 1); equals lim mmse_RIE(δ)/(2δ) (tested)\n")
-    echo(summary.read_text())
+    summary = write_summary(out, MODEL, f"Figure `{png.name}`, data `{csvp.name}`.", [
+        f"non-converged points: {int((~ds.converged.values).sum())}",
+        f"max |ours − authors'| over {len(gaps)} reference points: "
+        f"{max(gaps) if gaps else float('nan'):.2e} (their quadrature tolerance is 1e-4)",
+        "α_PR: κ − κ²/2 (κ < 1), 1/2 (κ ≥ 1); equals lim mmse_RIE(δ)/(2δ) (tested)"], echo)
     return [png, csvp, summary]
 
 

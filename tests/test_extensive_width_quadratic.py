@@ -16,7 +16,6 @@ import sympy as sp
 
 import derive
 from derive.models.extensive_width_quadratic import C, alpha, delta, m
-from numerics.highprec import agreeing_digits
 from tests.conftest import load_reference
 
 REF = load_reference("extensive_width_quadratic")
@@ -124,23 +123,15 @@ def test_cubic_vs_random_matrices(model):
 
 
 def test_kernels_vs_mpmath(model):
+    from _rie_se_checks import kernels_agree_with_mpmath
+
     rng = np.random.default_rng(2)
-    for name, gen in (("cubic", lambda: (rng.uniform(-2, 6), rng.uniform(0.05, 4), rng.uniform(0.01, 3))),
-                      ("edges", lambda: (rng.uniform(0.05, 4), rng.uniform(0.01, 3))),
-                      ("channel", lambda: (rng.uniform(0.01, 2), rng.uniform(0, 1), rng.uniform(0.01, 3))),
-                      ("observables", lambda: (rng.uniform(0.01, 2), rng.uniform(0.05, 4),
-                                               rng.uniform(0, 1), rng.uniform(0.1, 50)))):
-        kf, km = model.kernel(name), model.kernel(name, "mpmath")
-        for _ in range(10):
-            a = gen()
-            f = kf(np, None, *[np.float64(v) for v in a])
-            with mpmath.workdps(50):
-                r = km(mpmath.mp, *[mpmath.mpf(float(v)) for v in a])
-            big = max(abs(r[j]) for j in r)
-            for key in f:
-                if abs(r[key]) < 1e-10 * max(1, big):
-                    continue
-                assert agreeing_digits(float(f[key]), r[key]) > 11, (name, key, a)
+    kernels_agree_with_mpmath(model, (
+        ("cubic", lambda: (rng.uniform(-2, 6), rng.uniform(0.05, 4), rng.uniform(0.01, 3))),
+        ("edges", lambda: (rng.uniform(0.05, 4), rng.uniform(0.01, 3))),
+        ("channel", lambda: (rng.uniform(0.01, 2), rng.uniform(0, 1), rng.uniform(0.01, 3))),
+        ("observables", lambda: (rng.uniform(0.01, 2), rng.uniform(0.05, 4), rng.uniform(0, 1),
+                                 rng.uniform(0.1, 50)))))
 
 
 def test_bad_input():
