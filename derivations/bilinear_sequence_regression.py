@@ -23,7 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-from derivations._common import echo_derivation, output_folder, run_cli, write_csv, write_summary
+from derivations._common import (echo_derivation, output_folder, run_cli, save_figure, write_csv,
+                                 write_summary)
 
 MODEL = "bilinear-sequence-regression"
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "bilinear_sequence_regression.json"
@@ -91,10 +92,8 @@ def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
     ax2.set(xlabel="α", title="ρ = 0.5, Δ = 0 (× authors' values)")
     ax2.legend(fontsize=7)
     fig.tight_layout()
-    png = out / "bsr_mmse.png"
-    fig.savefig(png, dpi=120)
-    csvp = out / "bsr_mmse.csv"
-    write_csv(csvp, rows)
+    png = save_figure(fig, out / "bsr_mmse.png")
+    csvp = write_csv(out / "bsr_mmse.csv", rows)
     # agreement with the reference table
     gaps = []
     for s in ref:

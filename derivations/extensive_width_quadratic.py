@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from derivations._common import echo_derivation, output_folder, write_csv, write_summary
+from derivations._common import echo_derivation, output_folder, save_figure, write_csv, write_summary
 
 MODEL = "extensive-width-quadratic"
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "extensive_width_quadratic.json"
@@ -70,10 +70,8 @@ def main(out_dir: Path, quick: bool = False, echo=print) -> list[Path]:
         ax.legend(fontsize=8)
     axes[0].set_ylabel("Bayes-optimal generalisation error")
     fig.tight_layout()
-    png = out / "ewq_gen_error.png"
-    fig.savefig(png, dpi=120)
-    csvp = out / "ewq_gen_error.csv"
-    write_csv(csvp, rows)
+    png = save_figure(fig, out / "ewq_gen_error.png")
+    csvp = write_csv(out / "ewq_gen_error.csv", rows)
     gaps = []
     for r in ref:
         v = float(derive.solve(MODEL, alpha=r["alpha"], kappa=r["kappa"], delta=r["Delta"]).gen_error)
