@@ -442,7 +442,8 @@ def batched_complex_roots(c: np.ndarray) -> np.ndarray:
     nz = c != 0
     hi = np.where(nz.any(axis=1), n1 - 1 - np.argmax(nz[:, ::-1], axis=1), -1)   # degree
     lo = np.where(nz.any(axis=1), np.argmax(nz, axis=1), 0)                      # zero roots
-    for h, l in {(int(h), int(l)) for h, l in zip(hi[finite], lo[finite])}:
+    groups = np.unique(np.stack([hi[finite], lo[finite]], axis=1), axis=0)   # (degree, zero roots)
+    for h, l in ((int(g[0]), int(g[1])) for g in groups):
         rows = np.flatnonzero(finite & (hi == h) & (lo == l))
         deg = h - l
         if h < 1:
