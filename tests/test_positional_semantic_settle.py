@@ -162,6 +162,14 @@ def test_recorded_rs_profile_rises_from_theta_zero():
                 assert r["F_theta"] < r["theta"], r
         e = np.array([r["e_minus_e0"] for r in rs])
         assert np.all(np.diff(e[1:]) > 0)
+    # 4× the quadrature points (16384 × 4) at α = 0.6: the same profile and F_θ/θ < 1 at θ = 0.01
+    fine = {r["theta"]: r for r in _rows("positional_semantic_theta_profile.csv") if r["source"] == "rs_16384"}
+    base = {r["theta"]: r for r in prof if r["alpha"] == 0.6}
+    for t in (0.01, 0.05):
+        assert abs(fine[t]["e_minus_e0"] - base[t]["e_minus_e0"]) < 3 * np.hypot(fine[t]["e_minus_e0_err"],
+                                                                                base[t]["e_minus_e0_err"])
+        assert abs(fine[t]["F_theta"] - base[t]["F_theta"]) < 3 * np.hypot(fine[t]["F_theta_err"], base[t]["F_theta_err"])
+    assert fine[0.01]["F_theta"] + 1.5 * fine[0.01]["F_theta_err"] < 0.01
 
 
 @pytest.mark.slow
