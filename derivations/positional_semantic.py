@@ -373,6 +373,7 @@ def _cli(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--omega-range", default="0.05,0.95")
     ap.add_argument("--n-quad", type=int, default=1024)
     ap.add_argument("--replicas", type=int, default=2)
+    ap.add_argument("--hats", default="envelope", choices=("envelope", "stein"))
     ap.add_argument("--alpha-c-from", default=None, metavar="NPZ",
                     help="only the alpha_c(omega) table by bisection, brackets from this phase-diagram .npz "
                          "(the grid interval of the Phi crossing)")
@@ -384,7 +385,7 @@ def _cli(argv: Sequence[str] | None = None) -> None:
         sel = np.isfinite(ac) & ~end.astype(bool)
         i = np.searchsorted(al, ac[sel])  # the grid interval [al[i-1], al[i]] of the Φ crossing
         alpha_c_table(om[sel], al[i - 1], al[i], a.csv or (a.out / "alpha_c_bisection.csv"),
-                      n_quad=a.n_quad, replicas=a.replicas)
+                      n_quad=a.n_quad, replicas=a.replicas, hats=a.hats)
         return
     if a.phase_diagram:
         na, nw = (int(v) for v in a.phase_diagram.split("x"))
@@ -507,6 +508,7 @@ def alpha_c_table(omegas: Sequence[float], lo: Any, hi: Any, path: Path, *, tol:
     t, c = time.perf_counter(), time.process_time()
     bis = m.critical_alpha(om, lo, hi, tol=tol, sigma=SIGMA, lam=LAM, **opts)
     ac = np.where(bis.converged, bis.root, np.nan)
+    echo(f"bisection done ({time.process_time() - c:.0f} s CPU): omega {om.tolist()} alpha_c {ac.tolist()}")
     er = m.critical_alpha_error(om, ac, h=h, sigma=SIGMA, lam=LAM, **opts)
     err = er["error"] + 0.5 * np.where(bis.converged, bis.hi - bis.lo, np.nan)
     wall, cpu = time.perf_counter() - t, time.process_time() - c

@@ -126,7 +126,8 @@ def test_general_21_is_the_r1_model_symbolically():
 def test_general_21_kernels_and_fixed_point_equal_r1_model():
     """Same fixed point (both branches) to 1e-12 as the r = 1 pipeline, same rule, same starts."""
     for br in ("positional", "semantic"):
-        ds = derive.solve("positional-semantic", alpha=np.array([1.6]), branch=br, n_quad=256, **{
+        # the general construction integrates the §4 (Stein) conjugates: compare with hats='stein'
+        ds = derive.solve("positional-semantic", alpha=np.array([1.6]), branch=br, n_quad=256, hats="stein", **{
             k: v for k, v in PT.items() if k != "alpha"})
         g = _general_solve_21([1.6], br, n_quad=256)
         assert bool(ds.converged.all()) and bool(np.all(g["converged"]))
