@@ -392,7 +392,7 @@ def _cli(argv: Sequence[str] | None = None) -> None:
         a0, a1 = (float(v) for v in a.alpha_range.split(","))
         w0, w1 = (float(v) for v in a.omega_range.split(","))
         phase_diagram_run(np.round(np.linspace(a0, a1, na), 6), np.round(np.linspace(w0, w1, nw), 6), a.out,
-                          n_quad=a.n_quad, replicas=a.replicas)
+                          n_quad=a.n_quad, replicas=a.replicas, hats=a.hats)
         return
     for f in main(a.out, quick=a.quick, seed=a.seed):
         print(f"wrote {f}")
