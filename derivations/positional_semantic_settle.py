@@ -553,7 +553,7 @@ def figures_item1(out: Path = FIG) -> list[Path]:
                     mu.append(v.mean())
                     se.append(v.std(ddof=1) / np.sqrt(v.size))
                 ax[axi].errorbar(ds, mu, yerr=se, fmt=mk, color=c, ms=4, label=f"α = {al}, {start}")
-            for start, mk in (("semantic", "o-"), ("small_m0", "^:")):
+            for start, mk in (("semantic_m0", "s--"), ("small_m0", "^:")):
                 ds = sorted({int(r["d"]) for r in rows if r["alpha"] == al})
                 mu, se = [], []
                 for d in ds:
@@ -572,9 +572,9 @@ def figures_item1(out: Path = FIG) -> list[Path]:
                     ax[2].axhline(p0[0]["e_minus_pos"], color=c, lw=0.8, ls="-.",
                                   label=f"RS: θ = 0 on m = 0 (α = {al})")
         ax[0].set_ylabel("|m| (free start at Q ∝ Q*)")
-        ax[0].set_title("positional overlap shrinks with d")
+        ax[0].set_title("|m| of the free start: broad, no trend past d = 1600", fontsize=10)
         ax[1].set_ylabel("θ")
-        ax[1].set_title("θ of the end point does not")
+        ax[1].set_title("θ of the end points does not shrink", fontsize=10)
         ax[2].set_ylabel("risk/d − risk/d of the positional run (same data)")
         ax[2].set_title("excess risk over the positional minimum")
         for a in ax:
