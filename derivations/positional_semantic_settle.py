@@ -8,9 +8,17 @@ Computes (shared saddle-point driver, replica QMC error bars) and draws:
 2. the authors' degree-7 cubature (4 Gauss–Hermite nodes per variable) against converged QMC;
 3. α_c(ω) over ω ∈ [0.05, 0.95] from the continuation phase diagram, with quadrature error bars,
    against the authors' plotted 0.707, 0.928, 1.241, 1.751 (ω = 0.1 … 0.4);
-4. finite-d runs from the semantic start at d = 400, 800, 1600 (α = 0.45, 0.6, 0.8).
+4. finite-d runs from the semantic start at d = 400, 800, 1600 (α = 0.45, 0.6, 0.8);
+5. (the page's "why θ does not shrink") the finite-d study from five starts at d = 400 … 3200
+   (:func:`finite_d_study`), the replica theory's minimal risk at fixed θ on the m = 0 set
+   (:func:`theta_profile`, θ̂ as a Lagrange multiplier) and finite-d fixed-θ paths
+   (:func:`finite_d_theta_profile`);
+6. the Φ crossing at ω = 0.1 by continuation, converged QMC against the authors' 4-node rule
+   (:func:`branch_scan`, :func:`crossing`).
 
-    python -m derivations.positional_semantic_settle OUT_DIR [--cache results.pkl]
+    python -m derivations.positional_semantic_settle [OUT_DIR] [--cache results.pkl]   # items 1-4
+    python -m derivations.positional_semantic_settle --part finite_d|profile|crossing  # one CSV of 5-6
+    python -m derivations.positional_semantic_settle --part figures                    # figures of 5-6
 """
 from __future__ import annotations
 
@@ -538,6 +546,7 @@ def figures_item1(out: Path = FIG) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    out.mkdir(parents=True, exist_ok=True)
     files = []
     if FINITE_D_CSV.exists():
         rows = read_csv(FINITE_D_CSV)
