@@ -43,7 +43,7 @@ def compute(sim: bool = True) -> dict[str, Any]:
     cub = {}
     for branch in ("semantic", "positional"):
         for al in (0.6, 1.0163636363636364, 1.8929):
-            gh = solve_pairs([al], 0.3, branch, quadrature="gauss-hermite", n_quad=4, replicas=1)
+            gh = solve_pairs([al], 0.3, branch, quadrature="gauss-hermite", n_quad=4, replicas=1, hats="stein")
             qm = solve_pairs([al], 0.3, branch, n_quad=8192, replicas=4)
             cub[(branch, al)] = {k: (float(gh[k][0]), float(qm[k][0]), float(qm[k + "_err"][0]))
                                  for k in ("q", "m", "v", "theta", "mse", "phi")}
@@ -425,7 +425,7 @@ FINITE_D_PLAN = ((400, 0.45, 6), (400, 0.6, 6), (800, 0.45, 6), (800, 0.6, 6), (
                  (3200, 0.45, 3), (3200, 0.6, 3))
 PROFILE_THETAS = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08)
 CROSSING_RULES = {"qmc4096x4": dict(n_quad=4096, replicas=4),
-                  "gh4": dict(quadrature="gauss-hermite", n_quad=4, replicas=1)}
+                  "gh4": dict(quadrature="gauss-hermite", n_quad=4, replicas=1, hats="stein")}
 
 
 def _provenance(part: str, extra: str = "") -> str:
