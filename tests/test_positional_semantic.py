@@ -382,8 +382,10 @@ def test_alpha_c_reproduces_recorded_table_within_error_bars():
     path = Path(__file__).resolve().parent.parent / ALPHA_C_CSV
     tab = read_alpha_c_table(path)
     prov = path.read_text().splitlines()[0]
-    n_quad = int(prov.split("'n_quad': ")[1].split(",")[0])
-    replicas = int(prov.split("'replicas': ")[1].split("}")[0])
+    import re
+
+    n_quad = int(re.search(r"'n_quad': (\d+)", prov).group(1))
+    replicas = int(re.search(r"'replicas': (\d+)", prov).group(1))
     ok = np.isfinite(tab["alpha_c"])
     pick = np.nonzero(ok)[0][[0, ok.sum() // 2, -1]]
     om, ac, err = tab["omega"][pick], tab["alpha_c"][pick], tab["alpha_c_err"][pick]
