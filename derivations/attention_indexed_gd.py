@@ -98,7 +98,7 @@ def gd_collapse(out: Path, quick: bool = False) -> list[Path]:
     ax.text(0.76, 2.0, "α_PR", fontsize=7, color="0.4")
     ax.set(xlabel="α (T² + T − 2)", ylabel="‖Ŝ − S*‖²_F / d", xlim=(0, 1.2), ylim=(-0.03, 2.3),
            title="softmax, ρ = 0.5, d = 200, Adam lr 0.1, 1000 full-batch steps (± 1 std / ± 2 s.e.m.)\n"
-                 "GD, 32 students averaged: ○ authors (16 data sets), ◆ ours (1 data set); "
+                 "GD, 32 students averaged: ○ authors (16 data sets), ◆ ours (1–2 data sets); "
                  "single student: △ authors, ▲ ours")
     ax.title.set_fontsize(8)
     ax.legend(fontsize=7)

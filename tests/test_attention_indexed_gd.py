@@ -84,7 +84,7 @@ def test_recorded_points_have_provenance() -> None:
     for key in ("Produced by:", "5f1b99c", "float32", "seed", "Adam lr 0.1", "1000 full-batch"):
         assert key in text
     rows = _recorded()
-    assert len({(r["T"], r["alpha"]) for r in rows}) >= 8
+    assert len({(r["T"], r["alpha"]) for r in rows}) >= 16
     assert len({r["seed"] for r in rows}) == len(rows)
     assert {int(r["T"]) for r in rows} >= {2, 3, 4}
     assert all(r["students"] == 32 and r["n"] == int(r["alpha"] * 200**2) for r in rows)

@@ -97,6 +97,7 @@ if __name__ == "__main__":
             if 1000 * T + row + 100 * rep in done:          # seed already recorded
                 continue
             rec = run_point(T, row, rep)
+            done.add(rec["seed"])
             with CSV.open("a") as f:
                 f.write(",".join(fmt(rec[c]) for c in COLUMNS) + "\n")
             print({k: rec[k] for k in ("T", "alpha", "averaged", "authors_averaged", "single_mean",
