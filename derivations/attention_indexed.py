@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "data" / "reference" / "attention_indexed_multitoken.json"
 AMP_RUNS = ROOT / "tests" / "data" / "attention_indexed_amp_runs.csv"
 AMP_TRACES = ROOT / "tests" / "data" / "attention_indexed_amp_traces.csv"
-GD_RECORD = ROOT / "tests" / "data" / "attention_indexed_gd.json"
 
 __all__ = ["main", "print_derivation", "softmax_collapse", "hardmax_comparison"]
 
@@ -87,7 +86,9 @@ def softmax_collapse(out: Path, quick: bool) -> list[Path]:
     x = np.linspace(0.005, 0.745, 20 if quick else 60)          # α(T² + T − 2), up to α_PR
     ref = _load(REFERENCE)
     amp = amp_groups()
-    gd = _load(GD_RECORD)
+    from derivations.attention_indexed_gd import load_points
+
+    gd = load_points()
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.subplots()
     rows = []
@@ -114,10 +115,9 @@ def softmax_collapse(out: Path, quick: bool) -> list[Path]:
             T = rec["T"]
             ax.errorbar(rec["alpha"] * (T * T + T - 2), rec["mean"], 2 * rec["sem"], fmt="*", ms=9,
                         color=f"C{T - 2}", mec="k")
-    if gd:
-        T = gd["T"]
-        ax.plot(gd["alpha"] * (T * T + T - 2), np.mean(gd["averaged"]), "D", ms=7, color=f"C{T - 2}",
-                mec="k")
+    for p in gd:   # our GD (tests/data/attention_indexed_gd_points.csv), 32 students averaged
+        T = int(p["T"])
+        ax.plot(p["alpha"] * (T * T + T - 2), p["averaged"], "D", ms=5, color=f"C{T - 2}", mec="k")
     ax.set(xlabel="α (T² + T − 2)", ylabel="MMSE = Q₀ − q", ylim=(-0.02, 1.1), xlim=(0, 1.3),
            title="softmax, ρ = 0.5: SE for T = 2…6 collapse\n(○ authors' averaged GD, □ their AMP, "
                  "★ our GAMP-RIE at its largest d, ◆ our GD)")
