@@ -124,8 +124,8 @@ def refinement(emit, al: float = 1.0, om: float = 0.3, sizes=(1024, 4096, 16384)
                reference: int = 65536) -> dict:
     """Refinement study at one point: value ± replica error per observable for growing n_quad,
     against an independent much finer rule (``reference`` points × ``replicas`` scrambles with other
-    seeds: 2^18 nodes at the default); one row with the §4 Stein form of θ̂ (``hats='stein'``, a
-    different integrand than the default envelope form) at 4096."""
+    seeds: 2^18 nodes at the default); one row with the envelope form of θ̂ (``hats='envelope'``, a
+    different integrand than the default §4 Stein form) at 4096."""
     res = {}
     for branch in ("positional", "semantic"):
         rows = []
@@ -137,8 +137,8 @@ def refinement(emit, al: float = 1.0, om: float = 0.3, sizes=(1024, 4096, 16384)
             r = _point(al, om, branch, n_quad=n, replicas=replicas)
             rows.append((f"{n} × {replicas}", time.process_time() - t, r))
         t = time.process_time()
-        r = _point(al, om, branch, n_quad=4096, replicas=replicas, hats="stein")
-        rows.append((f"4096 × {replicas} (Stein θ̂)", time.process_time() - t, r))
+        r = _point(al, om, branch, n_quad=4096, replicas=replicas, hats="envelope")
+        rows.append((f"4096 × {replicas} (envelope θ̂)", time.process_time() - t, r))
         rows.append((f"{reference} × {replicas} (reference, seeds 100-)", fine_cpu, fine))
         res[branch] = rows
         emit(f"\n**{branch} branch, (α, ω) = ({al}, {om})**, n_quad points × replicas (scrambled Sobol'); "
