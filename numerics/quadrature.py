@@ -18,14 +18,10 @@ __all__ = ["Rule", "gauss_hermite", "sobol_normal", "expectation", "Expectation"
            "expectation_with_error", "graded_gauss_legendre", "tensor_rule_2d"]
 
 
-@dataclass(frozen=True)
-class Rule:
-    """Nodes ``(N, dim)`` and weights ``(N,)`` (summing to 1) for ``N(0, I_dim)``."""
+class NodeSet:
+    """What every quadrature rule here shares: ``nodes`` of shape ``(N, dim)``."""
 
     nodes: Any
-    weights: Any
-    kind: str
-    order: int
 
     @property
     def dim(self) -> int:
@@ -34,6 +30,16 @@ class Rule:
     @property
     def size(self) -> int:
         return int(self.nodes.shape[0])
+
+
+@dataclass(frozen=True)
+class Rule(NodeSet):
+    """Nodes ``(N, dim)`` and weights ``(N,)`` (summing to 1) for ``N(0, I_dim)``."""
+
+    nodes: Any
+    weights: Any
+    kind: str
+    order: int
 
     def to(self, xp: Any) -> "Rule":
         """The same rule with arrays of namespace ``xp`` (``numpy`` or ``cupy``)."""

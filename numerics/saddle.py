@@ -44,7 +44,7 @@ import numpy as np
 
 from .fixed_point import solve_fixed_point, undamped_residual
 from .prox import minimize_multistart
-from .quadrature import Rule, sobol_normal
+from .quadrature import NodeSet, Rule, sobol_normal
 from .results import Status
 
 __all__ = ["ReplicaRule", "replica_rule", "SaddleProblem", "SaddleResult", "SaddleDriver",
@@ -53,7 +53,7 @@ __all__ = ["ReplicaRule", "replica_rule", "SaddleProblem", "SaddleResult", "Sadd
 
 # --------------------------------------------------------------------------- quadrature
 @dataclass(frozen=True)
-class ReplicaRule:
+class ReplicaRule(NodeSet):
     """``R`` randomised rules pooled: ``nodes`` (R·n, dim), equal ``weights`` summing to 1,
     ``replica`` (R·n,) the replica index of each node (nodes of replica ``r`` are contiguous)."""
 
@@ -62,14 +62,6 @@ class ReplicaRule:
     replica: Any
     n_replicas: int
     kind: str
-
-    @property
-    def size(self) -> int:
-        return int(self.nodes.shape[0])
-
-    @property
-    def dim(self) -> int:
-        return int(self.nodes.shape[1])
 
     def to(self, xp: Any) -> "ReplicaRule":
         return ReplicaRule(xp.asarray(self.nodes), xp.asarray(self.weights), xp.asarray(self.replica),
