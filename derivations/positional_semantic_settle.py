@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from derivations._common import save_figure
 
 AUTHORS_ALPHA_C = {0.1: 0.707, 0.2: 0.928, 0.3: 1.241, 0.4: 1.751}
 #: the page's converged α_c by batched bisection (4096 QMC points, one scramble; ±0.007 at ω = 0.3)
@@ -361,10 +362,7 @@ def figures(res: dict[str, Any], out: Path) -> list[Path]:
             ax[1].set_title(r"θ-direction eigenvalue of the map at the agnostic point")
             ax[1].legend(fontsize=8)
         fig.tight_layout()
-        p = out / "pitchfork.png"
-        fig.savefig(p, dpi=130)
-        plt.close(fig)
-        files.append(p)
+        files.append(save_figure(fig, out / "pitchfork.png", dpi=130))
     if "pd" in res:
         pd = res["pd"]
         fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -388,10 +386,7 @@ def figures(res: dict[str, Any], out: Path) -> list[Path]:
         ax[1].set_xlabel(r"$\alpha$")
         ax[1].set_title("free-energy difference (both branches exist)")
         fig.tight_layout()
-        p = out / "phase_diagram.png"
-        fig.savefig(p, dpi=130)
-        plt.close(fig)
-        files.append(p)
+        files.append(save_figure(fig, out / "phase_diagram_subgrid.png", dpi=130))  # not the docs phase_diagram.png (derivations/positional_semantic.py)
     if "sim" in res and res["sim"]:
         rows = res["sim"]
         fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -409,10 +404,7 @@ def figures(res: dict[str, Any], out: Path) -> list[Path]:
             a.legend(fontsize=8)
         ax[0].set_title("finite d: the positional overlap of the mixed state")
         fig.tight_layout()
-        p = out / "finite_d_semantic_start.png"
-        fig.savefig(p, dpi=130)
-        plt.close(fig)
-        files.append(p)
+        files.append(save_figure(fig, out / "finite_d_semantic_start.png", dpi=130))
     return files
 
 
@@ -591,10 +583,7 @@ def figures_item1(out: Path = FIG) -> list[Path]:
             a.set_xlabel("d")
             a.legend(fontsize=6)
         fig.tight_layout()
-        p = out / "finite_d_semantic_start.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        files.append(p)
+        files.append(save_figure(fig, out / "finite_d_semantic_start.png", dpi=120))
     if PROFILE_CSV.exists():
         rows = read_csv(PROFILE_CSV)
         fig, ax = plt.subplots(1, 2, figsize=(11, 4))
@@ -618,10 +607,7 @@ def figures_item1(out: Path = FIG) -> list[Path]:
             ax[k].set_title(f"α = {al}, ω = 0.3 (finite-d fixed-θ paths, dots: trainer end points)", fontsize=9)
             ax[k].legend(fontsize=6)
         fig.tight_layout()
-        p = out / "theta_profile.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        files.append(p)
+        files.append(save_figure(fig, out / "theta_profile.png", dpi=120))
     if CROSSING_CSV.exists():
         rows = read_csv(CROSSING_CSV)
         ac = crossings_from_rows(rows)
@@ -650,10 +636,7 @@ def figures_item1(out: Path = FIG) -> list[Path]:
             ax[0, k].set_title(f"ω = {w}")
             ax[0, k].legend(fontsize=7)
         fig.tight_layout()
-        p = out / "crossing_rules.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        files.append(p)
+        files.append(save_figure(fig, out / "crossing_rules.png", dpi=120))
     return files
 
 
