@@ -374,6 +374,8 @@ def _cli(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--n-quad", type=int, default=1024)
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--hats", default="envelope", choices=("envelope", "stein"))
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes for --phase-diagram (the omega columns are dealt to them)")
     ap.add_argument("--alpha-c-from", default=None, metavar="NPZ",
                     help="only the alpha_c(omega) table by bisection, brackets from this phase-diagram .npz "
                          "(the grid interval of the Phi crossing)")
@@ -392,7 +394,7 @@ def _cli(argv: Sequence[str] | None = None) -> None:
         a0, a1 = (float(v) for v in a.alpha_range.split(","))
         w0, w1 = (float(v) for v in a.omega_range.split(","))
         phase_diagram_run(np.round(np.linspace(a0, a1, na), 6), np.round(np.linspace(w0, w1, nw), 6), a.out,
-                          n_quad=a.n_quad, replicas=a.replicas, hats=a.hats)
+                          n_quad=a.n_quad, replicas=a.replicas, hats=a.hats, workers=a.workers)
         return
     for f in main(a.out, quick=a.quick, seed=a.seed):
         print(f"wrote {f}")
@@ -470,10 +472,17 @@ def phase_diagram_run(alphas: Sequence[float], omegas: Sequence[float], out: Pat
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t, c = time.perf_counter(), time.process_time()
+    def cpu_all() -> float:  # this process and its (joined) worker processes
+        import resource
+
+        return sum(resource.getrusage(w).ru_utime + resource.getrusage(w).ru_stime
+                   for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+    t, c = time.perf_counter(), cpu_all()
     pd = continuation_phase_diagram(alphas, omegas, callback=lambda b, i, n: echo(
-        f"[{b}] {i}/{n} α steps, {time.process_time() - c:.0f} s CPU"), **opts)
-    wall, cpu = time.perf_counter() - t, time.process_time() - c
+        f"[{b}] {i}/{n} {'α steps' if b != 'columns' else 'column chunks'}, {time.perf_counter() - t:.0f} s wall"),
+        **opts)
+    wall, cpu = time.perf_counter() - t, cpu_all() - c
     pd["wall_s"], pd["cpu_s"] = wall, cpu
     flat = {f"{b}_{k}": v for b in ("positional", "semantic") for k, v in pd[b].items()}
     np.savez(out / "phase_diagram.npz", **flat, **{k: pd[k] for k in (

@@ -693,7 +693,8 @@ class PositionalSemantic(Model):
                "stability", "iterations")
 
     def phase_diagram(self, alphas: Any, omegas: Any, *, sigma: float = SIGMA, lam: float = LAM,
-                      on_branch_tol: float = 1e-3, callback: Any = None, **options: Any) -> dict[str, Any]:
+                      on_branch_tol: float = 1e-3, callback: Any = None, workers: int = 1,
+                      **options: Any) -> dict[str, Any]:
         """Both branches on the ``alphas × omegas`` grid by continuation
         (:func:`numerics.saddle.continuation`): the positional branch followed upward in α from its
         start, the semantic branch downward, each α step batched over every ω and started at the
@@ -705,11 +706,50 @@ class PositionalSemantic(Model):
         the first of the semantic one: grid estimates of the spinodal and of the semantic
         branch's end, :func:`numerics.saddle.branch_ends`); ``alpha_c``, ``alpha_c_err``,
         ``alpha_c_at_branch_end`` (the Φ crossing, :func:`numerics.saddle.sign_crossing`).
-        ``callback(branch, i, n)`` after each α step (progress)."""
-        from numerics.saddle import branch_ends, continuation, sign_crossing
+        ``callback(branch, i, n)`` after each α step (progress); with ``workers > 1`` the ω
+        columns (independent: the continuation runs in α) are dealt to ``workers`` processes
+        (:func:`numerics.parallel.map_chunks`) and ``callback("columns", k, n)`` reports finished
+        chunks. The result does not depend on ``workers`` (each column sees the same rule)."""
+        from numerics.saddle import branch_ends, sign_crossing
 
         al = np.asarray(alphas, dtype=float)
         om = np.asarray(omegas, dtype=float)
+        if not (isinstance(workers, (int, np.integer)) and workers >= 1):
+            raise ValueError(f"option 'workers' must be an integer >= 1, got {workers!r}")
+        if al.ndim != 1 or om.ndim != 1 or al.size < 1 or om.size < 1:
+            raise ValueError(f"'alphas' and 'omegas' must be non-empty 1-d sequences, got shapes {al.shape}, {om.shape}")
+        if workers > 1 and om.size > 1:
+            from numerics.parallel import map_chunks, split_columns
+
+            cols = split_columns(om.size, int(workers))
+            kw = dict(sigma=sigma, lam=lam, on_branch_tol=on_branch_tol, **options)
+            parts = map_chunks(_phase_diagram_columns, [(self.name, al, om[c], kw) for c in cols], int(workers),
+                               done=None if callback is None else lambda k, n: callback("columns", k, n))
+            out = {}
+            for branch in ("positional", "semantic"):
+                grid = {}
+                for key in parts[0][branch]:
+                    g = np.empty((al.size, om.size), dtype=parts[0][branch][key].dtype)
+                    for c, part in zip(cols, parts):
+                        g[:, c] = part[branch][key]
+                    grid[key] = g
+                out[branch] = grid
+        else:
+            out = self._phase_diagram_grids(al, om, sigma, lam, on_branch_tol, callback, options)
+        out.update(alphas=al, omegas=om)
+        pos, sem = out["positional"], out["semantic"]
+        out["positional_end"], out["semantic_end"] = branch_ends(al, pos["on_branch"], sem["on_branch"])
+        d = sem["phi"] - pos["phi"]
+        ac, ac_err, at_end = sign_crossing(al, d, np.hypot(sem["phi_err"], pos["phi_err"]),
+                                           sem["on_branch"] & pos["on_branch"], sem["on_branch"])
+        out.update(alpha_c=ac, alpha_c_err=ac_err, alpha_c_at_branch_end=at_end)
+        return out
+
+    def _phase_diagram_grids(self, al: np.ndarray, om: np.ndarray, sigma: float, lam: float,
+                             on_branch_tol: float, callback: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The two branches' grids of :meth:`phase_diagram` by continuation in α (one process)."""
+        from numerics.saddle import continuation
+
         out: dict[str, Any] = {}
         for branch, order, key in (("positional", np.arange(al.size), "m"),
                                    ("semantic", np.arange(al.size)[::-1], "theta")):
@@ -734,14 +774,93 @@ class PositionalSemantic(Model):
                     grid[k][i] = np.asarray(st.obs[k], dtype=float)
             grid["on_branch"] = (grid["converged"] > 0) & (np.abs(grid[key]) > on_branch_tol)
             out[branch] = grid
-        out.update(alphas=al, omegas=om)
-        pos, sem = out["positional"], out["semantic"]
-        out["positional_end"], out["semantic_end"] = branch_ends(al, pos["on_branch"], sem["on_branch"])
-        d = sem["phi"] - pos["phi"]
-        ac, ac_err, at_end = sign_crossing(al, d, np.hypot(sem["phi_err"], pos["phi_err"]),
-                                           sem["on_branch"] & pos["on_branch"], sem["on_branch"])
-        out.update(alpha_c=ac, alpha_c_err=ac_err, alpha_c_at_branch_end=at_end)
         return out
+
+    def population_mse(self, omega: float, q: Any, m: Any, theta: Any, *, sigma: float = SIGMA,
+                       n_gh: int = 20, A: Any = DEFAULT_A) -> np.ndarray:
+        r"""The population test error $\mathbb E\,\sigma^2\|S(h)-T(t)\|_F^2$ (§5, the generated
+        ``channel`` and ``mse_integrand`` programs) at the order parameters ``(q, m, θ)`` (arrays,
+        broadcast), with $V_*=\sqrt{\rho-\theta^2/q}$: no prox, a smooth integrand, so tensor
+        Gauss–Hermite with ``n_gh`` nodes per variable (4 variables)."""
+        from numerics.backend import get_backend
+
+        be = get_backend("numpy")
+        q_, m_, th_ = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=float)) for v in (q, m, theta)))
+        rule = gauss_hermite(int(n_gh), 4).pruned(1e-14)
+        z, w = rule.nodes, rule.weights
+        P, N = q_.size, rule.size
+        rep = lambda v: np.repeat(v.reshape(-1), N)  # noqa: E731
+        zz = np.tile(z, (P, 1))
+        Af = [a for row in A for a in row]
+        ch = self.kernel("channel")(np, be.special, zz[:, 0], zz[:, 1], zz[:, 2], zz[:, 3], rep(q_), rep(m_),
+                                    rep(th_), sigma**2, omega, *Af)
+        i = self.kernel("mse_integrand")(np, be.special, ch["h1"], ch["h2"], sigma,
+                                         ch["T11"], ch["T12"], ch["T21"], ch["T22"])["i_mse"]
+        return (np.asarray(i).reshape(P, N) * w[None, :]).sum(axis=1).reshape(q_.shape)
+
+    def large_alpha_limit(self, omega: float, *, sigma: float = SIGMA, n_gh: int = 20,
+                          mixed: bool = True) -> dict[str, Any]:
+        r"""$\alpha\to\infty$: the regularised training risk per sample tends to the population
+        risk and $\lambda/\alpha\to0$, so the global minimum is the smaller of the population test
+        error minimised on each invariant set over the overlaps a student can reach
+        ($q=\sigma^2\|Q\|^2/d\ge\sigma^2m^2+\theta^2/\rho$ by Cauchy–Schwarz, as the replica fixed
+        point satisfies at every α) — positional ($\theta=0$, $q\ge\sigma^2m^2$) and semantic
+        ($m=0$, $\theta^2\le\rho q$, i.e. $V_*\ge0$) —
+        :meth:`population_mse` minimised by Nelder–Mead. Returns both minima, their minimisers,
+        and ``difference`` = min mse_sem − min mse_pos (negative: semantic wins at large α);
+        ``mixed``: also the minimum over (q, m, θ) jointly (``mse_mixed``: if it were below both,
+        a mixed state would be the large-α global minimum)."""
+        from scipy.optimize import minimize
+
+        rho = sigma**2
+
+        cmax = 1.0 - 1e-12  # V_* = √ρ·√(1 − c²) > 0 in floating point
+
+        def pos(v: np.ndarray) -> float:  # q = σ²m² + v₀²: q = σ²‖Q‖²/d ≥ σ²(Q·u/d)² = σ²m²
+            return float(self.population_mse(omega, max(sigma**2 * v[1] ** 2 + v[0] ** 2, 1e-300), v[1], 0.0,
+                                             sigma=sigma, n_gh=n_gh)[0])
+
+        def sem(v: np.ndarray) -> float:  # q = v₀², θ = c √(ρq), |c| ≤ 1 (the minimum sits at c = 1)
+            qv, c = max(v[0] ** 2, 1e-300), min(abs(v[1]), cmax)
+            return float(self.population_mse(omega, qv, 0.0, c * np.sqrt(rho * qv), sigma=sigma, n_gh=n_gh)[0])
+
+        def mixed(v: np.ndarray) -> float:  # both: q = σ²m² + θ²/ρ + v₀²
+            qv = max(sigma**2 * v[1] ** 2 + v[2] ** 2 / rho + v[0] ** 2, 1e-300)
+            return float(self.population_mse(omega, qv, v[1], v[2], sigma=sigma, n_gh=n_gh)[0])
+
+        best = {}
+        for name, f, starts in (("positional", pos, ([0.2, 0.3], [0.05, 0.45])),
+                                ("semantic", sem, ([0.5, 0.99], [0.35, 0.8])),
+                                ("mixed", mixed, ([0.01, 0.1, 0.2], [0.01, 0.3, 0.05], [0.1, 0.2, 0.1])))[
+                                    : 3 if mixed else 2]:
+            runs = [minimize(f, np.array(s0), method="Nelder-Mead",
+                             options=dict(xatol=1e-6, fatol=1e-12, maxiter=2000)) for s0 in starts]
+            best[name] = min(runs, key=lambda r: r.fun)
+        mp_ = float(best["positional"].x[1])
+        qp = float(sigma**2 * mp_**2 + best["positional"].x[0] ** 2)
+        qs, cs = float(best["semantic"].x[0] ** 2), min(abs(float(best["semantic"].x[1])), cmax)
+        return {"omega": float(omega), "mse_positional": float(best["positional"].fun),
+                "mse_semantic": float(best["semantic"].fun),
+                "difference": float(best["semantic"].fun - best["positional"].fun),
+                "mse_mixed": float(best["mixed"].fun) if mixed else float("nan"),
+                "mixed_m": abs(float(best["mixed"].x[1])) if mixed else float("nan"),
+                "mixed_theta": abs(float(best["mixed"].x[2])) if mixed else float("nan"),
+                "positional_q": qp, "positional_m": abs(mp_), "semantic_q": qs,
+                "semantic_theta": cs * float(np.sqrt(rho * qs)), "n_gh": int(n_gh)}
+
+    def omega_star(self, lo: float = 0.6, hi: float = 0.7, *, sigma: float = SIGMA, n_gh: int = 16,
+                   xtol: float = 1e-6) -> float:
+        """ω* where the two large-α population minima are equal (:meth:`large_alpha_limit`):
+        above it the positional minimum is the global one at every α, so α_c(ω) → ∞ as ω → ω*⁻
+        (brentq; ``lo``/``hi`` must bracket a sign change, else ValueError naming them)."""
+        from scipy.optimize import brentq
+
+        f = lambda w: self.large_alpha_limit(w, sigma=sigma, n_gh=n_gh, mixed=False)["difference"]  # noqa: E731
+        flo, fhi = f(lo), f(hi)
+        if not (np.isfinite(flo) and np.isfinite(fhi) and flo * fhi < 0):
+            raise ValueError(f"omega_star: 'lo' = {lo} and 'hi' = {hi} do not bracket a sign change of "
+                             f"min mse_sem - min mse_pos ({flo:.3g}, {fhi:.3g})")
+        return float(brentq(f, lo, hi, xtol=xtol))
 
     # ---- fixed-point protocol -------------------------------------------------------------------
     #: the state of the (L, r) = (2, 1) map, in order (general (L, r): :meth:`state_names`)
@@ -815,6 +934,17 @@ def token_swap_closed(rule: Rule) -> Rule:
     z = rule.nodes
     nodes = np.concatenate([z, z[:, [1, 0, 3, 2]]])
     return Rule(nodes, np.tile(rule.weights, 2) / 2, rule.kind + "-swap", rule.order * 2)
+
+
+def _phase_diagram_columns(args: tuple) -> dict[str, Any]:
+    """One worker's ω columns of :meth:`PositionalSemantic.phase_diagram` (module level: sent to
+    a worker process by reference; the model is the worker's own instance)."""
+    import derive.models
+
+    name, al, om, kw = args
+    kw = dict(kw)
+    sigma, lam, tol = kw.pop("sigma"), kw.pop("lam"), kw.pop("on_branch_tol")
+    return derive.models.get(name)._phase_diagram_grids(al, om, sigma, lam, tol, None, kw)
 
 
 def _problem_r1(model: PositionalSemantic, p: Mapping[str, Any], o: Mapping[str, Any], xp: Any,

@@ -1,0 +1,132 @@
+"""positional-semantic at α → ∞ (issue 13 item 1: where α_c(ω) ends) and the parallel phase diagram.
+
+The α → ∞ global minimum is the smaller population test error on each invariant set
+(``PositionalSemantic.large_alpha_limit``). Checked here against outside numbers: a hand-typed
+NumPy integrand on an independent rule, a finite-d simulation (numerics.simulate, its own
+softmax on sampled sequences), and the linear-baseline program (a different generated kernel,
+a different quadrature) where the two must agree by construction.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from numerics.parallel import map_chunks, split_columns
+
+SIGMA, RHO = 0.5, 0.25
+A = np.array([[0.6, 0.4], [0.4, 0.6]])
+
+
+@pytest.fixture(scope="module")
+def model():
+    import derive
+
+    return derive.models.get("positional-semantic")
+
+
+def _sig(u):
+    return 1.0 / (1.0 + np.exp(-u))
+
+
+def _hand_population_mse(omega, q, m, theta, n=40):
+    """σ²E‖S(h) − T(t)‖²_F typed by hand from the spec (§1–2, §5), on a 4-d tensor rule built
+    here from numpy.polynomial.hermite_e (not numerics.quadrature)."""
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    w = w / w.sum()
+    X1, X2, W1, W2 = np.meshgrid(x, x, x, x, indexing="ij")
+    wt = (w[:, None, None, None] * w[None, :, None, None] * w[None, None, :, None] * w[None, None, None, :])
+    h1, h2 = np.sqrt(q) * X1 + m, np.sqrt(q) * X2 - m
+    vs = np.sqrt(RHO - theta**2 / q)
+    t1, t2 = vs * W1 + theta / np.sqrt(q) * X1, vs * W2 + theta / np.sqrt(q) * X2
+
+    def soft(u1, u2):  # rows of softmax(u uᵀ) for two tokens
+        return _sig(u1 * (u1 - u2)), _sig(u2 * (u1 - u2))
+
+    s1, s2 = soft(h1, h2)
+    r1, r2 = soft(t1, t2)
+    T11, T21 = (1 - omega) * r1 + omega * A[0, 0], (1 - omega) * r2 + omega * A[1, 0]
+    # each row of S − T is (δ, −δ): ‖S − T‖² = 2 Σ_rows δ²
+    return float(SIGMA**2 * (wt * 2 * ((s1 - T11) ** 2 + (s2 - T21) ** 2)).sum())
+
+
+@pytest.mark.parametrize("omega,q,m,theta", [(0.3, 0.05, 0.25, 0.0), (0.5, 0.2, 0.0, 0.2),
+                                             (0.7, 0.12, 0.1, 0.1)])
+def test_population_mse_equals_hand_typed_integral(model, omega, q, m, theta):
+    got = float(model.population_mse(omega, q, m, theta, n_gh=20)[0])
+    assert abs(got - _hand_population_mse(omega, q, m, theta, n=24)) < 1e-9 * max(1.0, got) + 1e-12
+
+
+def test_population_mse_matches_finite_d_simulation(model):
+    """The semantic large-α minimiser Q = a·Q* (q = σ²a², θ = σ²a, V* = 0) at d = 600: the
+    simulator's test error on 6000 fresh sequences within 4 standard errors (+1/d)."""
+    from numerics.simulate.positional_semantic import measure, sample_instance
+
+    lim = model.large_alpha_limit(0.5, n_gh=12, mixed=False)
+    a = lim["semantic_theta"] / SIGMA**2
+    d = 600
+    inst = sample_instance(d, 0.05, omega=0.5, seed=3)
+    Q = a * inst.Qstar
+    rows = [measure(Q, inst, n_test=2000, seed=s)["mse"] for s in range(3)]
+    ov = measure(Q, inst, n_test=200, seed=9)
+    assert abs(ov["q"] - lim["semantic_q"]) < 1e-9 and abs(ov["theta"] - lim["semantic_theta"]) < 1e-9
+    # the per-dimension test error carries the O(1) content part tr((S−T)Σ(S−T)ᵀ) plus O(1/d)
+    mean, se = np.mean(rows), np.std(rows, ddof=1) / np.sqrt(len(rows))
+    assert abs(mean - lim["mse_semantic"]) < 4 * se + 2.0 / d * lim["mse_semantic"] + 2e-5, (mean, se, lim)
+
+
+def test_positional_large_alpha_minimum_sits_on_the_reachable_boundary(model):
+    """q ≥ σ²m² (Cauchy–Schwarz, q = σ²‖Q‖²/d): the positional minimum is Q ∝ u (q = σ²m²), and
+    it lies above the linear baseline (the best constant attention, not reachable by the student:
+    the content term σ²‖Q‖²/d cannot vanish with m ≠ 0) — checked at ω = 0.3."""
+    lim = model.large_alpha_limit(0.3, n_gh=12, mixed=False)
+    assert abs(lim["positional_q"] - SIGMA**2 * lim["positional_m"] ** 2) < 1e-6
+    r = model.solve_pairs([1.0], 0.3, "positional", n_quad=256, replicas=2)
+    assert lim["mse_positional"] > float(r["mse_linear"][0]) + 1e-3
+    # and below the finite-α positional test error (α = 1): learning more cannot hurt the optimum
+    assert lim["mse_positional"] < float(r["mse"][0])
+    assert lim["semantic_theta"] ** 2 <= RHO * lim["semantic_q"] * (1 + 1e-9)
+
+
+def test_large_alpha_sign_brackets_recorded_omega_star(model):
+    """Semantic wins at α → ∞ for ω = 0.5, positional for ω = 0.8 (the recorded ω* lies between)."""
+    lo = model.large_alpha_limit(0.5, n_gh=12, mixed=False)["difference"]
+    hi = model.large_alpha_limit(0.8, n_gh=12, mixed=False)["difference"]
+    assert lo < -1e-4 and hi > 1e-4
+
+
+# ---- numerics.parallel ----------------------------------------------------------------------------
+
+def _square(x):
+    return np.asarray(x) ** 2
+
+
+def test_split_columns_deals_round_robin():
+    parts = split_columns(7, 3)
+    assert [p.tolist() for p in parts] == [[0, 3, 6], [1, 4], [2, 5]]
+    assert [p.tolist() for p in split_columns(2, 5)] == [[0], [1]]
+    with pytest.raises(ValueError, match="parts"):
+        split_columns(3, 0)
+
+
+def test_map_chunks_parallel_equals_serial_and_reports_progress():
+    chunks = [np.arange(i, i + 3) for i in range(5)]
+    seen = []
+    par = map_chunks(_square, chunks, workers=2, done=lambda k, n: seen.append((k, n)))
+    ser = map_chunks(_square, chunks, workers=1)
+    assert all(np.array_equal(a, b) for a, b in zip(par, ser))
+    assert seen[-1] == (5, 5) and len(seen) == 5
+    with pytest.raises(ValueError, match="workers"):
+        map_chunks(_square, chunks, workers=0)
+
+
+def test_phase_diagram_workers_give_identical_grids(model):
+    al, om = np.array([0.9, 1.3]), np.array([0.2, 0.3, 0.4])
+    kw = dict(n_quad=64, replicas=2, hats="envelope", maxiter=60)
+    one = model.phase_diagram(al, om, **kw)
+    two = model.phase_diagram(al, om, workers=2, **kw)
+    for br in ("positional", "semantic"):
+        for k, v in one[br].items():
+            a, b = np.asarray(v, float), np.asarray(two[br][k], float)
+            assert np.array_equal(np.isnan(a), np.isnan(b)) and np.array_equal(a[~np.isnan(a)], b[~np.isnan(b)]), k
+    with pytest.raises(ValueError, match="workers"):
+        model.phase_diagram(al, om, workers=0, **kw)
