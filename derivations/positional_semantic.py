@@ -386,8 +386,13 @@ def _cli(argv: Sequence[str] | None = None) -> None:
         al, om, ac, end = z["alphas"], z["omegas"], z["alpha_c"], z["alpha_c_at_branch_end"]
         sel = np.isfinite(ac) & ~end.astype(bool)
         i = np.searchsorted(al, ac[sel])  # the grid interval [al[i-1], al[i]] of the Φ crossing
+        jw = np.nonzero(sel)[0]
+        state = ("q", "m", "v", "theta")
+        # each branch continued from its own grid fixed point at the bracket's nearer end
+        starts = {"positional": np.stack([z[f"positional_{k}"][i - 1, jw] for k in state], axis=1),
+                  "semantic": np.stack([z[f"semantic_{k}"][i, jw] for k in state], axis=1)}
         alpha_c_table(om[sel], al[i - 1], al[i], a.csv or (a.out / "alpha_c_bisection.csv"),
-                      n_quad=a.n_quad, replicas=a.replicas, hats=a.hats)
+                      starts=starts, workers=a.workers, n_quad=a.n_quad, replicas=a.replicas, hats=a.hats)
         return
     if a.phase_diagram:
         na, nw = (int(v) for v in a.phase_diagram.split("x"))
@@ -472,17 +477,11 @@ def phase_diagram_run(alphas: Sequence[float], omegas: Sequence[float], out: Pat
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    def cpu_all() -> float:  # this process and its (joined) worker processes
-        import resource
-
-        return sum(resource.getrusage(w).ru_utime + resource.getrusage(w).ru_stime
-                   for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-
-    t, c = time.perf_counter(), cpu_all()
+    t, c = time.perf_counter(), _cpu_all()
     pd = continuation_phase_diagram(alphas, omegas, callback=lambda b, i, n: echo(
         f"[{b}] {i}/{n} {'α steps' if b != 'columns' else 'column chunks'}, {time.perf_counter() - t:.0f} s wall"),
         **opts)
-    wall, cpu = time.perf_counter() - t, cpu_all() - c
+    wall, cpu = time.perf_counter() - t, _cpu_all() - c
     pd["wall_s"], pd["cpu_s"] = wall, cpu
     flat = {f"{b}_{k}": v for b in ("positional", "semantic") for k, v in pd[b].items()}
     np.savez(out / "phase_diagram.npz", **flat, **{k: pd[k] for k in (
@@ -502,27 +501,58 @@ def phase_diagram_run(alphas: Sequence[float], omegas: Sequence[float], out: Pat
     return pd
 
 
+def _alpha_c_columns(args: tuple) -> dict[str, np.ndarray]:
+    """One worker's ω of :func:`alpha_c_table`: bisection, then the quadrature error."""
+    import derive
+
+    om, lo, hi, starts, tol, h, opts = args
+    m = derive.models.get(MODEL)
+    bis = m.critical_alpha(om, lo, hi, tol=tol, sigma=SIGMA, lam=LAM, starts=starts, **opts)
+    ac = np.where(bis.converged, bis.root, np.nan)
+    er = m.critical_alpha_error(om, ac, h=h, sigma=SIGMA, lam=LAM, starts=starts, **opts)
+    return {"alpha_c": ac, "half_bracket": 0.5 * np.where(bis.converged, bis.hi - bis.lo, np.nan),
+            "error": er["error"], "slope": er["slope"]}
+
+
+def _cpu_all() -> float:
+    """CPU seconds of this process and its joined worker processes."""
+    import resource
+
+    return sum(resource.getrusage(w).ru_utime + resource.getrusage(w).ru_stime
+               for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
 def alpha_c_table(omegas: Sequence[float], lo: Any, hi: Any, path: Path, *, tol: float = 2e-3, h: float = 0.02,
-                  echo=print, **opts: Any) -> dict[str, np.ndarray]:
+                  echo=print, starts: Mapping[str, Any] | None = None, workers: int = 1,
+                  **opts: Any) -> dict[str, np.ndarray]:
     """α_c(ω) by batched bisection of Φ_sem − Φ_pos in the brackets ``[lo, hi]`` (per ω), its
     quadrature error (:meth:`critical_alpha_error`: replica error of the Φ difference over its
-    slope, plus half the final bracket), written to ``path`` as CSV with a provenance line."""
+    slope, plus half the final bracket), written to ``path`` as CSV with a provenance line.
+    ``starts``: per-ω branch states next to the brackets (a phase diagram's), so that every
+    bisection point continues its branch; ``workers``: processes (the ω are dealt to them)."""
     import datetime
     import sys
 
-    import derive
+    from numerics.parallel import map_chunks, split_columns
 
-    m = derive.models.get(MODEL)
     om = np.asarray(omegas, dtype=float)
-    t, c = time.perf_counter(), time.process_time()
-    bis = m.critical_alpha(om, lo, hi, tol=tol, sigma=SIGMA, lam=LAM, **opts)
-    ac = np.where(bis.converged, bis.root, np.nan)
-    echo(f"bisection done ({time.process_time() - c:.0f} s CPU): omega {om.tolist()} alpha_c {ac.tolist()}")
-    er = m.critical_alpha_error(om, ac, h=h, sigma=SIGMA, lam=LAM, **opts)
-    err = er["error"] + 0.5 * np.where(bis.converged, bis.hi - bis.lo, np.nan)
-    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    lo_ = np.broadcast_to(np.asarray(lo, dtype=float), om.shape)
+    hi_ = np.broadcast_to(np.asarray(hi, dtype=float), om.shape)
+    t, c = time.perf_counter(), _cpu_all()
+    cols = split_columns(om.size, workers)
+    sub = lambda j: None if starts is None else {b: np.asarray(v)[j] for b, v in starts.items()}  # noqa: E731
+    parts = map_chunks(_alpha_c_columns, [(om[j], lo_[j], hi_[j], sub(j), tol, h, opts) for j in cols], workers,
+                       done=lambda k, n: echo(f"alpha_c: {k}/{n} chunks, {time.perf_counter() - t:.0f} s wall"))
+    res = {k: np.full(om.shape, np.nan) for k in parts[0]}
+    for j, part in zip(cols, parts):
+        for k, v in part.items():
+            res[k][j] = v
+    ac, er = res["alpha_c"], {"slope": res["slope"]}
+    err = res["error"] + res["half_bracket"]
+    wall, cpu = time.perf_counter() - t, _cpu_all() - c
     prov = (f"# command: python {' '.join(sys.argv)}; critical_alpha (bisection of Phi_sem - Phi_pos, tol {tol}) "
-            f"with settings {opts}, sigma={SIGMA}, lam={LAM}; error = replica error of the Phi difference at "
+            f"with settings {opts}, starts {'from the phase diagram' if starts is not None else 'cold'}, "
+            f"workers {workers}, sigma={SIGMA}, lam={LAM}; error = replica error of the Phi difference at "
             f"alpha_c +- {h} over its slope + half the final bracket; {wall:.0f} s wall, {cpu:.0f} s CPU; "
             f"date {datetime.date.today().isoformat()}")
     path = Path(path)
@@ -530,8 +560,7 @@ def alpha_c_table(omegas: Sequence[float], lo: Any, hi: Any, path: Path, *, tol:
         fh.write(prov + "\n")
         fh.write("omega,alpha_c,alpha_c_err,slope,bracket_lo,bracket_hi\n")
         for j, w in enumerate(om):
-            fh.write(f"{w:.6g},{ac[j]:.8g},{err[j]:.3g},{er['slope'][j]:.6g},{np.atleast_1d(lo)[j % np.size(lo)]:.6g},"
-                     f"{np.atleast_1d(hi)[j % np.size(hi)]:.6g}\n")
+            fh.write(f"{w:.6g},{ac[j]:.8g},{err[j]:.3g},{er['slope'][j]:.6g},{lo_[j]:.6g},{hi_[j]:.6g}\n")
     echo(f"alpha_c table ({om.size} omegas): {wall:.0f} s wall, {cpu:.0f} s CPU -> {path}")
     return {"omega": om, "alpha_c": ac, "alpha_c_err": err, "slope": er["slope"]}
 

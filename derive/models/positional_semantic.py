@@ -648,18 +648,34 @@ class PositionalSemantic(Model):
                                     lam=np.full(a.shape, float(lam))))
         return self.evaluate(params, backend or get_backend("numpy"), **{**options, "branch": branch})
 
+    def _branch_start(self, starts: Mapping[str, Any] | None, branch: str, idx: Any) -> Any:
+        """Rows ``idx`` of the per-ω starts of ``branch`` (``(n_omega, 4)``; NaN rows: the default)."""
+        if not starts or starts.get(branch) is None:
+            return None
+        x0 = np.asarray(starts[branch], dtype=float)
+        if x0.ndim != 2 or x0.shape[1] != len(self.state):
+            raise ValueError(f"'starts[{branch!r}]' must be an (n_omega, {len(self.state)}) array of "
+                             f"{self.state}, got shape {x0.shape}")
+        return x0[np.asarray(idx)]
+
     def critical_alpha(self, omegas: Any, lo: float, hi: float, *, tol: float = 2e-3, sigma: float = SIGMA,
-                       lam: float = LAM, **options: Any) -> Any:
+                       lam: float = LAM, starts: Mapping[str, Any] | None = None, **options: Any) -> Any:
         """α_c(ω): where Φ_semantic − Φ_positional changes sign (the first-order transition of the
         global minimum), by batched bisection in α over all ω at once
-        (:func:`numerics.phases.bisect_sign_change`); each evaluation solves both branches."""
+        (:func:`numerics.phases.bisect_sign_change`); each evaluation solves both branches.
+        ``starts``: per-ω starting states of each branch (``{"positional": (n_omega, 4), "semantic":
+        ...}``, e.g. a phase diagram's fixed points next to the bracket), so that every bisection
+        point continues its branch instead of starting cold (a cold start near a branch end can
+        land elsewhere or fail)."""
         from numerics.phases import bisect_sign_change
 
         om = np.asarray(omegas, dtype=float)
 
         def f(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-            pos = self.solve_pairs(a, om[idx], "positional", sigma=sigma, lam=lam, **options)
-            sem = self.solve_pairs(a, om[idx], "semantic", sigma=sigma, lam=lam, **options)
+            pos = self.solve_pairs(a, om[idx], "positional", sigma=sigma, lam=lam,
+                                   **{**options, "init": self._branch_start(starts, "positional", idx)})
+            sem = self.solve_pairs(a, om[idx], "semantic", sigma=sigma, lam=lam,
+                                   **{**options, "init": self._branch_start(starts, "semantic", idx)})
             return np.where(pos["converged"] & sem["converged"], sem["phi"] - pos["phi"], np.nan)
 
         lo_ = np.broadcast_to(np.asarray(lo, dtype=float), om.shape).copy()
@@ -667,7 +683,8 @@ class PositionalSemantic(Model):
         return bisect_sign_change(f, lo_, hi_, tol=tol)
 
     def critical_alpha_error(self, omegas: Any, alpha_c: Any, *, h: float = 0.02, sigma: float = SIGMA,
-                             lam: float = LAM, **options: Any) -> dict[str, np.ndarray]:
+                             lam: float = LAM, starts: Mapping[str, Any] | None = None,
+                             **options: Any) -> dict[str, np.ndarray]:
         """The quadrature error of α_c(ω): both branches at α_c ± h (replica rules as in
         ``options``); ``slope`` = d(Φ_sem − Φ_pos)/dα by the central difference, ``error`` =
         the replica error of Φ_sem − Φ_pos (the larger of the two sides) over the slope."""
@@ -678,8 +695,11 @@ class PositionalSemantic(Model):
         for sgn in (-1.0, 1.0):
             di, dei = np.full(om.shape, np.nan), np.full(om.shape, np.nan)
             if fin.any():
-                pos = self.solve_pairs(ac[fin] + sgn * h, om[fin], "positional", sigma=sigma, lam=lam, **options)
-                sem = self.solve_pairs(ac[fin] + sgn * h, om[fin], "semantic", sigma=sigma, lam=lam, **options)
+                ix = np.nonzero(fin)[0]
+                pos = self.solve_pairs(ac[fin] + sgn * h, om[fin], "positional", sigma=sigma, lam=lam,
+                                       **{**options, "init": self._branch_start(starts, "positional", ix)})
+                sem = self.solve_pairs(ac[fin] + sgn * h, om[fin], "semantic", sigma=sigma, lam=lam,
+                                       **{**options, "init": self._branch_start(starts, "semantic", ix)})
                 ok = pos["converged"] & sem["converged"]
                 di[fin] = np.where(ok, sem["phi"] - pos["phi"], np.nan)
                 dei[fin] = np.where(ok, np.hypot(sem["phi_err"], pos["phi_err"]), np.nan)
@@ -969,7 +989,7 @@ def _problem_r1(model: PositionalSemantic, p: Mapping[str, Any], o: Mapping[str,
         out = k["prox_fgh"](xp, sp_, y[:, 0], y[:, 1], c["h1"][rows], c["h2"][rows], c["V"][rows],
                             c["sigma"][rows], *(c[t][rows] for t in Tk))
         g = xp.stack([out["g1"], out["g2"]], axis=1)
-        H = xp.stack([xp.stack([out["H11"], out["H12"]], 1), xp.stack([out["H12"], out["H22"]], 1)], 1)
+        H = xp.stack([out["H11"], out["H12"], out["H12"], out["H22"]], axis=1).reshape(-1, 2, 2)
         return out["M"], g, H
 
     def integrands(y: Any, c: Mapping[str, Any], z: Any, xr: Any, pt: Any) -> dict:
