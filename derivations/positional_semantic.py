@@ -379,7 +379,9 @@ def _cli(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--alpha-c-from", default=None, metavar="NPZ",
                     help="only the alpha_c(omega) table by bisection, brackets from this phase-diagram .npz "
                          "(the grid interval of the Phi crossing)")
-    ap.add_argument("--csv", type=Path, default=None, help="output CSV of --alpha-c-from")
+    ap.add_argument("--csv", type=Path, default=None, help="output CSV of --alpha-c-from / --large-alpha")
+    ap.add_argument("--large-alpha", action="store_true",
+                    help="only the alpha -> infinity table over --omega-range (11 points) and omega*")
     a = ap.parse_args(argv)
     if a.alpha_c_from:
         z = np.load(a.alpha_c_from)
@@ -393,6 +395,10 @@ def _cli(argv: Sequence[str] | None = None) -> None:
                   "semantic": np.stack([z[f"semantic_{k}"][i, jw] for k in state], axis=1)}
         alpha_c_table(om[sel], al[i - 1], al[i], a.csv or (a.out / "alpha_c_bisection.csv"),
                       starts=starts, workers=a.workers, n_quad=a.n_quad, replicas=a.replicas, hats=a.hats)
+        return
+    if a.large_alpha:
+        w0, w1 = (float(v) for v in a.omega_range.split(","))
+        large_alpha_table(np.round(np.linspace(w0, w1, 11), 6), a.csv or (a.out / "large_alpha.csv"))
         return
     if a.phase_diagram:
         na, nw = (int(v) for v in a.phase_diagram.split("x"))
@@ -522,6 +528,40 @@ def _cpu_all() -> float:
                for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 
 
+def large_alpha_table(omegas: Sequence[float], path: Path, *, n_gh: int = 16, echo=print) -> dict[str, Any]:
+    """The α → ∞ limit (:meth:`large_alpha_limit`) at each ω and ω* (:meth:`omega_star`, at ``n_gh``
+    and ``n_gh + 4`` nodes per variable: their difference is its quadrature error), written to
+    ``path`` as CSV with a provenance line (ω* on it)."""
+    import datetime
+    import sys
+
+    import derive
+
+    m = derive.models.get(MODEL)
+    t, c = time.perf_counter(), _cpu_all()
+    rows = []
+    for w in omegas:
+        r = m.large_alpha_limit(float(w), sigma=SIGMA, n_gh=n_gh)
+        rows.append(r)
+        echo(f"omega {w:.4g}: min mse pos {r['mse_positional']:.9g}, sem {r['mse_semantic']:.9g}, "
+             f"mixed {r['mse_mixed']:.9g} ({time.perf_counter() - t:.0f} s)")
+    ws = m.omega_star(sigma=SIGMA, n_gh=n_gh)
+    ws2 = m.omega_star(ws - 0.002, ws + 0.002, sigma=SIGMA, n_gh=n_gh + 4)
+    wall, cpu = time.perf_counter() - t, _cpu_all() - c
+    keys = ("omega", "mse_positional", "mse_semantic", "mse_mixed", "difference", "positional_q", "positional_m",
+            "semantic_q", "semantic_theta", "mixed_m", "mixed_theta")
+    with Path(path).open("w") as fh:
+        fh.write(f"# command: python {' '.join(sys.argv)}; large_alpha_limit (population test error minimised "
+                 f"on each invariant set over the reachable overlaps, Gauss-Hermite {n_gh}^4, Nelder-Mead), "
+                 f"sigma={SIGMA}; omega_star = {ws:.8f} (n_gh {n_gh}), {ws2:.8f} (n_gh {n_gh + 4}); "
+                 f"{wall:.0f} s wall, {cpu:.0f} s CPU; date {datetime.date.today().isoformat()}\n")
+        fh.write(",".join(keys) + "\n")
+        for r in rows:
+            fh.write(",".join(f"{r[k]:.10g}" for k in keys) + "\n")
+    echo(f"omega* = {ws:.8f} (n_gh {n_gh}), {ws2:.8f} (n_gh {n_gh + 4}) -> {path}")
+    return {"rows": rows, "omega_star": ws, "omega_star_check": ws2}
+
+
 def alpha_c_table(omegas: Sequence[float], lo: Any, hi: Any, path: Path, *, tol: float = 2e-3, h: float = 0.02,
                   echo=print, starts: Mapping[str, Any] | None = None, workers: int = 1,
                   **opts: Any) -> dict[str, np.ndarray]:
@@ -558,9 +598,14 @@ def alpha_c_table(omegas: Sequence[float], lo: Any, hi: Any, path: Path, *, tol:
     path = Path(path)
     with path.open("w") as fh:
         fh.write(prov + "\n")
-        fh.write("omega,alpha_c,alpha_c_err,slope,bracket_lo,bracket_hi\n")
+        st_cols = [f"{b[:3]}_{k}" for b in ("positional", "semantic") for k in ("q", "m", "v", "theta")]
+        fh.write("omega,alpha_c,alpha_c_err,slope,bracket_lo,bracket_hi"
+                 + ("," + ",".join(st_cols) if starts is not None else "") + "\n")
         for j, w in enumerate(om):
-            fh.write(f"{w:.6g},{ac[j]:.8g},{err[j]:.3g},{er['slope'][j]:.6g},{lo_[j]:.6g},{hi_[j]:.6g}\n")
+            row = f"{w:.6g},{ac[j]:.8g},{err[j]:.3g},{er['slope'][j]:.6g},{lo_[j]:.6g},{hi_[j]:.6g}"
+            if starts is not None:  # the branch starts used (so that a test can recompute the row)
+                row += "," + ",".join(f"{v:.10g}" for b in ("positional", "semantic") for v in np.asarray(starts[b])[j])
+            fh.write(row + "\n")
     echo(f"alpha_c table ({om.size} omegas): {wall:.0f} s wall, {cpu:.0f} s CPU -> {path}")
     return {"omega": om, "alpha_c": ac, "alpha_c_err": err, "slope": er["slope"]}
 

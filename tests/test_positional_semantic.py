@@ -399,7 +399,12 @@ def test_alpha_c_reproduces_recorded_table_within_error_bars():
     pick = np.nonzero(ok)[0][[0, ok.sum() // 2, -1]]
     om, ac, err = tab["omega"][pick], tab["alpha_c"][pick], tab["alpha_c_err"][pick]
     hats = prov.split("'hats': '")[1].split("'")[0] if "'hats'" in prov else "stein"  # recorded: §4 forms
-    res = MODEL.critical_alpha(om, tab["bracket_lo"][pick], tab["bracket_hi"][pick], tol=2e-3,
-                               n_quad=n_quad, replicas=replicas, hats=hats)
+    starts = None
+    if "pos_q" in tab:  # recorded with each branch continued from the phase diagram's states
+        starts = {b: np.stack([tab[f"{b[:3]}_{k}"][pick] for k in ("q", "m", "v", "theta")], axis=1)
+                  for b in ("positional", "semantic")}
+    tol = float(re.search(r"tol ([0-9.e-]+)\)", prov).group(1)) if "tol " in prov else 2e-3
+    res = MODEL.critical_alpha(om, tab["bracket_lo"][pick], tab["bracket_hi"][pick], tol=tol,
+                               n_quad=n_quad, replicas=replicas, hats=hats, starts=starts)
     assert bool(np.all(res.converged))
-    assert np.all(np.abs(res.root - ac) <= err + 2e-3), (res.root, ac, err)
+    assert np.all(np.abs(res.root - ac) <= err + tol), (res.root, ac, err)

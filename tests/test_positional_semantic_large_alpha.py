@@ -130,3 +130,35 @@ def test_phase_diagram_workers_give_identical_grids(model):
             assert np.array_equal(np.isnan(a), np.isnan(b)) and np.array_equal(a[~np.isnan(a)], b[~np.isnan(b)]), k
     with pytest.raises(ValueError, match="workers"):
         model.phase_diagram(al, om, workers=0, **kw)
+
+
+# ---- the recorded α → ∞ table and ω* (tests/data/positional_semantic_large_alpha.csv) ------------------
+
+def _large_alpha_record():
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent / "data" / "positional_semantic_large_alpha.csv"
+    lines = path.read_text().splitlines()
+    ws = [float(v) for v in re.findall(r"omega_star = ([0-9.]+)", lines[0])]
+    head = lines[1].split(",")
+    rows = np.array([[float(v) for v in ln.split(",")] for ln in lines[2:]])
+    return ws, {k: rows[:, i] for i, k in enumerate(head)}
+
+
+def test_recorded_large_alpha_table_has_one_sign_change_at_omega_star_and_no_mixed_minimum():
+    (ws, ws_check), tab = _large_alpha_record()
+    assert abs(ws - ws_check) < 1e-6  # Gauss–Hermite 16 vs 20 nodes per variable
+    d = tab["difference"]
+    assert np.all(d[tab["omega"] < ws] < 0) and np.all(d[tab["omega"] > ws] > 0)
+    # the joint minimum over (q, m, θ) is never below the better pure branch (no mixed state wins)
+    best = np.minimum(tab["mse_positional"], tab["mse_semantic"])
+    assert np.all(tab["mse_mixed"] >= best - 1e-9)
+    # the positional minimiser is Q ∝ u: q = σ²m² (the Cauchy–Schwarz boundary)
+    assert np.allclose(tab["positional_q"], SIGMA**2 * tab["positional_m"] ** 2, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_omega_star_recomputed(model):
+    (ws, _), _ = _large_alpha_record()
+    assert abs(model.omega_star(ws - 0.01, ws + 0.01, n_gh=16) - ws) < 1e-6
