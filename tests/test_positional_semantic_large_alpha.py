@@ -140,7 +140,7 @@ def _large_alpha_record():
 
     path = Path(__file__).resolve().parent / "data" / "positional_semantic_large_alpha.csv"
     lines = path.read_text().splitlines()
-    ws = [float(v) for v in re.findall(r"omega_star = ([0-9.]+)", lines[0])]
+    ws = [float(v) for v in re.search(r"omega_star = ([0-9.]+) \(n_gh \d+\), ([0-9.]+)", lines[0]).groups()]
     head = lines[1].split(",")
     rows = np.array([[float(v) for v in ln.split(",")] for ln in lines[2:]])
     return ws, {k: rows[:, i] for i, k in enumerate(head)}
