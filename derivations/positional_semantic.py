@@ -528,6 +528,50 @@ def _cpu_all() -> float:
                for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 
 
+def plot_alpha_c_line(tables: Sequence[Path], large_alpha_csv: Path, path: Path) -> Path:
+    """α_c(ω) with its quadrature error bars from the recorded tables (:func:`alpha_c_table`), the
+    authors' plotted line, and the α → ∞ asymptote ω* (:func:`large_alpha_table`); right: the
+    large-α population test errors of both branches against ω."""
+    import re
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from derivations.positional_semantic_settle import AUTHORS_ALPHA_C
+
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+    for k, tpath in enumerate(tables):
+        tab = read_alpha_c_table(tpath)
+        ok = np.isfinite(tab["alpha_c"])
+        ax[0].errorbar(tab["omega"][ok], tab["alpha_c"][ok], yerr=tab["alpha_c_err"][ok], fmt=".-", ms=3,
+                       color=f"C{k}", label=f"α_c(ω), Φ crossing ({Path(tpath).name})")
+    aw = sorted(AUTHORS_ALPHA_C)
+    ax[0].plot(aw, [AUTHORS_ALPHA_C[w] for w in aw], "gs", ms=5, label="authors' plotted line")
+    head = Path(large_alpha_csv).read_text().splitlines()
+    ws = float(re.search(r"omega_star = ([0-9.]+)", head[0]).group(1))
+    ax[0].axvline(ws, color="k", ls="--", lw=1, label=f"ω* = {ws:.4f} (α → ∞)")
+    ax[0].set_yscale("log")
+    ax[0].set_xlabel(r"$\omega$")
+    ax[0].set_ylabel(r"$\alpha_c$")
+    ax[0].set_title("semantic global minimum above the line; none for ω > ω*", fontsize=9)
+    ax[0].legend(fontsize=7, loc="upper left")
+    cols = head[1].split(",")
+    rows = np.array([[float(v) for v in ln.split(",")] for ln in head[2:]])
+    t = {c: rows[:, i] for i, c in enumerate(cols)}
+    ax[1].plot(t["omega"], t["mse_positional"], "o-", ms=3, label="positional (θ = 0)")
+    ax[1].plot(t["omega"], t["mse_semantic"], "o-", ms=3, label="semantic (m = 0)")
+    ax[1].axvline(ws, color="k", ls="--", lw=1)
+    ax[1].set_xlabel(r"$\omega$")
+    ax[1].set_ylabel("population test error at α → ∞")
+    ax[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
 def large_alpha_table(omegas: Sequence[float], path: Path, *, n_gh: int = 16, echo=print) -> dict[str, Any]:
     """The α → ∞ limit (:meth:`large_alpha_limit`) at each ω and ω* (:meth:`omega_star`, at ``n_gh``
     and ``n_gh + 4`` nodes per variable: their difference is its quadrature error), written to

@@ -354,17 +354,35 @@ class SaddleDriver:
         return J, grads
 
 
-def continuation(solve: Callable[[Any, Any], SaddleResult], values: Sequence[Any],
-                 x0: Any) -> list[SaddleResult]:
+def continuation(solve: Callable[..., SaddleResult], values: Sequence[Any], x0: Any, *,
+                 on_branch: Callable[[SaddleResult], Any] | None = None,
+                 patience: int | None = None) -> list[SaddleResult]:
     """Sweep ``values`` (one parameter, in order): ``solve(value, start)`` from the previous
-    step's fixed point where it converged (else from ``x0``), the branch followed to its end."""
+    step's fixed point where it converged (else from ``x0``), the branch followed to its end.
+
+    With ``on_branch`` (``res -> (n,) bool``) and ``patience``: a column that is off its branch
+    for ``patience`` consecutive steps (after leaving it, or from the first step) has **ended** —
+    it is not solved again (a cold restart past the end of a branch costs a full iteration
+    budget and finds nothing new). Sweep each branch from where it exists towards its end.
+    ``solve`` is then called as ``solve(value, start, live)`` with the ``(n,)`` mask of live
+    columns and must return full-size results (dead columns unconverged)."""
     out: list[SaddleResult] = []
     start = np.array(x0, dtype=float, copy=True)
+    track = on_branch is not None and patience is not None
+    if track and int(patience) < 1:
+        raise ValueError(f"continuation: 'patience' must be an integer >= 1, got {patience!r}")
+    n = start.shape[0]
+    off = np.zeros(n, dtype=int)
+    live = np.ones(n, dtype=bool)
     for v in values:
-        res = solve(v, start)
+        res = solve(v, start, live.copy()) if track else solve(v, start)
         out.append(res)
         conv = np.asarray(res.converged)
         start = np.where(conv[:, None], np.asarray(res.x), start)
+        if track:
+            on = np.asarray(on_branch(res), dtype=bool) & live
+            off = np.where(on, 0, off + 1)
+            live &= off < int(patience)
     return out
 
 

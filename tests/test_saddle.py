@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize
 
-from numerics.saddle import SaddleDriver, SaddleProblem, continuation, replica_rule
+from numerics.saddle import SaddleResult, SaddleDriver, SaddleProblem, continuation, replica_rule
 
 LAM, A, B = 1.5, 0.5, 0.3
 
@@ -105,6 +105,26 @@ def test_continuation_follows_parameter():
     out = continuation(solve, [0.3, 0.35, 0.4], np.array([[0.5]]))
     xs = [float(r.x[0, 0]) for r in out]
     assert all(bool(r.converged[0]) for r in out) and xs[0] < xs[1] < xs[2]
+
+
+def test_continuation_stops_solving_a_column_after_its_branch_ends():
+    """A column off its branch for ``patience`` consecutive steps is not solved again; the others are."""
+    calls = []
+
+    def solve(v, x0, live):
+        calls.append(live.copy())
+        x = np.where(live[:, None], v, np.nan) * np.ones((2, 1))
+        conv = live & np.array([v < 0.35, True])  # column 0 leaves its branch at v = 0.35
+        return SaddleResult(x=x, converged=conv, residual=None, iterations=None, status=None, x_error=None,
+                            obs={}, obs_error={}, lead=None, radius=None)
+
+    vals = [0.3, 0.35, 0.4, 0.45, 0.5]
+    out = continuation(solve, vals, np.zeros((2, 1)), on_branch=lambda r: r.converged, patience=2)
+    assert len(out) == len(vals)
+    assert [bool(c[0]) for c in calls] == [True, True, True, False, False]
+    assert all(bool(c[1]) for c in calls)
+    with pytest.raises(ValueError, match="patience"):
+        continuation(solve, vals, np.zeros((2, 1)), on_branch=lambda r: r.converged, patience=0)
 
 
 @pytest.mark.parametrize("bad", [0])

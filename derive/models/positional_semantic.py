@@ -714,7 +714,7 @@ class PositionalSemantic(Model):
 
     def phase_diagram(self, alphas: Any, omegas: Any, *, sigma: float = SIGMA, lam: float = LAM,
                       on_branch_tol: float = 1e-3, callback: Any = None, workers: int = 1,
-                      **options: Any) -> dict[str, Any]:
+                      patience: int = 4, **options: Any) -> dict[str, Any]:
         """Both branches on the ``alphas × omegas`` grid by continuation
         (:func:`numerics.saddle.continuation`): the positional branch followed upward in α from its
         start, the semantic branch downward, each α step batched over every ω and started at the
@@ -729,7 +729,10 @@ class PositionalSemantic(Model):
         ``callback(branch, i, n)`` after each α step (progress); with ``workers > 1`` the ω
         columns (independent: the continuation runs in α) are dealt to ``workers`` processes
         (:func:`numerics.parallel.map_chunks`) and ``callback("columns", k, n)`` reports finished
-        chunks. The result does not depend on ``workers`` (each column sees the same rule)."""
+        chunks. The result does not depend on ``workers`` (each column sees the same rule).
+        ``patience``: a column whose branch was followed and then is off it for this many
+        consecutive α steps has ended and is not solved again (:func:`numerics.saddle.continuation`;
+        restarting cold past a branch end costs a full iteration budget per step)."""
         from numerics.saddle import branch_ends, sign_crossing
 
         al = np.asarray(alphas, dtype=float)
@@ -742,8 +745,9 @@ class PositionalSemantic(Model):
             from numerics.parallel import map_chunks, split_columns
 
             cols = split_columns(om.size, int(workers))
-            kw = dict(sigma=sigma, lam=lam, on_branch_tol=on_branch_tol, **options)
-            parts = map_chunks(_phase_diagram_columns, [(self.name, al, om[c], kw) for c in cols], int(workers),
+            kw = dict(sigma=sigma, lam=lam, on_branch_tol=on_branch_tol, patience=patience, **options)
+            report = callback is not None
+            parts = map_chunks(_phase_diagram_columns, [(self.name, al, om[c], kw, report) for c in cols], int(workers),
                                done=None if callback is None else lambda k, n: callback("columns", k, n))
             out = {}
             for branch in ("positional", "semantic"):
@@ -755,7 +759,7 @@ class PositionalSemantic(Model):
                     grid[key] = g
                 out[branch] = grid
         else:
-            out = self._phase_diagram_grids(al, om, sigma, lam, on_branch_tol, callback, options)
+            out = self._phase_diagram_grids(al, om, sigma, lam, on_branch_tol, callback, options, patience)
         out.update(alphas=al, omegas=om)
         pos, sem = out["positional"], out["semantic"]
         out["positional_end"], out["semantic_end"] = branch_ends(al, pos["on_branch"], sem["on_branch"])
@@ -766,7 +770,8 @@ class PositionalSemantic(Model):
         return out
 
     def _phase_diagram_grids(self, al: np.ndarray, om: np.ndarray, sigma: float, lam: float,
-                             on_branch_tol: float, callback: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+                             on_branch_tol: float, callback: Any, options: Mapping[str, Any],
+                             patience: int = 3) -> dict[str, Any]:
         """The two branches' grids of :meth:`phase_diagram` by continuation in α (one process)."""
         from numerics.saddle import continuation
 
@@ -776,19 +781,32 @@ class PositionalSemantic(Model):
             grid = {k: np.full((al.size, om.size), np.nan) for k in self.PD_KEYS}
             count = [0]
 
-            def solve(a: float, x0: np.ndarray, branch: str = branch, count: list = count) -> Any:
-                init = x0 if np.isfinite(x0).any() else None
-                r = self.solve_pairs(np.full(om.size, a), om, branch, sigma=sigma, lam=lam,
-                                     **{**options, "init": init})
-                x = np.stack([np.asarray(r[k], dtype=float) for k in self.state], axis=1)
+            def solve(a: float, x0: np.ndarray, live: np.ndarray, branch: str = branch,
+                      count: list = count) -> Any:
+                # only the columns whose branch has not ended (continuation's ``live``)
+                obs = {k: np.full(om.size, np.nan) for k in self.PD_KEYS}
+                obs["converged"] = np.zeros(om.size)
+                x = np.full((om.size, len(self.state)), np.nan)
+                if live.any():
+                    x0l = x0[live]
+                    init = x0l if np.isfinite(x0l).any() else None
+                    r = self.solve_pairs(np.full(int(live.sum()), a), om[live], branch, sigma=sigma, lam=lam,
+                                         **{**options, "init": init})
+                    for k in self.PD_KEYS:
+                        obs[k][live] = np.asarray(r[k], dtype=float)
+                    x[live] = np.stack([np.asarray(r[k], dtype=float) for k in self.state], axis=1)
                 count[0] += 1
                 if callback is not None:
                     callback(branch, count[0], al.size)
-                return SaddleResult(x=x, converged=np.asarray(r["converged"], bool), residual=None,
-                                    iterations=None, status=None, x_error=None, obs=r, obs_error={},
+                return SaddleResult(x=x, converged=obs["converged"] > 0, residual=None,
+                                    iterations=None, status=None, x_error=None, obs=obs, obs_error={},
                                     lead=None, radius=None)
 
-            steps = continuation(solve, [float(al[i]) for i in order], np.full((om.size, len(self.state)), np.nan))
+            def on(res: Any, key: str = key) -> np.ndarray:
+                return np.asarray(res.converged, bool) & (np.abs(res.obs[key]) > on_branch_tol)
+
+            steps = continuation(solve, [float(al[i]) for i in order], np.full((om.size, len(self.state)), np.nan),
+                                 on_branch=on, patience=patience)
             for i, st in zip(order, steps):
                 for k in self.PD_KEYS:
                     grid[k][i] = np.asarray(st.obs[k], dtype=float)
@@ -961,10 +979,19 @@ def _phase_diagram_columns(args: tuple) -> dict[str, Any]:
     a worker process by reference; the model is the worker's own instance)."""
     import derive.models
 
-    name, al, om, kw = args
+    import os
+    import sys
+
+    name, al, om, kw, report = args
     kw = dict(kw)
-    sigma, lam, tol = kw.pop("sigma"), kw.pop("lam"), kw.pop("on_branch_tol")
-    return derive.models.get(name)._phase_diagram_grids(al, om, sigma, lam, tol, None, kw)
+    sigma, lam, tol, patience = kw.pop("sigma"), kw.pop("lam"), kw.pop("on_branch_tol"), kw.pop("patience")
+
+    def progress(branch: str, i: int, n: int) -> None:  # one line per 10 α steps, on stderr
+        if i % 10 == 0 or i == n:
+            print(f"[worker {os.getpid()}: {om.size} ω] {branch} {i}/{n} α steps", file=sys.stderr, flush=True)
+
+    return derive.models.get(name)._phase_diagram_grids(al, om, sigma, lam, tol, progress if report else None, kw,
+                                                        patience)
 
 
 def _problem_r1(model: PositionalSemantic, p: Mapping[str, Any], o: Mapping[str, Any], xp: Any,
