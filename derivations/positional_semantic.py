@@ -374,27 +374,26 @@ def _cli(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--n-quad", type=int, default=1024)
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--hats", default="envelope", choices=("envelope", "stein"))
+    ap.add_argument("--alpha-geom", default=None, metavar="A0,A1,N",
+                    help="append N geometrically spaced alphas in [A0, A1] to the phase-diagram grid (large alpha)")
+    ap.add_argument("--omegas", default=None, help="comma-separated omegas instead of --omega-range")
     ap.add_argument("--workers", type=int, default=1,
                     help="processes for --phase-diagram (the omega columns are dealt to them)")
     ap.add_argument("--alpha-c-from", default=None, metavar="NPZ",
                     help="only the alpha_c(omega) table by bisection, brackets from this phase-diagram .npz "
                          "(the grid interval of the Phi crossing)")
+    ap.add_argument("--scan", action="store_true", help="--alpha-c-from: local scan instead of bisection")
+    ap.add_argument("--alpha-c-min", type=float, default=0.0,
+                    help="--alpha-c-from: only crossings above this alpha (e.g. those beyond another grid)")
     ap.add_argument("--csv", type=Path, default=None, help="output CSV of --alpha-c-from / --large-alpha")
     ap.add_argument("--large-alpha", action="store_true",
                     help="only the alpha -> infinity table over --omega-range (11 points) and omega*")
     a = ap.parse_args(argv)
     if a.alpha_c_from:
         z = np.load(a.alpha_c_from)
-        al, om, ac, end = z["alphas"], z["omegas"], z["alpha_c"], z["alpha_c_at_branch_end"]
-        sel = np.isfinite(ac) & ~end.astype(bool)
-        i = np.searchsorted(al, ac[sel])  # the grid interval [al[i-1], al[i]] of the Φ crossing
-        jw = np.nonzero(sel)[0]
-        state = ("q", "m", "v", "theta")
-        # each branch continued from its own grid fixed point at the bracket's nearer end
-        starts = {"positional": np.stack([z[f"positional_{k}"][i - 1, jw] for k in state], axis=1),
-                  "semantic": np.stack([z[f"semantic_{k}"][i, jw] for k in state], axis=1)}
-        alpha_c_table(om[sel], al[i - 1], al[i], a.csv or (a.out / "alpha_c_bisection.csv"),
-                      starts=starts, workers=a.workers, n_quad=a.n_quad, replicas=a.replicas, hats=a.hats)
+        lo, hi, jw, starts = alpha_c_brackets(z, a.alpha_c_min)
+        alpha_c_table(z["omegas"][jw], lo, hi, a.csv or (a.out / "alpha_c_bisection.csv"),
+                      starts=starts, workers=a.workers, scan=a.scan, n_quad=a.n_quad, replicas=a.replicas, hats=a.hats)
         return
     if a.large_alpha:
         w0, w1 = (float(v) for v in a.omega_range.split(","))
@@ -404,7 +403,13 @@ def _cli(argv: Sequence[str] | None = None) -> None:
         na, nw = (int(v) for v in a.phase_diagram.split("x"))
         a0, a1 = (float(v) for v in a.alpha_range.split(","))
         w0, w1 = (float(v) for v in a.omega_range.split(","))
-        phase_diagram_run(np.round(np.linspace(a0, a1, na), 6), np.round(np.linspace(w0, w1, nw), 6), a.out,
+        alphas = np.round(np.linspace(a0, a1, na), 6)
+        if a.alpha_geom:
+            g0, g1, gn = a.alpha_geom.split(",")
+            alphas = np.concatenate([alphas, np.round(np.geomspace(float(g0), float(g1), int(gn)), 6)])
+        omegas = (np.array([float(v) for v in a.omegas.split(",")]) if a.omegas
+                  else np.round(np.linspace(w0, w1, nw), 6))
+        phase_diagram_run(alphas, omegas, a.out,
                           n_quad=a.n_quad, replicas=a.replicas, hats=a.hats, workers=a.workers)
         return
     for f in main(a.out, quick=a.quick, seed=a.seed):
@@ -438,6 +443,20 @@ def phi_crossing(pd: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndar
                          sem["on_branch"] & pos["on_branch"], sem["on_branch"])
 
 
+def load_phase_diagram(path: Path) -> dict[str, Any]:
+    """A ``phase_diagram.npz`` of :func:`phase_diagram_run` back in the layout of ``phase_diagram``."""
+    z = np.load(path)
+    pd: dict[str, Any] = {b: {} for b in ("positional", "semantic")}
+    top = ("alphas", "omegas", "alpha_c", "alpha_c_err", "alpha_c_at_branch_end", "positional_end", "semantic_end")
+    for k in z.files:
+        b = k.split("_", 1)[0]
+        if b in pd and k not in top:
+            pd[b][k.split("_", 1)[1]] = z[k]
+        else:
+            pd[k] = z[k]
+    return pd
+
+
 def plot_phase_diagram(pd: Mapping[str, Any], path: Path, title: str = "") -> Path:
     """The α–ω plane from :func:`continuation_phase_diagram`: which branch is the global minimum
     (blue positional, red semantic), α_c(ω) with its error bar, the branch ends (grid spinodal of
@@ -450,8 +469,13 @@ def plot_phase_diagram(pd: Mapping[str, Any], path: Path, title: str = "") -> Pa
     A, W = np.meshgrid(pd["alphas"], pd["omegas"], indexing="ij")
     pos, sem = pd["positional"], pd["semantic"]
     d = sem["phi"] - pos["phi"]
-    glob = np.where(sem["on_branch"] & (~pos["on_branch"] | (d > 0)), 1.0,
-                    np.where(pos["on_branch"], 0.0, np.nan))
+    pos_on, sem_on = np.asarray(pos["on_branch"], bool), np.asarray(sem["on_branch"], bool)
+    pos_left = (np.asarray(pos["converged"]) > 0) & ~pos_on  # converged off its branch: the branch ended
+    # semantic: both exist and Φ_sem is larger, or only it exists and the positional one has ended;
+    # positional: it exists and the semantic one does not or has the smaller Φ; grey: undecided
+    # (the positional solve did not converge at this rule)
+    glob = np.where(sem_on & ((pos_on & (d > 0)) | pos_left), 1.0,
+                    np.where(pos_on & (~sem_on | ~(d > 0)), 0.0, np.nan))
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
     ax[0].pcolormesh(A, W, glob, cmap="coolwarm", shading="nearest", vmin=0, vmax=1)
     ax[0].errorbar(pd["alpha_c"], pd["omegas"], xerr=pd["alpha_c_err"], fmt="k.-", ms=3,
@@ -460,7 +484,7 @@ def plot_phase_diagram(pd: Mapping[str, Any], path: Path, title: str = "") -> Pa
     ax[0].plot(pd["positional_end"], pd["omegas"], "wv--", ms=3, label="positional branch ends")
     ax[0].set_xlabel(r"$\alpha$")
     ax[0].set_ylabel(r"$\omega$")
-    ax[0].set_title(title or "global minimum: blue positional, red semantic", fontsize=9)
+    ax[0].set_title(title or "global minimum: blue positional, red semantic, white undecided", fontsize=9)
     ax[0].legend(fontsize=7, loc="lower right")
     lim = np.nanmax(np.abs(d)) if np.isfinite(d).any() else 1.0
     im = ax[1].pcolormesh(A, W, d, cmap="PiYG", shading="nearest", vmin=-lim, vmax=lim)
@@ -501,23 +525,29 @@ def phase_diagram_run(alphas: Sequence[float], omegas: Sequence[float], out: Pat
         for j, w in enumerate(pd["omegas"]):
             fh.write(f"{w:.6g},{pd['alpha_c'][j]:.8g},{pd['alpha_c_err'][j]:.3g},{int(pd['alpha_c_at_branch_end'][j])},"
                      f"{pd['positional_end'][j]:.6g},{pd['semantic_end'][j]:.6g}\n")
-    plot_phase_diagram(pd, out / "phase_diagram.png",
-                       f"{len(alphas)} α × {len(omegas)} ω, both branches by continuation; {opts}")
+    plot_phase_diagram(pd, out / "phase_diagram.png", f"{len(alphas)} α × {len(omegas)} ω by continuation, "
+                       f"QMC {opts.get('n_quad', 4096)} × {opts.get('replicas', 4)}; blue positional, red semantic")
     echo(f"phase diagram {len(alphas)} x {len(omegas)}: {wall:.0f} s wall, {cpu:.0f} s CPU")
     return pd
 
 
 def _alpha_c_columns(args: tuple) -> dict[str, np.ndarray]:
-    """One worker's ω of :func:`alpha_c_table`: bisection, then the quadrature error."""
+    """One worker's ω of :func:`alpha_c_table`: bisection, then the quadrature error; or
+    (``scan``) the model's local scan, which carries its own error."""
     import derive
 
-    om, lo, hi, starts, tol, h, opts = args
+    om, lo, hi, starts, tol, h, opts, scan = args
     m = derive.models.get(MODEL)
+    if scan:
+        r = m.critical_alpha_scan(om, 0.5 * (lo + hi), half_width=max(float(np.max(hi - lo)) / 2, 0.02),
+                                  sigma=SIGMA, lam=LAM, starts=starts, **opts)
+        return {"alpha_c": r["alpha_c"], "half_bracket": np.zeros(om.shape), "error": r["error"],
+                "slope": r["slope"], "lo": r["lo"], "hi": r["hi"]}
     bis = m.critical_alpha(om, lo, hi, tol=tol, sigma=SIGMA, lam=LAM, starts=starts, **opts)
     ac = np.where(bis.converged, bis.root, np.nan)
     er = m.critical_alpha_error(om, ac, h=h, sigma=SIGMA, lam=LAM, starts=starts, **opts)
     return {"alpha_c": ac, "half_bracket": 0.5 * np.where(bis.converged, bis.hi - bis.lo, np.nan),
-            "error": er["error"], "slope": er["slope"]}
+            "error": er["error"], "slope": er["slope"], "lo": np.asarray(lo, float), "hi": np.asarray(hi, float)}
 
 
 def _cpu_all() -> float:
@@ -606,8 +636,44 @@ def large_alpha_table(omegas: Sequence[float], path: Path, *, n_gh: int = 16, ec
     return {"rows": rows, "omega_star": ws, "omega_star_check": ws2}
 
 
+def alpha_c_brackets(z: Mapping[str, Any], alpha_min: float = 0.0, widen: float = 0.02
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Brackets and branch starts for :func:`alpha_c_table` from a phase diagram (``z``: the
+    ``phase_diagram.npz`` of :func:`phase_diagram_run`). Where the grid has a Φ crossing (not at a
+    branch end, above ``alpha_min``): its grid interval widened by ``widen``. Where it has none but both ω-neighbours do
+    (a branch that did not converge at the coarse rule near the crossing): the neighbours' crossings
+    widened by ``widen``. Starts: each branch's fixed point at its on-branch grid α nearest the
+    bracket (positional below it, semantic above it), so every solve continues its branch.
+    Returns ``(lo, hi, omega_indices, starts)``."""
+    al, om, ac = z["alphas"], z["omegas"], np.array(z["alpha_c"], dtype=float)
+    end = np.asarray(z["alpha_c_at_branch_end"], bool)
+    ac[end] = np.nan
+    lo, hi, jw = [], [], []
+    for j in range(om.size):
+        if np.isfinite(ac[j]):
+            if ac[j] <= alpha_min:
+                continue
+            i = int(np.searchsorted(al, ac[j]))  # the grid interval, widened (the coarse rule's noise)
+            lo.append(al[i - 1] - widen), hi.append(al[i] + widen), jw.append(j)
+        elif 0 < j < om.size - 1 and np.isfinite(ac[j - 1]) and np.isfinite(ac[j + 1]) and ac[j - 1] > alpha_min:
+            lo.append(min(ac[j - 1], ac[j + 1]) - widen), hi.append(max(ac[j - 1], ac[j + 1]) + widen), jw.append(j)
+    jw_ = np.array(jw, dtype=int)
+    lo_, hi_ = np.array(lo), np.array(hi)
+    state = ("q", "m", "v", "theta")
+    starts = {}
+    for branch, side in (("positional", lo_), ("semantic", hi_)):
+        on = np.asarray(z[f"{branch}_on_branch"], bool)
+        rows = []
+        for j, edge in zip(jw_, side):
+            ok = np.nonzero(on[:, j])[0]
+            i = ok[np.argmin(np.abs(al[ok] - edge))] if ok.size else None
+            rows.append([np.nan] * 4 if i is None else [float(z[f"{branch}_{k}"][i, j]) for k in state])
+        starts[branch] = np.array(rows)
+    return lo_, hi_, jw_, starts
+
+
 def alpha_c_table(omegas: Sequence[float], lo: Any, hi: Any, path: Path, *, tol: float = 2e-3, h: float = 0.02,
-                  echo=print, starts: Mapping[str, Any] | None = None, workers: int = 1,
+                  echo=print, starts: Mapping[str, Any] | None = None, workers: int = 1, scan: bool = False,
                   **opts: Any) -> dict[str, np.ndarray]:
     """α_c(ω) by batched bisection of Φ_sem − Φ_pos in the brackets ``[lo, hi]`` (per ω), its
     quadrature error (:meth:`critical_alpha_error`: replica error of the Φ difference over its
@@ -625,7 +691,7 @@ def alpha_c_table(omegas: Sequence[float], lo: Any, hi: Any, path: Path, *, tol:
     t, c = time.perf_counter(), _cpu_all()
     cols = split_columns(om.size, workers)
     sub = lambda j: None if starts is None else {b: np.asarray(v)[j] for b, v in starts.items()}  # noqa: E731
-    parts = map_chunks(_alpha_c_columns, [(om[j], lo_[j], hi_[j], sub(j), tol, h, opts) for j in cols], workers,
+    parts = map_chunks(_alpha_c_columns, [(om[j], lo_[j], hi_[j], sub(j), tol, h, opts, scan) for j in cols], workers,
                        done=lambda k, n: echo(f"alpha_c: {k}/{n} chunks, {time.perf_counter() - t:.0f} s wall"))
     res = {k: np.full(om.shape, np.nan) for k in parts[0]}
     for j, part in zip(cols, parts):
@@ -634,10 +700,14 @@ def alpha_c_table(omegas: Sequence[float], lo: Any, hi: Any, path: Path, *, tol:
     ac, er = res["alpha_c"], {"slope": res["slope"]}
     err = res["error"] + res["half_bracket"]
     wall, cpu = time.perf_counter() - t, _cpu_all() - c
-    prov = (f"# command: python {' '.join(sys.argv)}; critical_alpha (bisection of Phi_sem - Phi_pos, tol {tol}) "
+    method = ("critical_alpha_scan (5 alphas across the bracket, linear interpolation at the sign change; error = "
+              "replica error of the Phi difference over the slope + interpolation term)" if scan else
+              f"critical_alpha (bisection of Phi_sem - Phi_pos, tol {tol})")
+    prov = (f"# command: python {' '.join(sys.argv)}; {method} "
             f"with settings {opts}, starts {'from the phase diagram' if starts is not None else 'cold'}, "
-            f"workers {workers}, sigma={SIGMA}, lam={LAM}; error = replica error of the Phi difference at "
-            f"alpha_c +- {h} over its slope + half the final bracket; {wall:.0f} s wall, {cpu:.0f} s CPU; "
+            f"workers {workers}, sigma={SIGMA}, lam={LAM}; "
+            + ("" if scan else f"error = replica error of the Phi difference at alpha_c +- {h} over its slope + half "
+               "the final bracket; ") + f"{wall:.0f} s wall, {cpu:.0f} s CPU; "
             f"date {datetime.date.today().isoformat()}")
     path = Path(path)
     with path.open("w") as fh:
@@ -646,7 +716,7 @@ def alpha_c_table(omegas: Sequence[float], lo: Any, hi: Any, path: Path, *, tol:
         fh.write("omega,alpha_c,alpha_c_err,slope,bracket_lo,bracket_hi"
                  + ("," + ",".join(st_cols) if starts is not None else "") + "\n")
         for j, w in enumerate(om):
-            row = f"{w:.6g},{ac[j]:.8g},{err[j]:.3g},{er['slope'][j]:.6g},{lo_[j]:.6g},{hi_[j]:.6g}"
+            row = f"{w:.6g},{ac[j]:.8g},{err[j]:.3g},{er['slope'][j]:.6g},{res['lo'][j]:.6g},{res['hi'][j]:.6g}"
             if starts is not None:  # the branch starts used (so that a test can recompute the row)
                 row += "," + ",".join(f"{v:.10g}" for b in ("positional", "semantic") for v in np.asarray(starts[b])[j])
             fh.write(row + "\n")

@@ -403,6 +403,12 @@ def test_alpha_c_reproduces_recorded_table_within_error_bars():
     if "pos_q" in tab:  # recorded with each branch continued from the phase diagram's states
         starts = {b: np.stack([tab[f"{b[:3]}_{k}"][pick] for k in ("q", "m", "v", "theta")], axis=1)
                   for b in ("positional", "semantic")}
+    if "critical_alpha_scan" in prov:  # the local scan: recomputed across the recorded bracket, both errors
+        r = MODEL.critical_alpha_scan(om, 0.5 * (tab["bracket_lo"][pick] + tab["bracket_hi"][pick]), half_width=0.04,
+                                      n_quad=n_quad, replicas=replicas, hats=hats, starts=starts)
+        assert np.all(np.isfinite(r["alpha_c"]))
+        assert np.all(np.abs(r["alpha_c"] - ac) <= 2 * np.hypot(err, r["error"])), (r["alpha_c"], ac, err)
+        return
     tol = float(re.search(r"tol ([0-9.e-]+)\)", prov).group(1)) if "tol " in prov else 2e-3
     res = MODEL.critical_alpha(om, tab["bracket_lo"][pick], tab["bracket_hi"][pick], tol=tol,
                                n_quad=n_quad, replicas=replicas, hats=hats, starts=starts)

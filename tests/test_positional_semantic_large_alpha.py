@@ -162,3 +162,16 @@ def test_recorded_large_alpha_table_has_one_sign_change_at_omega_star_and_no_mix
 def test_omega_star_recomputed(model):
     (ws, _), _ = _large_alpha_record()
     assert abs(model.omega_star(ws - 0.01, ws + 0.01, n_gh=16) - ws) < 1e-6
+
+
+def test_critical_alpha_scan_finds_the_crossing_and_moves_its_window(model):
+    """ω = 0.3 at a coarse rule: a window started 0.2 below the crossing moves up to it; the
+    crossing lies in the recorded range (α_c(0.3) ≈ 1.25–1.28 at converged rules; the coarse
+    rule's own bias is a few hundredths) with an error bar."""
+    r = model.critical_alpha_scan([0.3], [1.05], half_width=0.05, n=3, max_shifts=4, n_quad=256, replicas=2,
+                                  hats="envelope")
+    assert int(r["shifts"][0]) >= 1
+    ac, err = float(r["alpha_c"][0]), float(r["error"][0])
+    # 1.254: the 4096 × 4 scan (tests/data/positional_semantic_alpha_c.csv, interpolated to ω = 0.3)
+    assert 0 < err < 0.25 and abs(ac - 1.254) <= 2 * err + 0.02, (ac, err)
+    assert float(r["lo"][0]) <= float(r["alpha_c"][0]) <= float(r["hi"][0])

@@ -78,8 +78,9 @@ SYMBOL_NAMES = {
 
 #: initial (q, m, V, theta) of each branch. Positional: the authors' notebook (spec §6).
 #: Semantic: m = 0 exactly, so that each branch is the fixed point inside its invariant
-#: subspace (θ = 0, resp. m = 0; exact under the symmetrized rule; transversal stability is
-#: reported by ``stability``), and (q, V, θ) = (0.1, 15, 0.14) instead of the notebook's
+#: subspace (θ = 0, resp. m = 0; exact under the symmetrized rule; the semantic branch's m is
+#: moreover pinned at 0, so its ``stability`` is that within m = 0; the positional branch's
+#: includes the transversal θ direction), and (q, V, θ) = (0.1, 15, 0.14) instead of the notebook's
 #: (0.907, 14.575, 0.347), which lies far from every solution: both reach the same fixed points
 #: (checked at α = 0.57, 1.02, 2), ours in 15–30 iterations instead of 170–340 without
 #: Anderson, and without excursions out of the domain. Agnostic: m = θ = 0.
@@ -581,7 +582,10 @@ class PositionalSemantic(Model):
         """One branch at every point: start, driver, representative of the sign symmetry, outputs."""
         n = driver.P
         if (L, r) == (2, 1):
-            x_def, pins = np.asarray(BRANCH_INIT[branch], dtype=float), []
+            # the semantic branch is the fixed point inside m = 0: held there exactly (a pin), since
+            # where the branch is unstable towards m the round-off of the swap-closed rule grows
+            # and the iteration escapes to the positional state (seen at ω ≥ 0.7)
+            x_def, pins = np.asarray(BRANCH_INIT[branch], dtype=float), ([1] if branch == "semantic" else [])
         else:
             x_def, pins = branch_init(self.general(L, r), branch)
         problem.pins = tuple(pins)
@@ -681,6 +685,65 @@ class PositionalSemantic(Model):
         lo_ = np.broadcast_to(np.asarray(lo, dtype=float), om.shape).copy()
         hi_ = np.broadcast_to(np.asarray(hi, dtype=float), om.shape).copy()
         return bisect_sign_change(f, lo_, hi_, tol=tol)
+
+    def critical_alpha_scan(self, omegas: Any, center: Any, *, half_width: float = 0.04, n: int = 5,
+                            max_shifts: int = 4, sigma: float = SIGMA, lam: float = LAM,
+                            starts: Mapping[str, Any] | None = None, **options: Any) -> dict[str, np.ndarray]:
+        """α_c(ω) by a local scan (robust where a bisection midpoint fails to converge): both branches
+        at ``n`` α in ``center ± half_width`` (every ω and α in one batch per branch, each branch
+        started from ``starts``), the first sign change of Φ_sem − Φ_pos between converged
+        neighbours, linear interpolation there. Where the scan has no sign change, its window moves
+        by ``2·half_width`` towards it (up where Φ_sem < Φ_pos throughout) up to ``max_shifts``
+        times. Returns ``alpha_c``, ``error`` (the larger replica error of the difference at the two
+        neighbours over the slope, plus the interpolation's own: a quarter of the curvature term,
+        bounded by the difference of the one-sided slopes), ``slope``, ``lo``/``hi`` (the bracketing
+        α) and ``shifts``."""
+        om = np.asarray(omegas, dtype=float)
+        c = np.broadcast_to(np.asarray(center, dtype=float), om.shape).copy()
+        K = len(self.state)
+        out = {k: np.full(om.shape, np.nan) for k in ("alpha_c", "error", "slope", "lo", "hi")}
+        out["shifts"] = np.zeros(om.shape, dtype=int)
+        todo = np.nonzero(np.isfinite(c))[0]
+        offs = np.linspace(-half_width, half_width, int(n))
+        for shift in range(int(max_shifts) + 1):
+            if todo.size == 0:
+                break
+            A = (c[todo, None] + offs[None, :]).reshape(-1)
+            W = np.repeat(om[todo], offs.size)
+            res = {}
+            for b in ("positional", "semantic"):
+                st = self._branch_start(starts, b, todo)
+                init = None if st is None else np.repeat(st, offs.size, axis=0).reshape(-1, K)
+                res[b] = self.solve_pairs(A, W, b, sigma=sigma, lam=lam, **{**options, "init": init})
+            ok = (np.asarray(res["positional"]["converged"], bool) & np.asarray(res["semantic"]["converged"], bool)
+                  ).reshape(todo.size, offs.size)
+            d = (np.asarray(res["semantic"]["phi"]) - np.asarray(res["positional"]["phi"])).reshape(todo.size, -1)
+            de = np.hypot(res["semantic"]["phi_err"], res["positional"]["phi_err"]).reshape(todo.size, -1)
+            Ar = A.reshape(todo.size, -1)
+            again = []
+            for row, j in enumerate(todo):
+                idx = np.nonzero(ok[row])[0]
+                found = False
+                for i0, i1 in zip(idx[:-1], idx[1:]):
+                    if d[row, i0] < 0 <= d[row, i1]:
+                        slope = (d[row, i1] - d[row, i0]) / (Ar[row, i1] - Ar[row, i0])
+                        out["alpha_c"][j] = Ar[row, i0] - d[row, i0] / slope
+                        out["slope"][j] = slope
+                        out["lo"][j], out["hi"][j] = Ar[row, i0], Ar[row, i1]
+                        err = max(de[row, i0], de[row, i1]) / slope
+                        # interpolation error: the one-sided slopes' difference × half the interval
+                        sl = [(d[row, b_] - d[row, a_]) / (Ar[row, b_] - Ar[row, a_])
+                              for a_, b_ in zip(idx[:-1], idx[1:])]
+                        curv = (max(sl) - min(sl)) if len(sl) > 1 else 0.0
+                        out["error"][j] = err + 0.25 * abs(curv) * (Ar[row, i1] - Ar[row, i0]) / slope
+                        found = True
+                        break
+                if not found and idx.size:
+                    c[j] += 2 * half_width * (1.0 if np.nanmax(d[row, idx]) < 0 else -1.0)
+                    out["shifts"][j] = shift + 1
+                    again.append(j)
+            todo = np.array(again, dtype=int)
+        return out
 
     def critical_alpha_error(self, omegas: Any, alpha_c: Any, *, h: float = 0.02, sigma: float = SIGMA,
                              lam: float = LAM, starts: Mapping[str, Any] | None = None,
