@@ -175,3 +175,37 @@ def test_critical_alpha_scan_finds_the_crossing_and_moves_its_window(model):
     # 1.254: the 4096 × 4 scan (tests/data/positional_semantic_alpha_c.csv, interpolated to ω = 0.3)
     assert 0 < err < 0.25 and abs(ac - 1.254) <= 2 * err + 0.02, (ac, err)
     assert float(r["lo"][0]) <= float(r["alpha_c"][0]) <= float(r["hi"][0])
+
+
+def test_recorded_alpha_c_diverges_like_a_pole_at_omega_star():
+    """The recorded α_c(ω) beyond α = 3 (4096 × 4 scans) grows like A/(ω* − ω), the behaviour the
+    α → ∞ limit predicts (Φ_sem − Φ_pos per sample = Δ_∞(ω) + O(1/α), Δ_∞ linear through ω*):
+    α_c·(ω* − ω) is the same within 15 % over the four ω closest to ω*, and every α_c is finite
+    below ω* and increasing in ω."""
+    from pathlib import Path
+
+    from derivations.positional_semantic import read_alpha_c_table
+
+    (ws, _), _ = _large_alpha_record()
+    tab = read_alpha_c_table(Path(__file__).resolve().parent / "data" / "positional_semantic_alpha_c_large.csv")
+    om, ac = tab["omega"], tab["alpha_c"]
+    assert np.all(np.isfinite(ac)) and np.all(om < ws) and np.all(np.diff(ac) > -tab["alpha_c_err"][1:])
+    near = np.argsort(ws - om)[:4]
+    amp = ac[near] * (ws - om[near])
+    assert amp.max() / amp.min() < 1.15, amp
+
+
+@pytest.mark.slow
+def test_large_alpha_c_row_recomputed(model):
+    """ω = 0.6: the scan recomputed from the recorded starts stays within the errors."""
+    from pathlib import Path
+
+    from derivations.positional_semantic import read_alpha_c_table
+
+    tab = read_alpha_c_table(Path(__file__).resolve().parent / "data" / "positional_semantic_alpha_c_large.csv")
+    j = int(np.argmin(np.abs(tab["omega"] - 0.6)))
+    starts = {b: np.array([[tab[f"{b[:3]}_{k}"][j] for k in ("q", "m", "v", "theta")]])
+              for b in ("positional", "semantic")}
+    r = model.critical_alpha_scan([tab["omega"][j]], [0.5 * (tab["bracket_lo"][j] + tab["bracket_hi"][j])],
+                                  half_width=0.3, n_quad=4096, replicas=4, hats="envelope", starts=starts)
+    assert abs(float(r["alpha_c"][0]) - tab["alpha_c"][j]) <= 2 * np.hypot(tab["alpha_c_err"][j], float(r["error"][0]))
