@@ -193,8 +193,7 @@ def one_point_parallel(emit, al: float = 1.0, om: float = 0.3, workers: int = 2,
     wall = time.perf_counter() - t
     cpu = sum(r["cpu"] for r in res)
     worst = max(r["quad_error"] for r in res)
-    emit(f"
-one point (α, ω) = ({al}, {om}), both branches on {workers} processes, {opts}: {wall:.1f} s wall, "
+    emit(f"\none point (α, ω) = ({al}, {om}), both branches on {workers} processes, {opts}: {wall:.1f} s wall, "
          f"{cpu:.1f} s CPU (positional {res[0]['cpu']:.1f}, semantic {res[1]['cpu']:.1f}); max relative error bar "
          f"{worst:.1e} (positional {res[0]['quad_error']:.1e}, semantic {res[1]['quad_error']:.1e}); converged "
          f"{[bool(r['converged']) for r in res]}")
