@@ -58,7 +58,7 @@ def test_population_mse_equals_hand_typed_integral(model, omega, q, m, theta):
 
 def test_population_mse_matches_finite_d_simulation(model):
     """The semantic large-α minimiser Q = a·Q* (q = σ²a², θ = σ²a, V* = 0) at d = 600: the
-    simulator's test error on 6000 fresh sequences within 4 standard errors (+1/d)."""
+    simulator's test error on 16000 fresh sequences within 4 standard errors (+2/d relative)."""
     from numerics.simulate.positional_semantic import measure, sample_instance
 
     lim = model.large_alpha_limit(0.5, n_gh=12, mixed=False)
@@ -66,12 +66,12 @@ def test_population_mse_matches_finite_d_simulation(model):
     d = 600
     inst = sample_instance(d, 0.05, omega=0.5, seed=3)
     Q = a * inst.Qstar
-    rows = [measure(Q, inst, n_test=2000, seed=s)["mse"] for s in range(3)]
+    rows = [measure(Q, inst, n_test=4000, seed=s)["mse"] for s in range(4)]
     ov = measure(Q, inst, n_test=200, seed=9)
     assert abs(ov["q"] - lim["semantic_q"]) < 1e-9 and abs(ov["theta"] - lim["semantic_theta"]) < 1e-9
     # the per-dimension test error carries the O(1) content part tr((S−T)Σ(S−T)ᵀ) plus O(1/d)
     mean, se = np.mean(rows), np.std(rows, ddof=1) / np.sqrt(len(rows))
-    assert abs(mean - lim["mse_semantic"]) < 4 * se + 2.0 / d * lim["mse_semantic"] + 2e-5, (mean, se, lim)
+    assert abs(mean - lim["mse_semantic"]) < 4 * se + 2.0 / d * lim["mse_semantic"], (mean, se, lim)
 
 
 def test_positional_large_alpha_minimum_sits_on_the_reachable_boundary(model):
