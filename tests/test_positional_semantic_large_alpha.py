@@ -165,15 +165,27 @@ def test_omega_star_recomputed(model):
 
 
 def test_critical_alpha_scan_finds_the_crossing_and_moves_its_window(model):
-    """ω = 0.3 at a coarse rule: a window started 0.2 below the crossing moves up to it; the
-    crossing lies in the recorded range (α_c(0.3) ≈ 1.25–1.28 at converged rules; the coarse
-    rule's own bias is a few hundredths) with an error bar."""
+    """ω = 0.3 at a coarse rule: a window started 0.2 below the crossing moves up to it, and the
+    crossing agrees with the authors' stored tables (shared/reference, copied to
+    tests/data/reference: linear interpolation of their Φ_sem − Φ_pos between α = 1.25 and
+    1.357 crosses at 1.262; their cubature carries 1–2 % in Φ) within the scan's error bar."""
     r = model.critical_alpha_scan([0.3], [1.05], half_width=0.05, n=3, max_shifts=4, n_quad=256, replicas=2,
                                   hats="envelope")
     assert int(r["shifts"][0]) >= 1
+    from tests.conftest import load_reference
+
+    ref = load_reference("positional_semantic")["omega_0.3"]
+    d = {}
+    for b in ("positional", "semantic"):
+        for row in ref[b]:
+            d.setdefault(round(row["alpha"], 5), {})[b] = row["Phi"]
+    both = sorted(a for a, v in d.items() if len(v) == 2)
+    diff = [d[a]["semantic"] - d[a]["positional"] for a in both]
+    k = next(i for i in range(len(both) - 1) if diff[i] < 0 <= diff[i + 1])
+    ac_ref = both[k] - diff[k] * (both[k + 1] - both[k]) / (diff[k + 1] - diff[k])
+    assert 1.25 <= ac_ref <= 1.357
     ac, err = float(r["alpha_c"][0]), float(r["error"][0])
-    # 1.254: the 4096 × 4 scan (tests/data/positional_semantic_alpha_c.csv, interpolated to ω = 0.3)
-    assert 0 < err < 0.25 and abs(ac - 1.254) <= 2 * err + 0.02, (ac, err)
+    assert 0 < err < 0.25 and abs(ac - ac_ref) <= 2 * err + 0.02, (ac, err, ac_ref)
     assert float(r["lo"][0]) <= float(r["alpha_c"][0]) <= float(r["hi"][0])
 
 

@@ -694,10 +694,10 @@ class PositionalSemantic(Model):
         started from ``starts``), the first sign change of Φ_sem − Φ_pos between converged
         neighbours, linear interpolation there. Where the scan has no sign change, its window moves
         by ``2·half_width`` towards it (up where Φ_sem < Φ_pos throughout) up to ``max_shifts``
-        times. Returns ``alpha_c``, ``error`` (the larger replica error of the difference at the two
-        neighbours over the slope, plus the interpolation's own: a quarter of the curvature term,
-        bounded by the difference of the one-sided slopes), ``slope``, ``lo``/``hi`` (the bracketing
-        α) and ``shifts``."""
+        times. Returns ``alpha_c``; ``error`` = (the larger replica error of the difference at the
+        two neighbours) / slope + ¼·(spread of the slopes between neighbouring scan points)·(the
+        bracketing interval) / slope, the second term bounding the linear interpolation's error;
+        ``slope``, ``lo``/``hi`` (the bracketing α) and ``shifts``."""
         om = np.asarray(omegas, dtype=float)
         c = np.broadcast_to(np.asarray(center, dtype=float), om.shape).copy()
         K = len(self.state)
@@ -793,8 +793,9 @@ class PositionalSemantic(Model):
         columns (independent: the continuation runs in α) are dealt to ``workers`` processes
         (:func:`numerics.parallel.map_chunks`) and ``callback("columns", k, n)`` reports finished
         chunks. The result does not depend on ``workers`` (each column sees the same rule).
-        ``patience``: a column whose branch was followed and then is off it for this many
-        consecutive α steps has ended and is not solved again (:func:`numerics.saddle.continuation`;
+        ``patience``: a column off its branch (not converged, or its order parameter below
+        ``on_branch_tol``) for this many consecutive α steps — after leaving it, or from the sweep's
+        first step — has ended and is not solved again (:func:`numerics.saddle.continuation`;
         restarting cold past a branch end costs a full iteration budget per step)."""
         from numerics.saddle import branch_ends, sign_crossing
 
@@ -834,7 +835,7 @@ class PositionalSemantic(Model):
 
     def _phase_diagram_grids(self, al: np.ndarray, om: np.ndarray, sigma: float, lam: float,
                              on_branch_tol: float, callback: Any, options: Mapping[str, Any],
-                             patience: int = 3) -> dict[str, Any]:
+                             patience: int = 4) -> dict[str, Any]:
         """The two branches' grids of :meth:`phase_diagram` by continuation in α (one process)."""
         from numerics.saddle import continuation
 
