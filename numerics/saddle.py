@@ -102,6 +102,11 @@ class SaddleProblem:
     inside(x, idx) -> bool (P,)   the map's domain (Anderson steps outside it are rejected).
     pins: indices of ``x`` held at 0 (gauge fixing); their map values are reported apart.
     context: free-form data of the model's glue (not used by the driver).
+    compiled: optional, the channel → global prox → integrands → weighted sum step as one
+        compiled loop (:class:`numerics.compiled.NodeLoop`): ``compiled(x, pt, rep, nodes,
+        weights, y0, gtol, maxiter) -> (E, y, prox_ok, multi)`` with ``nodes`` (R, N, dim),
+        ``y0`` (P, N, n_prox) or None (the deterministic starts). Used instead of the four
+        callables above on the NumPy backend; the same map to round-off.
     """
 
     n_state: int
@@ -115,6 +120,7 @@ class SaddleProblem:
     names: Sequence[str] | None = None
     #: whatever the model's glue keeps with its callables (parameters, backend functions)
     context: dict = field(default_factory=dict)
+    compiled: Callable[..., tuple] | None = None
 
 
 @dataclass
@@ -187,6 +193,8 @@ class SaddleDriver:
         self.evaluations += 1
         P, N = idx.shape[0], self.N
         rep = idx % self.R
+        if self.pb.compiled is not None:
+            return self._evaluate_compiled(x, idx, rep, local_from, keep, warm)
         pt = xp.repeat(idx // self.R, N)
         z = self.nodes[rep].reshape(P * N, -1)
         xr = xp.repeat(x, N, axis=0)
@@ -205,6 +213,28 @@ class SaddleDriver:
         I = self.pb.integrands(y, ch, z, xr, pt)
         W = self.weights[rep]
         E = {k: (v.reshape(P, N) * W).sum(axis=1) for k, v in I.items()}
+        out = dict(self.pb.update(E, x, idx // self.R))
+        out["prox_ok"] = prox_ok
+        out["multiple_minima"] = multi
+        return out
+
+    def _evaluate_compiled(self, x: Any, idx: Any, rep: Any, local_from: Any | None, keep: bool,
+                           warm: bool) -> dict:
+        """:meth:`evaluate` through the problem's compiled loop (same starts, same map)."""
+        P, N = idx.shape[0], self.N
+        if warm and self.warm is not None:
+            prev = self.warm[idx]
+            if bool(np.all(np.isfinite(prev))):
+                local_from = prev
+        y0 = None if local_from is None else np.asarray(local_from).reshape(P, N, -1)
+        E, y3, prox_ok, multi = self.pb.compiled(x, idx // self.R, rep, self.nodes, self.weights, y0,
+                                                 self.gtol, self.prox_maxiter)
+        if warm or local_from is None:
+            if self.warm is None:
+                self.warm = np.full((self.n, N, y3.shape[2]), np.nan)
+            self.warm[idx] = y3
+        if keep:
+            self.last = y3.reshape(P * N, -1)
         out = dict(self.pb.update(E, x, idx // self.R))
         out["prox_ok"] = prox_ok
         out["multiple_minima"] = multi

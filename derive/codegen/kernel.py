@@ -90,6 +90,13 @@ def _mp_logaddexp(mp, a, b):
 '''
 
 
+_NUMBA_PRELUDE = '''
+import math
+
+from numerics.compiled import jit as _jit, expit as _expit, logaddexp as _logaddexp, ndtr as _ndtr, sign as _sign
+'''
+
+
 @dataclass(frozen=True)
 class Program:
     """Ordered assignments ``lhs <- rhs`` from ``inputs`` to ``outputs``.
@@ -508,7 +515,9 @@ class Kernel:
     """Generated source of one program for one target, its key, and the compiled function.
 
     Array target: ``kernel(xp, special, *inputs) -> dict``. mpmath target:
-    ``kernel(mp, *inputs) -> dict``. Call :meth:`bind` for a plain function.
+    ``kernel(mp, *inputs) -> dict``. ``numba`` target: ``kernel(*inputs) -> tuple`` (float64
+    scalars, in the order of ``outputs``), compiled by Numba on first call; a model links such
+    kernels into a module of its per-node loop (:func:`numerics.compiled.load_module`).
     """
 
     name: str
@@ -641,7 +650,16 @@ class _Emitter:
 
     @property
     def head_args(self) -> str:
-        return "xp, special" if self.target == "xp" else "mp"
+        return {"xp": "xp, special", "mpmath": "mp"}.get(self.target, "")
+
+    def head(self, args: str) -> str:
+        """The argument list: the target's modules (none for ``numba``), then ``args``."""
+        return ", ".join(a for a in (self.head_args, args) if a)
+
+    @property
+    def decorator(self) -> list[str]:
+        """``numba``: every function is compiled (:func:`numerics.compiled.jit`)."""
+        return ["@_jit"] if self.target == "numba" else []
 
     def _printer(self):
         return PRINTERS[self.target](self.names)
@@ -670,8 +688,9 @@ class _Emitter:
                     ph = self._new_temp()
                     args = sorted(_free_symbols(e), key=lambda s: s.name)
                     helper = self.helper_piecewise(e, args)
-                    calls.append((ph, f"{helper}({self.head_args}, "
-                                      + ", ".join(self.names.get(a, identifier(a.name)) for a in args)
+                    calls.append((ph, f"{helper}("
+                                      + self.head(", ".join(self.names.get(a, identifier(a.name))
+                                                            for a in args))
                                       + ")"))
                     mapping[e] = ph
                 return mapping[e]
@@ -704,13 +723,13 @@ class _Emitter:
         name = f"_{self.prefix}_pw{self._n_helpers}"
         self._n_helpers += 1
         arg_names = [self.names.get(a, identifier(a.name)) for a in args]
-        sig = f"def {name}({self.head_args}, {', '.join(arg_names)}):"
+        sig = "\n".join(self.decorator + [f"def {name}({self.head(', '.join(arg_names))}):"])
         doc = f'    """{_short(pw)}"""'
         body: list[str] = []
-        if self.target == "mpmath":
+        if self.target in ("mpmath", "numba"):  # scalar targets: a plain if
             for i, (val, cond) in enumerate(pw.args):
                 bname = self.branch_function(name, i, val, args)
-                call = f"return {bname}(mp, {', '.join(arg_names)})"
+                call = f"return {bname}({self.head(', '.join(arg_names))})"
                 if cond == sp.true:
                     body.append(f"    {call}")
                     break
@@ -810,7 +829,7 @@ class _Emitter:
         name = f"{helper}_b{i}"
         arg_names = [self.names.get(a, identifier(a.name)) for a in args]
         lines = self.statements("_r", val)
-        src = [f"def {name}({self.head_args}, {', '.join(arg_names)}):"]
+        src = self.decorator + [f"def {name}({self.head(', '.join(arg_names))}):"]
         src += ["    " + ln for ln in lines]
         src.append("    return _r")
         self.helpers.append("\n".join(src))
@@ -855,7 +874,7 @@ def _short(expr: sp.Basic, width: int = 200) -> str:
 
 
 def generate(program: Program, target: str = "xp") -> Kernel:
-    """Lower ``program`` and return its :class:`Kernel` for ``target`` ("xp" or "mpmath").
+    """Lower ``program`` and return its :class:`Kernel` for ``target`` ("xp", "mpmath" or "numba").
 
     The source is looked up in the on-disk cache by the key of the lowered
     expressions and generated (and cached) only when absent. A cached file is used only if it
@@ -933,10 +952,12 @@ def _render(program: Program, lowered: list[tuple[sp.Symbol, sp.Expr]], target: 
     for lhs, rhs in lowered:
         body.append(f"# {lhs} = {_short(rhs, 160)}".replace("\n", " "))
         body += em.statements(names[lhs], rhs)
-    ret = ", ".join(f"{s.name!r}: {names[s]}" for s in program.outputs)
-    body.append(f"return {{{ret}}}")
+    if target == "numba":  # a tuple in the order of ``outputs`` (Numba returns no dicts)
+        body.append("return (" + "".join(f"{names[s]}, " for s in program.outputs) + ")")
+    else:
+        ret = ", ".join(f"{s.name!r}: {names[s]}" for s in program.outputs)
+        body.append(f"return {{{ret}}}")
     args = ", ".join(names[s] for s in program.inputs)
-    head = "xp, special" if target == "xp" else "mp"
     doc = program.doc or f"Generated kernel {program.name}."
     header = textwrap.dedent(f'''\
         # Generated by attention-theory (derive.codegen), target: {target}. Do not edit:
@@ -948,12 +969,14 @@ def _render(program: Program, lowered: list[tuple[sp.Symbol, sp.Expr]], target: 
     parts = [header]
     if target == "mpmath":
         parts.append(_MP_PRELUDE)
+    elif target == "numba":
+        parts.append(_NUMBA_PRELUDE)
     else:
         imports = xp_imports(rhs for _, rhs in lowered)
         if imports:
             parts.append("\n".join(imports) + "\n")
     parts += [h + "\n" for h in em.helpers]
-    main = [f"def {fn_name}({head}, {args}):", f'    """{doc}"""']
+    main = em.decorator + [f"def {fn_name}({em.head(args)}):", f'    """{doc}"""']
     main += ["    " + ln for ln in body]
     parts.append("\n".join(main) + "\n")
     return "\n\n".join(p.strip("\n") + "\n" for p in parts)

@@ -5,12 +5,15 @@ function goes through an explicit table; a node that is not in the table raises
 :class:`UnmappedNodeError` *before* anything is printed, so a kernel can never call
 ``math.erf`` on an array or silently print ``f(x)`` for an unknown ``f``.
 
-Two targets:
+Three targets:
 
 * ``XpPrinter`` -- NumPy/CuPy source over the names ``xp`` (array module) and
   ``special`` (``scipy.special`` / ``cupyx.scipy.special``);
 * ``MpmathPrinter`` -- scalar source over the name ``mp`` (``mpmath``), with exact
-  rational and float literals so nothing is rounded to float64.
+  rational and float literals so nothing is rounded to float64;
+* ``ScalarPrinter`` -- float64 scalar source over ``math`` and the scalar special functions
+  of :mod:`numerics.compiled` (``_expit``, ``_logaddexp``, ``_ndtr``), compiled with Numba
+  (the ``numba`` target: per-node loops such as a Newton prox, with no array temporaries).
 
 ``Piecewise`` is not printed by either printer: the kernel builder lowers it into
 helper functions whose untaken branches are never evaluated (see ``kernel.py``).
@@ -29,7 +32,7 @@ from sympy.printing.str import StrPrinter
 
 from .functions import BivariateNormalCDF, LogAddExp, NormalCDF, Sigmoid, Softplus
 
-__all__ = ["XpPrinter", "MpmathPrinter", "UnmappedNodeError", "check_supported", "identifier",
+__all__ = ["XpPrinter", "MpmathPrinter", "ScalarPrinter", "SCALAR_TABLE", "UnmappedNodeError", "check_supported", "identifier",
            "XP_IMPORTS", "xp_imports"]
 
 
@@ -75,6 +78,21 @@ FUNCTION_TABLE: dict[type, tuple[str, str]] = {
         "_bvn_cdf({0}, {1}, {2}, xp=xp, special=special)",
         "(mp.ncdf({0})*mp.ncdf({1}) + mp.quad(lambda _t: mp.exp(-(({0})**2 - 2*_t*({0})*({1})"
         " + ({1})**2)/(2*(1 - _t**2)))/(2*mp.pi*mp.sqrt(1 - _t**2)), [0, {2}]))"),
+}
+
+#: SymPy function class -> float64 scalar template (the ``numba`` target). Explicit like the table
+#: above: a function missing here cannot be printed for the scalar target.
+SCALAR_TABLE: dict[type, str] = {
+    sp.exp: "math.exp({0})", sp.log: "math.log({0})", sp.Abs: "abs({0})",
+    sp.sin: "math.sin({0})", sp.cos: "math.cos({0})", sp.tan: "math.tan({0})",
+    sp.sinh: "math.sinh({0})", sp.cosh: "math.cosh({0})", sp.tanh: "math.tanh({0})",
+    sp.atan: "math.atan({0})", sp.asin: "math.asin({0})", sp.acos: "math.acos({0})",
+    sp.atan2: "math.atan2({0}, {1})", sp.erf: "math.erf({0})", sp.erfc: "math.erfc({0})",
+    sp.gamma: "math.gamma({0})", sp.loggamma: "math.lgamma({0})",
+    sp.sign: "_sign({0})", sp.floor: "math.floor({0})", sp.ceiling: "math.ceil({0})",
+    log1p: "math.log1p({0})", expm1: "math.expm1({0})",
+    Softplus: "_logaddexp(0.0, {0})", LogAddExp: "_logaddexp({0}, {1})",
+    Sigmoid: "_expit({0})", NormalCDF: "_ndtr({0})",
 }
 
 #: Functions whose array template calls a name the kernel module imports (from ``numerics``,
@@ -147,7 +165,7 @@ def identifier(name: str) -> str:
     s = _IDENT.sub("_", s)
     if not s or s[0].isdigit():
         s = "v_" + s
-    if keyword.iskeyword(s) or s in {"xp", "special", "mp"}:
+    if keyword.iskeyword(s) or s in {"xp", "special", "mp", "math"}:
         s += "_"
     return s
 
@@ -325,4 +343,49 @@ class MpmathPrinter(_BasePrinter):
         return f"(not {self._print(expr.args[0])})"
 
 
-PRINTERS: dict[str, Callable[..., _BasePrinter]] = {"xp": XpPrinter, "mpmath": MpmathPrinter}
+class ScalarPrinter(_BasePrinter):
+    """float64 scalar source over ``math`` and :mod:`numerics.compiled`'s scalar functions (the
+    ``numba`` target), through :data:`SCALAR_TABLE`."""
+
+    _ns = "math"
+
+    def _print_Function(self, expr: sp.Function) -> str:
+        try:
+            template = SCALAR_TABLE[type(expr)]
+        except KeyError:
+            raise UnmappedNodeError(f"no scalar (numba) code mapping for {type(expr).__name__}") from None
+        return template.format(*[self._print(a) for a in expr.args])
+
+    _print_exp = _print_Function
+    _print_Abs = _print_Function
+    _print_sign = _print_Function
+    _print_floor = _print_Function
+    _print_ceiling = _print_Function
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return repr(float(expr))
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return f"({int(expr.p)}.0/{int(expr.q)}.0)"
+
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        return str(int(expr))
+
+    def _print_Max(self, expr: sp.Max) -> str:
+        return "max(" + ", ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Min(self, expr: sp.Min) -> str:
+        return "min(" + ", ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_And(self, expr: sp.And) -> str:
+        return "(" + " and ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Or(self, expr: sp.Or) -> str:
+        return "(" + " or ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Not(self, expr: sp.Not) -> str:
+        return f"(not {self._print(expr.args[0])})"
+
+
+PRINTERS: dict[str, Callable[..., _BasePrinter]] = {"xp": XpPrinter, "mpmath": MpmathPrinter,
+                                                      "numba": ScalarPrinter}
