@@ -80,9 +80,11 @@ def print_derivation(echo=print) -> None:
 
 def solve_pairs(alpha: Any, omega: Any, branch: str, **opts: Any) -> dict[str, np.ndarray]:
     """The model pipeline at paired points ``(alpha[i], omega[i])`` (not an outer product):
-    :meth:`derive.models.positional_semantic.PositionalSemantic.solve_pairs` at σ = 0.5, λ = 0.01."""
+    :meth:`derive.models.positional_semantic.PositionalSemantic.solve_pairs` at σ = 0.5, λ = 0.01, on the
+    fixed rule ``n_quad`` unless ``quad_rtol`` is passed (the figures' curves: one rule per curve)."""
     import derive
 
+    opts = {"quad_rtol": None, **opts}
     return derive.models.get(MODEL).solve_pairs(alpha, omega, branch, sigma=SIGMA, lam=LAM, **opts)
 
 

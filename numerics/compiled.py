@@ -55,9 +55,13 @@ if _HAVE_NUMBA:
     #: the decorator of every compiled function (generated kernels included): no fast-math (the
     #: results must equal the array path's to round-off), cached on disk next to the source
     jit = _numba.njit(cache=True, fastmath=False, error_model="numpy", nogil=True)
+    #: the same without the disk cache (a module with no file: the kernel cache is unusable)
+    jit_nocache = _numba.njit(cache=False, fastmath=False, error_model="numpy", nogil=True)
 else:  # pragma: no cover
     def jit(f):  # type: ignore[no-redef]
         return f
+
+    jit_nocache = jit
 
 
 
@@ -135,7 +139,8 @@ def load_module(tag: str, source: str) -> Any:
 
         mod = types.ModuleType(name)
         sys.modules[name] = mod
-        exec(compile(source, f"<{name}>", "exec"), mod.__dict__)  # noqa: S102 - our own source
+        text = source.replace("import jit as _jit", "import jit_nocache as _jit")  # no file: no disk cache
+        exec(compile(text, f"<{name}>", "exec"), mod.__dict__)  # noqa: S102 - our own source
     _modules[name] = mod
     return mod
 
@@ -156,7 +161,7 @@ def load_module(tag: str, source: str) -> Any:
 #: kept one by more than 1e-6 flag the node). For every row ``i`` (a grid point and replica) and
 #: node ``j`` of its rule: the channel at ``Z[row_rep[i], j]``, the global prox (from
 #: ``Y0[i, j]`` only where ``use_y0``), the integrands there, ``E[i] = Σ_j W[row_rep[i], j] ·
-#: integrands``, the minimisers ``Y[i, j]``, ``OK[i]`` (every node's prox converged) and
+#: integrands`` (compensated summation), the minimisers ``Y[i, j]``, ``OK[i]`` (every node's prox converged) and
 #: ``MULTI[i]`` (flagged nodes). It runs without the GIL (:class:`NodeLoop` splits rows over
 #: threads).
 LOOP_SOURCE = '''
@@ -214,6 +219,7 @@ def node_loop(n_starts, n_c, X, PAR, row_pt, row_rep, Z, W, Y0, use_y0, gtol, ma
     c = _np.empty(n_c)
     out = _np.empty(n_i)
     acc = _np.empty(n_i)
+    comp = _np.empty(n_i)
     ys0 = _np.empty(n_starts)
     ys1 = _np.empty(n_starts)
     oks = _np.zeros(n_starts, dtype=_np.bool_)
@@ -222,6 +228,7 @@ def node_loop(n_starts, n_c, X, PAR, row_pt, row_rep, Z, W, Y0, use_y0, gtol, ma
         par = PAR[row_pt[i]]
         rep = row_rep[i]
         acc[:] = 0.0
+        comp[:] = 0.0
         ok_all = True
         multi = 0
         for j in range(N):
@@ -251,12 +258,18 @@ def node_loop(n_starts, n_c, X, PAR, row_pt, row_rep, Z, W, Y0, use_y0, gtol, ma
                 ok_all = False
             node_integrands(b0, b1, x, par, z, c, out)
             w = W[rep, j]
-            for k in range(n_i):
-                acc[k] += w * out[k]
+            for k in range(n_i):  # Neumaier's compensated sum: terms that cancel exactly (a rule
+                v = w * out[k]    # closed under a symmetry) leave no round-off
+                t = acc[k] + v
+                if abs(acc[k]) >= abs(v):
+                    comp[k] += (acc[k] - t) + v
+                else:
+                    comp[k] += (v - t) + acc[k]
+                acc[k] = t
             Y[i, j, 0] = b0
             Y[i, j, 1] = b1
         for k in range(n_i):
-            E[i, k] = acc[k]
+            E[i, k] = acc[k] + comp[k]
         OK[i] = ok_all
         MULTI[i] = multi
 '''

@@ -244,15 +244,31 @@ class SaddleDriver:
     def solve(self, x0: Any, *, tol: float = 1e-10, maxiter: int = 400, damping: float = 0.2,
               anderson: int = 5, jacobian: bool = True, rel_step: float = 1e-5, warm_phase: bool = True,
               chord: int = 4, jac_step: float = 1e-3,
-              callback: Callable[[int, Any, Any], None] | None = None) -> SaddleResult:
+              callback: Callable[[int, Any, Any], None] | None = None,
+              start_replicas: Any | None = None, jac0: Any | None = None,
+              secant_steps: int = 10) -> SaddleResult:
         """Fixed point from ``x0`` (P, k) at every point and replica, then (``jacobian``) its
         Jacobian and stability. ``warm_phase``: first iterate with each node's prox continued
         from its last minimiser (several times cheaper), then with the deterministic global prox
         to ``tol`` (the reported map): ``chord`` chord-Newton steps with the Jacobian of the
-        local branch, then Anderson where they did not reach ``tol``. The reported Jacobian
-        (stability) is that of the global map, central differences of relative step ``jac_step``."""
+        local branch, then Anderson where they did not reach ``tol``. The reported Jacobian (stability) is that of the global
+        map, central differences of relative step ``jac_step``.
+
+        Refinement (a larger rule started from a smaller one's solution): ``start_replicas``
+        (P, R, k) starts each replica row at its own state, and ``jac0`` (P·R, k_free, k_free) is
+        the Jacobian of the map there (e.g. the smaller rule's ``extras["secant_jacobian"]``): the
+        warm phase is skipped and up to ``secant_steps`` Newton steps on the global map start
+        from it, with Broyden's (secant) update of the Jacobian after each. The matrix used last
+        is returned in ``extras["secant_jacobian"]`` (None where no Newton step was taken)."""
         xp, pb, R = self.xp, self.pb, self.R
-        x0 = xp.repeat(xp.array(x0, dtype=float), R, axis=0)
+        K = int(np.asarray(x0).shape[-1])
+        if start_replicas is not None:
+            x0 = xp.array(start_replicas, dtype=float).reshape(-1, K)
+            if x0.shape[0] != self.n:
+                raise ValueError(f"start_replicas must have shape ({self.P}, {R}, {K}), got "
+                                 f"{np.asarray(start_replicas).shape}")
+        else:
+            x0 = xp.repeat(xp.array(x0, dtype=float), R, axis=0)
         n, K = x0.shape
         pins = np.array(sorted(pb.pins), dtype=int)
         free = np.setdiff1d(np.arange(K), pins)
@@ -275,7 +291,8 @@ class SaddleDriver:
         self.warm = None
         iters = xp.zeros(n, dtype=np.int64)
         x = x0
-        if warm_phase:
+        refining = jac0 is not None
+        if warm_phase and not refining:
             # phase 1: each node's prox continued from its previous minimiser (cheap); its fixed
             # point is a start for phase 2 only, never reported
             fp1 = solve_fixed_point(make_F(True), x, damping=damping, anderson=anderson, tol=max(tol, 1e-8),
@@ -284,35 +301,55 @@ class SaddleDriver:
             x = xp.where(ok1[:, None], fp1.x, x0)
             iters = iters + fp1.iterations
         idx = xp.arange(n)
-        # phase 2: the deterministic global prox (the map whose fixed point is reported)
+        # phase 2: the deterministic global prox (the map whose fixed point is reported), Newton
+        # steps with a secant (Broyden) update of the Jacobian after each
         done = xp.zeros(n, dtype=bool)
-        J = None
-        if chord and warm_phase:
-            for _ in range(chord):
-                fin = self.evaluate(x, idx, keep=True)
-                iters = iters + (~done)
-                g = fin["map"] - x
-                if pins.size:
-                    g[:, pins] = 0.0
-                r = undamped_residual(x, x + g, xp)
-                done = done | ((r <= tol) & fin["prox_ok"])
-                if bool(xp.all(done)):
-                    break
-                if J is None:
-                    J, _ = self._jacobian(x, idx, free, rel_step, [])
-                A = J - np.eye(free.size)[None]
-                step = np.linalg.solve(A, -np.asarray(g[:, free])[..., None])[..., 0]
-                xn = x.copy()
-                xn[:, free] = x[:, free] + step
-                ok = np.all(np.isfinite(xn), axis=1) & ~done
-                if inside is not None:
-                    ok &= np.asarray(inside(xn, idx), dtype=bool)
-                x = xp.where(ok[:, None], xn, x)
-        fp = solve_fixed_point(make_F(False), x, damping=damping, anderson=anderson, tol=tol, maxiter=maxiter,
-                               xp=xp, project=inside, names=pb.names, callback=callback)
-        fp.iterations = fp.iterations + iters
-        x = fp.x
-        fin = self.evaluate(x, idx, keep=True)
+        eye = np.eye(free.size)[None]
+        A = None if jac0 is None else np.array(jac0, dtype=float) - eye  # J − I
+        fin = J = None
+        steps = secant_steps if refining else (chord if warm_phase else 0)
+        g_prev = dx = None
+        for _ in range(int(steps)):
+            fin = self.evaluate(x, idx, keep=True)
+            iters = iters + (~done)
+            g = fin["map"] - x
+            if pins.size:
+                g[:, pins] = 0.0
+            r = undamped_residual(x, x + g, xp)
+            done = done | ((r <= tol) & fin["prox_ok"])
+            if bool(xp.all(done)):
+                break
+            gf = np.asarray(g[:, free])
+            if A is None:
+                J, _ = self._jacobian(x, idx, free, rel_step, [])
+                A = J - eye
+            elif refining and g_prev is not None:  # Broyden: A ← A + (Δg − A Δx) Δxᵀ / Δxᵀ Δx on rows that moved
+                nrm = (dx * dx).sum(axis=1)
+                moved = (nrm > 0) & np.all(np.isfinite(gf), axis=1) & np.all(np.isfinite(g_prev), axis=1)
+                if moved.any():
+                    dg = gf - g_prev
+                    u = dg - np.einsum("pij,pj->pi", A, dx)
+                    A[moved] += (u[:, :, None] * dx[:, None, :])[moved] / nrm[moved, None, None]
+            with np.errstate(all="ignore"):
+                step = np.linalg.solve(A, -gf[..., None])[..., 0]
+            xn = x.copy()
+            xn[:, free] = x[:, free] + step
+            ok = np.all(np.isfinite(xn), axis=1) & ~np.asarray(done)
+            if inside is not None:
+                ok &= np.asarray(inside(xn, idx), dtype=bool)
+            x = xp.where(ok[:, None], xn, x)
+            dx = np.where(ok[:, None], step, 0.0)
+            g_prev = gf
+        if fin is not None and bool(xp.all(done)):
+            # every row reached tol in the Newton phase: its last evaluation is at the final x
+            fp_iters, fp_status, fp_res = xp.zeros(n, dtype=np.int64), xp.full(n, int(Status.OK), dtype=np.int8), None
+        else:
+            fp = solve_fixed_point(make_F(False), x, damping=damping, anderson=anderson, tol=tol, maxiter=maxiter,
+                                   xp=xp, project=inside, names=pb.names, callback=callback)
+            fp_iters, fp_status, fp_res = fp.iterations, fp.status, fp.residual
+            x = fp.x
+            fin = self.evaluate(x, idx, keep=True)
+        fp_iters = fp_iters + iters
         obs_keys = [k for k, v in fin.items() if k not in ("map", "prox_ok", "multiple_minima")
                     and getattr(v, "shape", None) == (n,)]
         lead = xp.full(n, np.nan)
@@ -328,10 +365,10 @@ class SaddleDriver:
         res_full = xp.max(rel[:, free], axis=1)
         gauge = xp.max(rel[:, pins], axis=1) if pins.size else xp.zeros(n)
         converged = (res_full <= tol) & fin["prox_ok"] & xp.all(xp.isfinite(fin["map"]), axis=1)
-        status = fp.status.copy()
+        status = fp_status.copy()
         status[converged] = int(Status.OK)
         status[~converged & (status == int(Status.OK))] = int(Status.MAXITER)
-        residual = xp.where(xp.isfinite(res_full), res_full, fp.residual)
+        residual = res_full if fp_res is None else xp.where(xp.isfinite(res_full), res_full, fp_res)
 
         # reduce over replicas: mean, standard error; converged only if every replica is
         P = self.P
@@ -353,12 +390,13 @@ class SaddleDriver:
         st = sh(status).max(axis=1)
         st[conv] = int(Status.OK)
         return SaddleResult(x=X, converged=conv, residual=sh(residual).max(axis=1),
-                            iterations=sh(fp.iterations).max(axis=1), status=st.astype(np.int8), x_error=Xerr,
+                            iterations=sh(fp_iters).max(axis=1), status=st.astype(np.int8), x_error=Xerr,
                             obs=obs, obs_error=obs_err, lead=sh(lead).mean(axis=1), radius=sh(radius).mean(axis=1),
                             jacobian=None if J is None else sh(np.asarray(J)).mean(axis=1),
                             gauge_residual=sh(gauge).max(axis=1),
                             multiple_minima=sh(fin["multiple_minima"]).sum(axis=1),
-                            extras={"replica_x": sh(x), "replica_converged": sh(converged)})
+                            extras={"replica_x": sh(x), "replica_converged": sh(converged),
+                                    "secant_jacobian": None if A is None else A + eye})
 
     def _jacobian(self, x: Any, idx: Any, free: np.ndarray, rel_step: float,
                   obs_keys: Sequence[str], local: bool = True) -> tuple[np.ndarray, dict]:

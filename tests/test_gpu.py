@@ -133,7 +133,7 @@ GRIDS = {
     "bilinear-sequence-regression": dict(alpha=np.array([0.3, 0.8, 1.5]), beta=2.0, rho=0.5, delta=0.1),
     "extensive-width-quadratic": dict(alpha=np.array([0.1, 0.3, 0.6]), kappa=0.5, delta=0.1),
     "positional-semantic": dict(alpha=np.array([1.0, 2.0]), omega=0.3, sigma=0.5, lam=0.01,
-                                branch="positional", n_quad=512),
+                                branch="positional", quad_rtol=None, n_quad=512),
 }
 
 

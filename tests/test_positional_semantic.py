@@ -77,7 +77,7 @@ def test_conjugates_stated_equal_envelope_forms_numerically():
     ks = MODEL.kernel("envelope_integrands")
     stated, derived = [], []
     for seed in range(4):
-        s = _solver(pt, n_quad=8192, seed=seed)
+        s = _solver(pt, quad_rtol=None, n_quad=8192, seed=seed)
         c = s._channel(x, np.arange(1))
         res = s._prox(c, np.arange(1))
         z = c["z"]
@@ -120,7 +120,7 @@ def _mp_prox(km, args, x0, dps=40):
 
 
 def test_prox_matches_mpmath_newton():
-    s = _solver(dict(alpha=1.0, omega=0.3, sigma=0.5, lam=0.01), n_quad=64, seed=3)
+    s = _solver(dict(alpha=1.0, omega=0.3, sigma=0.5, lam=0.01), quad_rtol=None, n_quad=64, seed=3)
     x = np.array([[0.05, 0.25, 15.0, 0.02]])
     c = s._channel(x, np.arange(1))
     res = s._prox(c, np.arange(1))
@@ -221,9 +221,9 @@ def test_bad_options_rejected_by_name(opt, match):
 # -- the fixed point --------------------------------------------------------------------------------
 def test_fixed_point_satisfies_undamped_equations_and_flags_failures():
     ds = derive.solve("positional-semantic", alpha=np.array([0.3, 1.2]), omega=0.3, sigma=0.5, lam=0.01,
-                      branch="semantic", n_quad=1024, maxiter=300, replicas=1)
+                      branch="semantic", quad_rtol=None, n_quad=1024, maxiter=300, replicas=1)
     assert bool(ds.converged.all())
-    s = _solver(dict(alpha=[0.3, 1.2], omega=[0.3, 0.3], sigma=[0.5, 0.5], lam=[0.01, 0.01]), n_quad=1024,
+    s = _solver(dict(alpha=[0.3, 1.2], omega=[0.3, 0.3], sigma=[0.5, 0.5], lam=[0.01, 0.01]), quad_rtol=None, n_quad=1024,
                 branch="semantic")
     x = np.stack([ds.q.values, ds.m.values, ds.v.values, ds.theta.values], 1)
     # the reported representative has θ ≥ 0 (Q → −Q maps (m, θ) → (−m, −θ); the QMC rule is not
@@ -235,7 +235,7 @@ def test_fixed_point_satisfies_undamped_equations_and_flags_failures():
     assert np.all(np.minimum(*res) <= 1e-10), res
     assert float(ds.residual.max()) <= 1e-10
     starved = derive.solve("positional-semantic", alpha=np.array([1.2]), omega=0.3, sigma=0.5, lam=0.01,
-                           branch="semantic", n_quad=256, maxiter=2)
+                           branch="semantic", quad_rtol=None, n_quad=256, maxiter=2)
     assert not bool(starved.converged[0]) and np.isnan(float(starved.q[0]))  # flagged, never returned
 
 
@@ -252,7 +252,7 @@ def test_reference_table_few_points():
     for branch, (picks, tol) in cases.items():
         rows = [ref[branch][i] for i in picks]
         ds = derive.solve("positional-semantic", alpha=np.array([r["alpha"] for r in rows]), omega=0.3,
-                          sigma=0.5, lam=0.01, branch=branch, n_quad=4096)
+                          sigma=0.5, lam=0.01, branch=branch, quad_rtol=None, n_quad=4096)
         assert bool(ds.converged.all())
         for i, r in enumerate(rows):
             for k, t in tol.items():
@@ -271,7 +271,7 @@ def test_theory_vs_simulation_trend():
     from numerics.simulate.positional_semantic import run
 
     th = {b: derive.solve("positional-semantic", alpha=np.array([1.5]), omega=0.3, sigma=0.5, lam=0.01,
-                          branch=b, n_quad=4096) for b in ("positional", "semantic")}
+                          branch=b, quad_rtol=None, n_quad=4096) for b in ("positional", "semantic")}
     for branch, key in (("positional", "m"), ("semantic", "theta")):
         t = {"q": float(th[branch].q[0]), key: float(th[branch][key][0]), "mse": float(th[branch].mse[0]),
              "risk_per_d": -float(th[branch].phi[0])}
@@ -323,8 +323,8 @@ def test_envelope_conjugates_equal_stein_on_positional_branch():
     """On the positional branch (θ = 0) the envelope integrands of q̂, m̂, V̂ equal the stated ones
     node by node (∂_V M = −|r|²/V², ∂_m M = −2(r₁−r₂)/V, ∂_q M = ∂_h M·ξ/(2√q) there) and θ̂ vanishes
     by the w-flip in both forms: the two ``hats`` options give the same fixed point to round-off."""
-    a = MODEL.solve_pairs([1.0], 0.3, "positional", n_quad=128, replicas=2, hats="stein")
-    b = MODEL.solve_pairs([1.0], 0.3, "positional", n_quad=128, replicas=2, hats="envelope")
+    a = MODEL.solve_pairs([1.0], 0.3, "positional", quad_rtol=None, n_quad=128, replicas=2, hats="stein")
+    b = MODEL.solve_pairs([1.0], 0.3, "positional", quad_rtol=None, n_quad=128, replicas=2, hats="envelope")
     assert bool(a["converged"][0]) and bool(b["converged"][0])
     for k in ("q", "m", "v", "mse", "phi"):
         assert abs(float(a[k][0]) - float(b[k][0])) <= 1e-8 * abs(float(a[k][0])), k
@@ -334,8 +334,8 @@ def test_envelope_conjugates_equal_stein_on_positional_branch():
 def test_quadrature_error_bar_shrinks_and_covers_refinement():
     """The replica error bar of the fixed point shrinks under refinement (128 → 1024 points per
     scramble) and covers the change of the value (the coarse error bar is not optimistic)."""
-    lo = MODEL.solve_pairs([1.0], 0.3, "positional", n_quad=128, replicas=4)
-    hi = MODEL.solve_pairs([1.0], 0.3, "positional", n_quad=1024, replicas=4, seed=50)
+    lo = MODEL.solve_pairs([1.0], 0.3, "positional", quad_rtol=None, n_quad=128, replicas=4)
+    hi = MODEL.solve_pairs([1.0], 0.3, "positional", quad_rtol=None, n_quad=1024, replicas=4, seed=50)
     assert bool(lo["converged"][0]) and bool(hi["converged"][0])
     assert float(hi["quad_error"][0]) < 0.5 * float(lo["quad_error"][0])
     for k in ("q", "m", "v", "mse", "phi"):
@@ -364,7 +364,7 @@ def test_sign_crossing_and_branch_ends_known_answers():
 def test_phase_diagram_small_grid_public_api():
     """The model's phase_diagram on a 3 × 2 grid: both branches by continuation, α_c where the
     Φ difference changes sign between grid points where both exist."""
-    pd = MODEL.phase_diagram([0.9, 1.2, 1.5], [0.25, 0.3], n_quad=128, replicas=2)
+    pd = MODEL.phase_diagram([0.9, 1.2, 1.5], [0.25, 0.3], quad_rtol=None, n_quad=128, replicas=2)
     pos, sem = pd["positional"], pd["semantic"]
     assert pos["phi"].shape == (3, 2) and sem["on_branch"].shape == (3, 2)
     assert pos["on_branch"][0].all() and sem["on_branch"][-1].all()
@@ -405,12 +405,12 @@ def test_alpha_c_reproduces_recorded_table_within_error_bars():
                   for b in ("positional", "semantic")}
     if "critical_alpha_scan" in prov:  # the local scan: recomputed across the recorded bracket, both errors
         r = MODEL.critical_alpha_scan(om, 0.5 * (tab["bracket_lo"][pick] + tab["bracket_hi"][pick]), half_width=0.04,
-                                      n_quad=n_quad, replicas=replicas, hats=hats, starts=starts)
+                                      quad_rtol=None, n_quad=n_quad, replicas=replicas, hats=hats, starts=starts)
         assert np.all(np.isfinite(r["alpha_c"]))
         assert np.all(np.abs(r["alpha_c"] - ac) <= 2 * np.hypot(err, r["error"])), (r["alpha_c"], ac, err)
         return
     tol = float(re.search(r"tol ([0-9.e-]+)\)", prov).group(1)) if "tol " in prov else 2e-3
     res = MODEL.critical_alpha(om, tab["bracket_lo"][pick], tab["bracket_hi"][pick], tol=tol,
-                               n_quad=n_quad, replicas=replicas, hats=hats, starts=starts)
+                               quad_rtol=None, n_quad=n_quad, replicas=replicas, hats=hats, starts=starts)
     assert bool(np.all(res.converged))
     assert np.all(np.abs(res.root - ac) <= err + tol), (res.root, ac, err)

@@ -34,7 +34,7 @@ class _GMap:
     """The shared driver with the general (L, r) kernels on one replica rule."""
 
     def __init__(self, L, r, alphas, **opts):
-        self.d, self.pb = MODEL.saddle(_params(alphas), BE, **dict(dict(n_quad=512, replicas=1), L=L, r=r, **opts))
+        self.d, self.pb = MODEL.saddle(_params(alphas), BE, **dict(dict(quad_rtol=None, n_quad=512, replicas=1), L=L, r=r, **opts))
         self.weights = self.d.weights[0]
 
     def _channel(self, x, idx):
@@ -127,9 +127,9 @@ def test_general_21_kernels_and_fixed_point_equal_r1_model():
     """Same fixed point (both branches) to 1e-12 as the r = 1 pipeline, same rule, same starts."""
     for br in ("positional", "semantic"):
         # the general construction integrates the §4 (Stein) conjugates: compare with hats='stein'
-        ds = derive.solve("positional-semantic", alpha=np.array([1.6]), branch=br, n_quad=256, hats="stein", **{
+        ds = derive.solve("positional-semantic", alpha=np.array([1.6]), branch=br, quad_rtol=None, n_quad=256, hats="stein", **{
             k: v for k, v in PT.items() if k != "alpha"})
-        g = _general_solve_21([1.6], br, n_quad=256)
+        g = _general_solve_21([1.6], br, quad_rtol=None, n_quad=256)
         assert bool(ds.converged.all()) and bool(np.all(g["converged"]))
         for k in ("q", "m", "v", "theta", "mse", "phi", "train_loss"):
             assert np.allclose(np.abs(ds[k].values), np.abs(g[k]), rtol=1e-10, atol=1e-12), (br, k)
@@ -191,7 +191,7 @@ def test_general_22_stein_conjugates_equal_envelope_forms():
     hat_syms = [str(h) for h in hat_in_syms(S)]
     stated, derived = [], []
     for seed in range(4):
-        s = _gsolver(2, 2, [1.3], n_quad=8192, seed=seed)
+        s = _gsolver(2, 2, [1.3], quad_rtol=None, n_quad=8192, seed=seed)
         idx = np.arange(1)
         c = s._channel(x, idx)
         res = s._prox(c, idx, full=True)
@@ -222,7 +222,7 @@ def test_general_22_fixed_point_undamped_residual_and_gauge():
     """r = 2, mixed branch at α = 1.5: converged to 1e-10 on all free entries; the pinned gauge
     entry θ₂ has a map value at the QMC-symmetry-breaking level only; the state is mixed (θ along
     e₁, m along e₂)."""
-    ds = derive.solve("positional-semantic", alpha=np.array([1.5]), r=2, branch="mixed", n_quad=512,
+    ds = derive.solve("positional-semantic", alpha=np.array([1.5]), r=2, branch="mixed", quad_rtol=None, n_quad=512,
                       **{k: v for k, v in PT.items() if k != "alpha"})
     assert bool(ds.converged.all()) and float(ds.residual.max()) <= 1e-10
     assert float(ds.gauge_residual[0]) < 1e-3
@@ -249,15 +249,15 @@ def test_protocol_state_and_per_point_init():
     kw = {k: v for k, v in PT.items() if k != "alpha"}
     al = np.array([0.8, 1.6])
     kw["replicas"] = 1  # restart at one rule's own fixed point
-    ds = derive.solve("positional-semantic", alpha=al, branch="positional", n_quad=512, **kw)
+    ds = derive.solve("positional-semantic", alpha=al, branch="positional", quad_rtol=None, n_quad=512, **kw)
     x = np.stack([ds[k].values for k in MODEL.state], axis=1)
-    again = derive.solve("positional-semantic", alpha=al, branch="positional", n_quad=512, init=x, **kw)
+    again = derive.solve("positional-semantic", alpha=al, branch="positional", quad_rtol=None, n_quad=512, init=x, **kw)
     assert bool(again.converged.all()) and int(again.iterations.max()) <= 3
     for k in MODEL.state:
         assert np.allclose(again[k].values, ds[k].values, rtol=1e-9, atol=1e-12)
     mixed = x.copy()
     mixed[1] = np.nan
-    part = derive.solve("positional-semantic", alpha=al, branch="positional", n_quad=512, init=mixed, **kw)
+    part = derive.solve("positional-semantic", alpha=al, branch="positional", quad_rtol=None, n_quad=512, init=mixed, **kw)
     assert int(part.iterations[0]) <= 3 and int(part.iterations[1]) == int(ds.iterations[1])
 
 
@@ -267,17 +267,17 @@ def test_protocol_stability_matches_damped_contraction():
     decays at the rate max_i |1 − β(1 − λ_i)| over its eigenvalues λ_i (at α = 1.5 the leading
     pair is complex, 0.27 ± 0.24i: the rate is not 1 − β(1 − Re λ)); the lead is < 1."""
     kw = {k: v for k, v in PT.items() if k != "alpha"}
-    ds = derive.solve("positional-semantic", alpha=np.array([1.5]), branch="positional", n_quad=512,
+    ds = derive.solve("positional-semantic", alpha=np.array([1.5]), branch="positional", quad_rtol=None, n_quad=512,
                       stability=True, replicas=1, **kw)
     lead = float(ds.stability[0])
     assert bool(ds.converged[0]) and lead < 1
-    d, pb = MODEL.saddle(_params([1.5]), BE, n_quad=512, replicas=1, branch="positional")
+    d, pb = MODEL.saddle(_params([1.5]), BE, quad_rtol=None, n_quad=512, replicas=1, branch="positional")
     res = d.solve(np.array([PS.BRANCH_INIT["positional"]]), jacobian=True)
     ev = np.linalg.eigvals(res.jacobian[0])
     assert abs(ev.real.max() - lead) < 1e-6
     beta = 0.2
     predicted = np.abs(1 - beta * (1 - ev)).max()
-    s = _solver_r1([1.5], n_quad=512, branch="positional")
+    s = _solver_r1([1.5], quad_rtol=None, n_quad=512, branch="positional")
     x_star = np.array([[float(ds[k][0]) for k in MODEL.state]])
     x = x_star + np.array([[1e-4, 1e-4, 1e-2, 0.0]])
     devs = []
@@ -315,7 +315,7 @@ def test_rank2_theory_vs_simulation_trend():
     approach the theory's mixed branch as d grows (numbers: tests/data/positional_semantic_rank2.md)."""
     from numerics.simulate.positional_semantic import run
 
-    th = derive.solve("positional-semantic", alpha=np.array([1.5]), r=2, branch="mixed", n_quad=4096,
+    th = derive.solve("positional-semantic", alpha=np.array([1.5]), r=2, branch="mixed", quad_rtol=None, n_quad=4096,
                       **{k: v for k, v in PT.items() if k != "alpha"})
     t = {"q": float(th.q[0]), "m": float(th.m[0]), "theta": float(th.theta[0]), "mse": float(th.mse[0]),
          "risk_per_d": -float(th.phi[0])}
@@ -336,7 +336,7 @@ def test_three_tokens_semantic_theory_vs_simulation():
     θ 0.1966 vs 0.1952, mse 0.00846 vs 0.00850, risk/d 0.00810 vs −Φ 0.00806)."""
     from numerics.simulate.positional_semantic import run
 
-    th = derive.solve("positional-semantic", alpha=np.array([1.5]), L=3, branch="semantic", n_quad=4096,
+    th = derive.solve("positional-semantic", alpha=np.array([1.5]), L=3, branch="semantic", quad_rtol=None, n_quad=4096,
                       **{k: v for k, v in PT.items() if k != "alpha"})
     assert bool(th.converged[0])
     rows = [run(400, 1.5, "semantic", seed=s, L=3) for s in range(2)]

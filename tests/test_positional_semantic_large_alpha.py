@@ -80,7 +80,7 @@ def test_positional_large_alpha_minimum_sits_on_the_reachable_boundary(model):
     the content term σ²‖Q‖²/d cannot vanish with m ≠ 0) — checked at ω = 0.3."""
     lim = model.large_alpha_limit(0.3, n_gh=12, mixed=False)
     assert abs(lim["positional_q"] - SIGMA**2 * lim["positional_m"] ** 2) < 1e-6
-    r = model.solve_pairs([1.0], 0.3, "positional", n_quad=256, replicas=2)
+    r = model.solve_pairs([1.0], 0.3, "positional", quad_rtol=None, n_quad=256, replicas=2)
     assert lim["mse_positional"] > float(r["mse_linear"][0]) + 1e-3
     # and below the finite-α positional test error (α = 1): learning more cannot hurt the optimum
     assert lim["mse_positional"] < float(r["mse"][0])
@@ -121,7 +121,7 @@ def test_map_chunks_parallel_equals_serial_and_reports_progress():
 
 def test_phase_diagram_workers_give_identical_grids(model):
     al, om = np.array([0.9, 1.3]), np.array([0.2, 0.3, 0.4])
-    kw = dict(n_quad=64, replicas=2, hats="envelope", maxiter=60)
+    kw = dict(quad_rtol=None, n_quad=64, replicas=2, hats="envelope", maxiter=60)
     one = model.phase_diagram(al, om, **kw)
     two = model.phase_diagram(al, om, workers=2, **kw)
     for br in ("positional", "semantic"):
@@ -169,7 +169,7 @@ def test_critical_alpha_scan_finds_the_crossing_and_moves_its_window(model):
     crossing agrees with the authors' stored tables (shared/reference, copied to
     tests/data/reference: linear interpolation of their Φ_sem − Φ_pos between α = 1.25 and
     1.357 crosses at 1.262; their cubature carries 1–2 % in Φ) within the scan's error bar."""
-    r = model.critical_alpha_scan([0.3], [1.05], half_width=0.05, n=3, max_shifts=4, n_quad=256, replicas=2,
+    r = model.critical_alpha_scan([0.3], [1.05], half_width=0.05, n=3, max_shifts=4, quad_rtol=None, n_quad=256, replicas=2,
                                   hats="envelope")
     assert int(r["shifts"][0]) >= 1
     from tests.conftest import load_reference
@@ -219,5 +219,5 @@ def test_large_alpha_c_row_recomputed(model):
     starts = {b: np.array([[tab[f"{b[:3]}_{k}"][j] for k in ("q", "m", "v", "theta")]])
               for b in ("positional", "semantic")}
     r = model.critical_alpha_scan([tab["omega"][j]], [0.5 * (tab["bracket_lo"][j] + tab["bracket_hi"][j])],
-                                  half_width=0.3, n_quad=4096, replicas=4, hats="envelope", starts=starts)
+                                  half_width=0.3, quad_rtol=None, n_quad=4096, replicas=4, hats="envelope", starts=starts)
     assert abs(float(r["alpha_c"][0]) - tab["alpha_c"][j]) <= 2 * np.hypot(tab["alpha_c_err"][j], float(r["error"][0]))

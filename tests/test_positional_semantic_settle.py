@@ -23,10 +23,10 @@ def test_authors_cubature_reproduces_their_semantic_table_and_is_7_percent_off()
     ref = [r for r in load_reference("positional_semantic")["omega_0.3"]["semantic"]
            if abs(r["alpha"] - 1.01636) < 1e-4][0]
     al = ref["alpha"]
-    gh = solve_pairs([al], 0.3, "semantic", quadrature="gauss-hermite", n_quad=4, replicas=1, hats="stein")
+    gh = solve_pairs([al], 0.3, "semantic", quadrature="gauss-hermite", quad_rtol=None, n_quad=4, replicas=1, hats="stein")
     for k, rk, tol in (("theta", "theta", 0.01), ("v", "V", 0.01), ("q", "q", 0.01), ("mse", "mse", 0.02)):
         assert abs(float(gh[k][0]) - ref[rk]) <= tol * abs(ref[rk]), (k, float(gh[k][0]), ref[rk])
-    qm = solve_pairs([al], 0.3, "semantic", n_quad=4096, replicas=4)
+    qm = solve_pairs([al], 0.3, "semantic", quad_rtol=None, n_quad=4096, replicas=4)
     for k in ("theta", "v"):
         gap = abs(float(qm[k][0]) - float(gh[k][0]))
         assert gap > 0.04 * abs(float(qm[k][0])) and gap > 10 * float(qm[f"{k}_err"][0]), (k, gap)
@@ -39,7 +39,7 @@ def test_semantic_branch_ends_at_a_pitchfork_omega_03():
     at α = 0.55 below it."""
     from derivations.positional_semantic import semantic_pitchfork
 
-    pf = semantic_pitchfork([0.3], np.round(np.arange(0.55, 0.9001, 0.05), 3), n_quad=2048, replicas=4)
+    pf = semantic_pitchfork([0.3], np.round(np.arange(0.55, 0.9001, 0.05), 3), quad_rtol=None, n_quad=2048, replicas=4)
     a_s, err = float(pf["alpha_s"][0]), float(pf["alpha_s_err"][0])
     assert abs(a_s - 0.64) < 3 * max(err, 0.03), (a_s, err)
     i = list(pf["alphas"]).index(0.55)
@@ -180,7 +180,7 @@ def test_fixed_theta_profile_is_minimal_at_the_semantic_fixed_point():
     from derivations.positional_semantic import solve_pairs
     from derivations.positional_semantic_settle import theta_profile
 
-    o = dict(n_quad=2048, replicas=2)
+    o = dict(quad_rtol=None, n_quad=2048, replicas=2)
     r = solve_pairs([1.0], 0.3, "semantic", **o)
     th = float(r["theta"][0])
     p = theta_profile(1.0, 0.3, [th - 0.015, th, th + 0.015], **o)
@@ -198,7 +198,7 @@ def test_rs_profile_recomputed_at_alpha_045():
 
     rec = {r["theta"]: r for r in _rows("positional_semantic_theta_profile.csv")
            if r["source"] == "rs" and r["alpha"] == 0.45}
-    p = theta_profile(0.45, 0.3, [0.0, 0.05], n_quad=4096, replicas=4)
+    p = theta_profile(0.45, 0.3, [0.0, 0.05], quad_rtol=None, n_quad=4096, replicas=4)
     got, want = float(p["e_minus_e0"][1]), rec[0.05]["e_minus_e0"]
     assert abs(got - want) < 3 * np.hypot(float(p["e_minus_e0_err"][1]), rec[0.05]["e_minus_e0_err"]), (got, want)
 
@@ -237,8 +237,8 @@ def test_crossing_omega_01_brackets_recomputed():
         p = solve_pairs([a], 0.1, "positional", **o)
         return float(s["phi"][0] - p["phi"][0]), float(np.hypot(s["phi_err"][0], p["phi_err"][0]))
 
-    d70, e70 = diff(0.70, n_quad=4096, replicas=4)
-    d80, e80 = diff(0.80, n_quad=4096, replicas=4)
+    d70, e70 = diff(0.70, quad_rtol=None, n_quad=4096, replicas=4)
+    d80, e80 = diff(0.80, quad_rtol=None, n_quad=4096, replicas=4)
     assert d70 < -3 * e70 and d80 > 3 * e80, (d70, e70, d80, e80)
-    gh, _ = diff(0.80, quadrature="gauss-hermite", n_quad=4, replicas=1, hats="stein")
+    gh, _ = diff(0.80, quadrature="gauss-hermite", quad_rtol=None, n_quad=4, replicas=1, hats="stein")
     assert gh < 0, gh

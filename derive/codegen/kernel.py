@@ -530,6 +530,10 @@ class Kernel:
 
     @property
     def function(self) -> Callable[..., dict[str, Any]]:
+        if not self._fn and self.target == "numba":  # compiled (Numba), cached next to its source
+            from numerics.compiled import load_module
+
+            self._fn.append(getattr(load_module(f"kernel_{self.name}", self.source), self.name))
         if not self._fn:
             filename = f"<attn-kernel {self.name} {self.key[:12]}>"
             linecache.cache[filename] = (

@@ -139,6 +139,9 @@ class PositionalSemantic(Model):
         "init": None,  # start: None (branch default), a state vector, or an (n_points, k) array
         "stability": False,  # compute the leading Jacobian eigenvalue of the undamped map
         "progress": False,
+        "quad_rtol": 1e-3,  # refine the QMC rule until every relative error bar is below this (None: fixed n_quad)
+        "n_quad_max": 2**18,  # largest rule the refinement may use (points per replica)
+        "threads": None,  # threads of the compiled loop (None: every core this process may use)
         "engine": "auto",  # per-node loop: "compiled" (Numba), "array" (NumPy), "auto" (compiled if it imports)
     }
     #: domains of the options (validated before the solver runs; :mod:`derive.declarations`)
@@ -177,6 +180,17 @@ class PositionalSemantic(Model):
         init_option(("q", "m", "v", "theta")),
         stability_option(),
         progress_option(),
+        Option("quad_rtol", 1e-3, "target of the quadrature error: the converged points whose largest "
+               "relative error bar (output quad_error: q, m, V, θ, mse, Φ) is above it are solved again on "
+               "QMC rules of more points (n_quad is the first rule), each replica started at its fixed point "
+               "on the previous rule; None: the fixed rule n_quad. (L, r) = (2, 1), quadrature 'qmc', "
+               "replicas >= 2 only", kind="float", domain=Domain(1e-6, 1.0, True, True), allow_none=True),
+        Option("n_quad_max", 2**18, "largest QMC rule (points per replica) of the quad_rtol refinement; points "
+               "still above quad_rtol there are reported with a warning",
+               kind="int", domain=Domain(64, 2**22, True, True, integer=True)),
+        Option("threads", None, "threads of the compiled per-node loop (rows of grid points and replicas are "
+               "split over them); None: every core this process may use", kind="int",
+               domain=Domain(1, 1024, True, True, integer=True), allow_none=True),
         Option("engine", "auto", "the per-node loop (channel, prox, integrands) of the (2, 1) model: "
                "'compiled' (generated kernels compiled by Numba, cached on disk; about 10x faster), "
                "'array' (the same kernels on NumPy arrays), 'auto' (compiled where Numba imports and the "
@@ -210,6 +224,8 @@ class PositionalSemantic(Model):
         Observable("phi_err", "quadrature error of Phi", r"\delta\Phi", "1", 0.0, optional=True),
         Observable("quad_error", "max relative quadrature error over q, m, V, theta, mse, Phi", r"\delta_{\rm quad}", "1", 0.0,
                    optional=True),
+        Observable("n_nodes", "QMC points per replica of the rule the point was solved on (quad_rtol refinement)",
+                   r"N_{\rm quad}", "1", 0.0, optional=True),
         Observable("multiple_minima", "quadrature nodes whose prox has several local minima", r"n_{\rm multi}", "1", 0.0),
         Observable("stability", "leading eigenvalue of the Jacobian of the undamped map (real part)",
                    r"\lambda_{\max}", "1", optional=True, computed=lambda o: bool(o.get("stability"))),
@@ -567,7 +583,7 @@ class PositionalSemantic(Model):
         results = {}
         for b in branches:
             driver, problem = self.saddle(params, backend, **{**o, "branch": b})
-            results[b] = self._solve_branch(driver, problem, b, o, L, r, xp)
+            results[b] = self._solve_branch(driver, problem, b, o, L, r, xp, params, backend)
         if len(branches) == 1:
             return results[branches[0]]
         # global: the larger Φ among converged branches (= lower minimal risk)
@@ -584,8 +600,11 @@ class PositionalSemantic(Model):
         return best
 
     def _solve_branch(self, driver: SaddleDriver, problem: SaddleProblem, branch: str, o: Mapping[str, Any],
-                      L: int, r: int, xp: Any) -> dict[str, Any]:
-        """One branch at every point: start, driver, representative of the sign symmetry, outputs."""
+                      L: int, r: int, xp: Any, params: Mapping[str, Any] | None = None,
+                      backend: Backend | None = None) -> dict[str, Any]:
+        """One branch at every point: start, driver, representative of the sign symmetry, outputs;
+        then (option ``quad_rtol``) the points whose quadrature error is above it solved again
+        on larger rules (:meth:`_refine`)."""
         n = driver.P
         if (L, r) == (2, 1):
             # the semantic branch is the fixed point inside m = 0: held there exactly (a pin), since
@@ -606,6 +625,15 @@ class PositionalSemantic(Model):
                                  f"with the state {names}; got {init.shape}")
             good = np.all(np.isfinite(init), axis=1)
             x0[good] = init[good]
+        res = self._run_driver(driver, o, branch, L, r, x0)
+        out = self._branch_outputs(driver, problem, res, branch, o, L, r, xp)
+        if params is not None and self._refines(o, L, r):
+            out = self._refine(params, backend, o, branch, driver, problem, res, out, xp)
+        return out
+
+    def _run_driver(self, driver: SaddleDriver, o: Mapping[str, Any], branch: str, L: int, r: int, x0: Any,
+                    **kw: Any) -> SaddleResult:
+        xp = driver.xp
         bar = progress_bar(total=int(o["maxiter"]), desc=f"positional-semantic L={L} r={r} [{branch}]",
                            unit="it", enabled=bool(o["progress"]), leave=False)
 
@@ -613,11 +641,17 @@ class PositionalSemantic(Model):
             bar.update(1)
             bar.set_postfix(active=int(active.shape[0]))
 
-        want_J = bool(o["stability"])
         res = driver.solve(xp.asarray(x0), tol=float(o["tol"]), maxiter=int(o["maxiter"]),
-                           damping=float(o["damping"]), anderson=int(o["anderson"]), jacobian=want_J,
-                           callback=cb)
+                           damping=float(o["damping"]), anderson=int(o["anderson"]), jacobian=bool(o["stability"]),
+                           callback=cb, **kw)
         bar.close()
+        return res
+
+    def _branch_outputs(self, driver: SaddleDriver, problem: SaddleProblem, res: SaddleResult, branch: str,
+                        o: Mapping[str, Any], L: int, r: int, xp: Any) -> dict[str, Any]:
+        n = driver.P
+        names = self.state_names(L, r)
+        want_J = bool(o["stability"])
         X = np.asarray(res.x)
         Xerr = np.asarray(res.x_error)
         if (L, r) == (2, 1):
@@ -634,11 +668,86 @@ class PositionalSemantic(Model):
                                          problem.context["sigma"])
         out["branch"] = xp.full(n, GENERAL_BRANCHES.index(branch), dtype=np.int8)
         out["stability"] = res.lead if want_J else xp.full(n, xp.nan)
+        out["n_nodes"] = xp.full(n, float(driver.N))
         conv = res.converged
         for k in list(out):
-            if k not in ("branch", "mse_linear"):
+            if k not in ("branch", "mse_linear", "n_nodes"):
                 out[k] = xp.where(conv, out[k], xp.nan)
         out.update(converged=conv, residual=res.residual, iterations=res.iterations, status=res.status)
+        return out
+
+    @staticmethod
+    def _refines(o: Mapping[str, Any], L: int, r: int) -> bool:
+        """Option ``quad_rtol`` applies to the (2, 1) model on QMC rules with an error estimate."""
+        return (o.get("quad_rtol") is not None and (L, r) == (2, 1) and o["quadrature"] == "qmc"
+                and int(o["replicas"]) >= 2)
+
+    def _refine(self, params: Mapping[str, Any], backend: Backend | None, o: Mapping[str, Any], branch: str,
+                driver: SaddleDriver, problem: SaddleProblem, res: SaddleResult, out: dict[str, Any],
+                xp: Any) -> dict[str, Any]:
+        """Solve again, on rules of more points, the converged points whose quadrature error
+        (``quad_error``: the largest replica standard error of q, m, V, θ, mse, Φ relative to the
+        value) is above ``quad_rtol``, until it is met or the rule has ``n_quad_max`` points.
+
+        The QMC error decreases about as N^{-1/2} here (the prox jumps between wells: a
+        discontinuous integrand), so the next size is ``N·(err/quad_rtol)²`` with a margin of
+        1.5, a power of two, at least 2N and at most 16N. Each replica of a refined point starts
+        at its own fixed point on the previous rule, with the Jacobian of that rule's map there
+        (central differences of the global map, relative step 1e-2, after the first rule; the
+        Broyden matrix after the others), by Newton steps on the global map
+        (:meth:`SaddleDriver.solve`, ``start_replicas``, ``jac0``): a few evaluations of the large
+        rule instead of a solve from scratch. A point whose refined solve fails keeps its
+        previous values (and is not refined further); points left above ``quad_rtol`` are
+        reported with a ``RuntimeWarning``."""
+        rtol = float(o["quad_rtol"])
+        n_max = int(o["n_quad_max"])
+        N, R, P = driver.N, driver.R, driver.P
+        free = np.setdiff1d(np.arange(len(self.state)), np.array(problem.pins, dtype=int))
+        kf = free.size
+        reps = np.array(res.extras["replica_x"], dtype=float)  # (P, R, k)
+        Jac = np.full((P, R, kf, kf), np.nan)  # per point and replica: the Jacobian of the last rule
+        have_J = np.zeros(P, bool)
+        stop = np.zeros(P, bool)  # refined solve failed: keep the previous rule's values
+        while N < n_max:
+            err = np.asarray(out["quad_error"], dtype=float)
+            need = np.asarray(out["converged"], bool) & (err > rtol) & ~stop
+            if not need.any():
+                break
+            grow = float(np.max(err[need] / rtol)) ** 2 * 1.5
+            N_new = int(min(n_max, 16 * N, max(2 * N, 2 ** int(np.ceil(np.log2(N * grow))))))
+            pick = np.nonzero(need)[0]
+            first = pick[~have_J[pick]]
+            if first.size:  # first rule: central differences of its global map at its fixed points
+                rows = (first[:, None] * R + np.arange(R)[None, :]).reshape(-1)
+                xr = reps[first].reshape(-1, reps.shape[-1])
+                Jr, _ = driver._jacobian(xr, rows, free, 1e-2, [], local=False)
+                Jac[first] = Jr.reshape(first.size, R, kf, kf)
+                have_J[first] = True
+            p_sub = {k: np.asarray(v)[pick] for k, v in params.items()}
+            d2, pb2 = self.saddle(p_sub, backend, **{**o, "n_quad": N_new, "branch": branch})
+            pb2.pins = problem.pins
+            res2 = self._run_driver(d2, o, branch, 2, 1, reps[pick, 0], start_replicas=reps[pick],
+                                    jac0=Jac[pick].reshape(-1, kf, kf))
+            out2 = self._branch_outputs(d2, pb2, res2, branch, o, 2, 1, xp)
+            ok = np.asarray(out2["converged"], bool)
+            take = pick[ok]
+            for k in out:
+                v = np.array(out[k], copy=True)
+                v[take] = np.asarray(out2[k])[ok]
+                out[k] = xp.asarray(v)
+            reps[take] = np.asarray(res2.extras["replica_x"])[ok]
+            sj = res2.extras["secant_jacobian"]
+            if sj is not None:
+                Jac[take] = np.asarray(sj).reshape(pick.size, R, kf, kf)[ok]
+            stop[pick[~ok]] = True
+            N = N_new
+        above = np.asarray(out["converged"], bool) & (np.asarray(out["quad_error"], dtype=float) > rtol)
+        if above.any():
+            import warnings
+
+            warnings.warn(f"positional-semantic [{branch}]: {int(above.sum())} point(s) keep a quadrature error "
+                          f"above quad_rtol = {rtol:g} (rule capped at n_quad_max = {n_max}, or a refined solve "
+                          f"failed): see the output 'quad_error'", RuntimeWarning, stacklevel=4)
         return out
 
     # ---- science on top of the pipeline (public API; scripts and benchmarks call these) ----------
@@ -680,6 +789,7 @@ class PositionalSemantic(Model):
         from numerics.phases import bisect_sign_change
 
         om = np.asarray(omegas, dtype=float)
+        options = {"quad_rtol": None, **options}  # the rule in options, fixed (its error is what α_c carries)
 
         def f(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
             pos = self.solve_pairs(a, om[idx], "positional", sigma=sigma, lam=lam,
@@ -720,7 +830,8 @@ class PositionalSemantic(Model):
             for b in ("positional", "semantic"):
                 st = self._branch_start(starts, b, todo)
                 init = None if st is None else np.repeat(st, offs.size, axis=0).reshape(-1, K)
-                res[b] = self.solve_pairs(A, W, b, sigma=sigma, lam=lam, **{**options, "init": init})
+                res[b] = self.solve_pairs(A, W, b, sigma=sigma, lam=lam,
+                                          **{"quad_rtol": None, **options, "init": init})
             ok = (np.asarray(res["positional"]["converged"], bool) & np.asarray(res["semantic"]["converged"], bool)
                   ).reshape(todo.size, offs.size)
             d = (np.asarray(res["semantic"]["phi"]) - np.asarray(res["positional"]["phi"])).reshape(todo.size, -1)
@@ -759,6 +870,7 @@ class PositionalSemantic(Model):
         the replica error of Φ_sem − Φ_pos (the larger of the two sides) over the slope."""
         om = np.asarray(omegas, dtype=float)
         ac = np.asarray(alpha_c, dtype=float)
+        options = {"quad_rtol": None, **options}  # the rule in options, fixed
         fin = np.isfinite(ac)  # NaN α_c (no crossing found): NaN error
         d, de = [], []
         for sgn in (-1.0, 1.0):
@@ -809,6 +921,9 @@ class PositionalSemantic(Model):
         om = np.asarray(omegas, dtype=float)
         if not (isinstance(workers, (int, np.integer)) and workers >= 1):
             raise ValueError(f"option 'workers' must be an integer >= 1, got {workers!r}")
+        options = {"quad_rtol": None, **options}  # one fixed rule on the whole grid (the continuation's)
+        if workers > 1:
+            options.setdefault("threads", 1)  # the processes share the cores
         if al.ndim != 1 or om.ndim != 1 or al.size < 1 or om.size < 1:
             raise ValueError(f"'alphas' and 'omegas' must be non-empty 1-d sequences, got shapes {al.shape}, {om.shape}")
         if workers > 1 and om.size > 1:
@@ -1195,7 +1310,7 @@ def _node_loop_r1(model: PositionalSemantic, p: Mapping[str, Any], o: Mapping[st
     P = int(p["alpha"].shape[0])
     par = np.column_stack([np.asarray(p["sigma"], float), np.asarray(p["omega"], float)]
                           + [np.full(P, a) for a in A_vals])
-    return NodeLoop(mod, tuple(outs), len(chan_slots), 2, par)
+    return NodeLoop(mod, tuple(outs), len(chan_slots), 2, par, threads=o.get("threads"))
 
 
 def _outputs_r1(res: SaddleResult, X: np.ndarray, xp: Any) -> dict[str, Any]:

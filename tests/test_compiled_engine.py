@@ -1,0 +1,142 @@
+"""The compiled per-node loop (``numba`` codegen target, :mod:`numerics.compiled`) and the
+``quad_rtol`` refinement of the positional/semantic model.
+
+References are independent of the code under test: the array path (the same SymPy programs
+printed for NumPy, itself checked against mpmath at 50 digits in ``test_positional_semantic``)
+and a cold solve on the final rule."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import derive.models
+from numerics import compiled as nc
+
+pytestmark = pytest.mark.skipif(not nc.available(), reason="Numba is not installed")
+
+MODEL = derive.models.get("positional-semantic")
+
+
+def _random_inputs(kernel, rng, n=200):
+    ranges = {"q": (0.02, 1.0), "V": (1.0, 30.0), "sigma": (0.3, 1.0), "rho": (0.09, 1.0), "omega": (0.0, 1.0),
+              "theta": (-0.05, 0.05), "m": (-0.5, 0.5)}
+    out = []
+    for name in kernel.inputs:
+        lo, hi = ranges.get(name, (-2.0, 2.0))
+        if name.startswith("a") and len(name) == 3:
+            lo, hi = 0.3, 0.7
+        if name.startswith("T"):
+            lo, hi = 0.05, 0.95
+        out.append(rng.uniform(lo, hi, n))
+    return out
+
+
+@pytest.mark.parametrize("program", ["channel", "prox_fgh", "hat_integrands", "mse_integrand",
+                                     "envelope_integrands", "update", "free_energy"])
+def test_numba_target_equals_array_target(program):
+    """The scalar (numba) source of every program the loop links equals the NumPy source's
+    values, node by node, to round-off."""
+    from numerics.backend import get_backend
+
+    be = get_backend("numpy")
+    kx = MODEL.kernel(program)
+    kn = MODEL.kernel(program, "numba")
+    assert kn.inputs == kx.inputs and kn.outputs == kx.outputs
+    assert "import math" in kn.source and "xp." not in kn.source
+    rng = np.random.default_rng(3)
+    args = _random_inputs(kx, rng)
+    if program == "channel":  # rho must exceed theta^2/q
+        i_q, i_th, i_rho = (kx.inputs.index(s) for s in ("q", "theta", "rho"))
+        args[i_rho] = args[i_th] ** 2 / args[i_q] + rng.uniform(0.05, 0.5, args[i_q].size)
+    ref = kx(be.xp, be.special, *args)
+    fn = kn.function
+    got = np.array([fn(*[float(a[j]) for a in args]) for j in range(args[0].size)])
+    for k, name in enumerate(kn.outputs):
+        r = np.asarray(ref[name], dtype=float) * np.ones(args[0].size)
+        np.testing.assert_allclose(got[:, k], r, rtol=1e-12, atol=1e-14, err_msg=f"{program}.{name}")
+
+
+@pytest.mark.parametrize("branch,hats", [("positional", "envelope"), ("semantic", "envelope"),
+                                         ("positional", "stein"), ("agnostic", "stein")])
+def test_compiled_map_equals_array_map(branch, hats):
+    """Same fixed point, iterations, flags and error bars on both engines (the compiled Newton
+    is the array Newton step for step; only summation order differs)."""
+    opts = dict(n_quad=512, replicas=2, quad_rtol=None, hats=hats)
+    a = MODEL.solve_pairs([0.8, 1.6], [0.3, 0.5], branch, engine="array", **opts)
+    c = MODEL.solve_pairs([0.8, 1.6], [0.3, 0.5], branch, engine="compiled", **opts)
+    np.testing.assert_array_equal(np.asarray(a["converged"]), np.asarray(c["converged"]))
+    assert np.asarray(c["converged"]).any()
+    ok = np.asarray(c["converged"])
+    for k in ("q", "m", "v", "theta", "mse", "phi", "q_err", "v_err"):
+        np.testing.assert_allclose(np.asarray(c[k])[ok], np.asarray(a[k])[ok], rtol=1e-8, atol=1e-12, err_msg=k)
+    np.testing.assert_array_equal(np.asarray(c["multiple_minima"])[ok], np.asarray(a["multiple_minima"])[ok])
+
+
+def test_engine_option_is_validated():
+    with pytest.raises(ValueError, match="engine"):
+        MODEL.solve_pairs([1.0], [0.3], "semantic", engine="fast")
+    with pytest.raises(ValueError, match="quad_rtol"):
+        MODEL.solve_pairs([1.0], [0.3], "semantic", quad_rtol=2.0)
+    with pytest.raises(ValueError, match="n_quad_max"):
+        MODEL.solve_pairs([1.0], [0.3], "semantic", n_quad_max=10)
+
+
+def test_refinement_meets_target_and_equals_a_cold_solve_on_the_final_rule():
+    """quad_rtol: the refined point's error bars are below the target, it records its rule, and
+    its fixed point is the one a solve from scratch on that rule finds (the refinement only
+    changes the start, never the map)."""
+    r = MODEL.solve_pairs([1.0], [0.3], "semantic", n_quad=256, hats="envelope", quad_rtol=1e-2)
+    assert bool(r["converged"][0])
+    assert float(r["quad_error"][0]) <= 1e-2
+    n_final = int(r["n_nodes"][0])
+    assert n_final > 256
+    cold = MODEL.solve_pairs([1.0], [0.3], "semantic", n_quad=n_final, hats="envelope", quad_rtol=None)
+    for k in ("q", "v", "theta", "mse", "phi"):
+        assert abs(float(r[k][0]) - float(cold[k][0])) <= 1e-7 * abs(float(cold[k][0])), k
+        assert abs(float(r[f"{k}_err"][0]) - float(cold[f"{k}_err"][0])) <= 1e-6 * abs(float(cold[f"{k}_err"][0])) + 1e-15
+
+
+def test_refinement_cap_warns_and_reports_the_error():
+    """A target the cap cannot reach: the point keeps its (converged) values, reports its error
+    and a RuntimeWarning names the option."""
+    with pytest.warns(RuntimeWarning, match="quad_rtol"):
+        r = MODEL.solve_pairs([1.0], [0.3], "semantic", n_quad=256, hats="envelope", quad_rtol=1e-6,
+                              n_quad_max=1024)
+    assert bool(r["converged"][0]) and int(r["n_nodes"][0]) == 1024
+    assert float(r["quad_error"][0]) > 1e-6
+
+
+def test_linked_module_is_cached_and_verified(tmp_path, monkeypatch):
+    """The linked module is written to the kernel cache with its integrity record; an edited copy
+    is not used (it is rewritten)."""
+    import importlib
+
+    monkeypatch.setenv("ATTN_THEORY_CACHE", str(tmp_path))
+    src = "import math\nfrom numerics.compiled import jit as _jit\n\n@_jit\ndef f(x):\n    return math.exp(x)\n"
+    mod = nc.load_module("test", src)
+    assert abs(mod.f(0.0) - 1.0) < 1e-15
+    files = list((tmp_path / "kernels").glob("_attn_compiled_test_*.py"))
+    assert len(files) == 1 and files[0].with_name(files[0].name + ".sig").exists()
+    files[0].write_text(src.replace("math.exp(x)", "2.0"))  # tampered
+    nc._modules.clear()
+    import warnings
+
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        mod2 = nc.load_module("test", src)
+    assert abs(mod2.f(0.0) - 1.0) < 1e-15
+    assert files[0].read_text() == src
+    importlib.invalidate_caches()
+
+
+def test_linked_module_without_a_usable_cache_compiles_in_memory(monkeypatch):
+    """No usable kernel cache folder: the module is compiled in memory (no disk cache), same
+    values."""
+    import derive.codegen.kernel as kmod
+
+    monkeypatch.setattr(kmod, "trusted_cache_dir", lambda: None)
+    src = "import math\nfrom numerics.compiled import jit as _jit\n\n@_jit\ndef g(x):\n    return math.log1p(x)\n"
+    nc._modules.clear()
+    mod = nc.load_module("nocache", src)
+    assert abs(mod.g(1.0) - np.log(2.0)) < 1e-15
+    assert not hasattr(mod, "__file__") or mod.__file__ is None
