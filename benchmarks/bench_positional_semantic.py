@@ -120,31 +120,31 @@ def _point(al: float, om: float, branch: str, **opts):
     return _model().solve_pairs([al], om, branch, sigma=SIGMA, lam=LAM, **opts)
 
 
-def refinement(emit, al: float = 1.0, om: float = 0.3, sizes=(1024, 4096, 16384), replicas: int = 4,
-               reference: int = 65536) -> dict:
-    """Refinement study at one point: value ± replica error per observable for growing n_quad,
-    against an independent much finer rule (``reference`` points × ``replicas`` scrambles with other
-    seeds: 2^18 nodes at the default); one row with the envelope form of θ̂ (``hats='envelope'``, a
-    different integrand than the default §4 Stein form) at 4096."""
+def refinement(emit, al: float = 1.0, om: float = 0.3, sizes=(4096,), replicas: int = 4,
+               reference_rtol: float = 2.5e-4) -> dict:
+    """Refinement study at one point: the default settings (``quad_rtol = 1e-3``: the rule refined
+    until every relative error bar is below it) and fixed rules of ``sizes`` points × ``replicas``,
+    each value ± replica error against an independent much finer solution (scrambling seeds 100-,
+    refined to ``reference_rtol``: a 4x smaller error bar, 16x the nodes)."""
     res = {}
     for branch in ("positional", "semantic"):
         rows = []
-        t = time.process_time()
-        fine = _point(al, om, branch, n_quad=reference, replicas=replicas, seed=100)
-        fine_cpu = time.process_time() - t
+        t = time.perf_counter()
+        fine = _point(al, om, branch, seed=100, quad_rtol=reference_rtol, n_quad_max=2**22)
+        fine_sec = time.perf_counter() - t
+        t = time.perf_counter()
+        r = _point(al, om, branch)
+        rows.append(("default (quad_rtol 1e-3)", time.perf_counter() - t, r))
         for n in sizes:
-            t = time.process_time()
-            r = _point(al, om, branch, n_quad=n, replicas=replicas)
-            rows.append((f"{n} × {replicas}", time.process_time() - t, r))
-        t = time.process_time()
-        r = _point(al, om, branch, n_quad=4096, replicas=replicas, hats="envelope")
-        rows.append((f"4096 × {replicas} (envelope θ̂)", time.process_time() - t, r))
-        rows.append((f"{reference} × {replicas} (reference, seeds 100-)", fine_cpu, fine))
+            t = time.perf_counter()
+            r = _point(al, om, branch, n_quad=n, replicas=replicas, quad_rtol=None)
+            rows.append((f"{n} × {replicas} fixed", time.perf_counter() - t, r))
+        rows.append((f"reference (seeds 100-, quad_rtol {reference_rtol:g})", fine_sec, fine))
         res[branch] = rows
-        emit(f"\n**{branch} branch, (α, ω) = ({al}, {om})**, n_quad points × replicas (scrambled Sobol'); "
-             "value ± replica standard error; in brackets |value − reference| / |reference|; s = CPU seconds\n")
-        emit("| rule | s CPU | " + " | ".join(OBS) + " | max rel. error bar |")
-        emit("|---|---:|" + "---|" * len(OBS) + "---:|")
+        emit(f"\n**{branch} branch, (α, ω) = ({al}, {om})**; value ± replica standard error; in brackets "
+             "|value − reference| / |reference|; s = wall seconds (2 threads)\n")
+        emit("| rule | points × replicas | s | " + " | ".join(OBS) + " | max rel. error bar |")
+        emit("|---|---:|---:|" + "---|" * len(OBS) + "---:|")
         for n, sec, r in rows:
             cells = []
             for k in OBS:
@@ -153,53 +153,41 @@ def refinement(emit, al: float = 1.0, om: float = 0.3, sizes=(1024, 4096, 16384)
                     cells.append("0 (invariant)")
                     continue
                 cells.append(f"{v:.6g} ± {e:.1g} [{abs(v - vf) / abs(vf):.1e}]")
-            emit(f"| {n} | {sec:.1f} | " + " | ".join(cells) + f" | {float(r['quad_error'][0]):.1e} |")
+            emit(f"| {n} | {int(r['n_nodes'][0])} × {replicas} | {sec:.1f} | " + " | ".join(cells)
+                 + f" | {float(r['quad_error'][0]):.1e} |")
     return res
 
 
-def one_point(emit, al: float = 1.0, om: float = 0.3, **opts) -> float:
-    """Wall and CPU time of one (α, ω) point, both branches, default settings (kernels loaded first)."""
-    _point(al, om, "positional", n_quad=256, replicas=2)  # load the kernels (one-time cost)
+def one_point(emit, al: float = 1.0, om: float = 0.3, **opts) -> tuple[float, float, float, list]:
+    """Wall and CPU time of one (α, ω) point, both branches, ``opts`` (default settings: 1e-3),
+    kernels loaded and compiled first (one-time costs, cached on disk)."""
+    _point(al, om, "positional", n_quad=256, replicas=2, quad_rtol=None)
     t, c = time.perf_counter(), time.process_time()
-    errs = []
+    errs, nodes = [], []
     for branch in ("positional", "semantic"):
         r = _point(al, om, branch, **opts)
         errs.append(float(r["quad_error"][0]))
+        nodes.append(int(r["n_nodes"][0]))
     sec, cpu = time.perf_counter() - t, time.process_time() - c
-    emit(f"\none point (α, ω) = ({al}, {om}), both branches, {opts or 'default settings'}: {sec:.1f} s wall, "
-         f"{cpu:.1f} s CPU (the shared machine's load inflates wall time); "
-         f"max relative quadrature error {max(errs):.1e}")
-    return cpu
+    emit(f"\none point (α, ω) = ({al}, {om}), both branches, {opts or 'default settings'}: {sec:.2f} s wall, "
+         f"{cpu:.2f} s CPU; max relative error bar {max(errs):.1e} (positional {errs[0]:.1e} on "
+         f"{nodes[0]} × 4 nodes, semantic {errs[1]:.1e} on {nodes[1]} × 4)")
+    return sec, cpu, max(errs), nodes
 
 
-def _branch_point(args: tuple) -> dict:
-    """One branch at one point (a worker of :func:`one_point_parallel`): observables, errors, CPU s."""
-    al, om, branch, opts = args
-    c = time.process_time()
-    r = _point(al, om, branch, **opts)
-    out = {k: float(np.asarray(r[k])[0]) for k in OBS + tuple(f"{k}_err" for k in OBS) + ("quad_error", "converged")}
-    out["cpu"] = time.process_time() - c
-    return out
-
-
-def one_point_parallel(emit, al: float = 1.0, om: float = 0.3, workers: int = 2, **opts) -> tuple[float, float, float]:
-    """One (α, ω) point, both branches, each branch in its own process (``numerics.parallel``: on
-    2 cores the two branches run side by side); wall time, CPU of both, worst relative error bar."""
-    from numerics.parallel import map_chunks
-
-    _point(al, om, "positional", n_quad=256, replicas=2)  # kernels loaded before the workers fork
-    t = time.perf_counter()
-    res = map_chunks(_branch_point, [(al, om, b, opts) for b in ("positional", "semantic")], workers)
-    wall = time.perf_counter() - t
-    cpu = sum(r["cpu"] for r in res)
-    worst = max(r["quad_error"] for r in res)
-    emit(f"\none point (α, ω) = ({al}, {om}), both branches on {workers} processes, {opts}: {wall:.1f} s wall, "
-         f"{cpu:.1f} s CPU (positional {res[0]['cpu']:.1f}, semantic {res[1]['cpu']:.1f}); max relative error bar "
-         f"{worst:.1e} (positional {res[0]['quad_error']:.1e}, semantic {res[1]['quad_error']:.1e}); converged "
-         f"{[bool(r['converged']) for r in res]}")
-    for b, r in zip(("positional", "semantic"), res):
-        emit(f"- {b}: " + ", ".join(f"{k} = {r[k]:.6g} ± {r[k + '_err']:.1g}" for k in OBS))
-    return wall, cpu, worst
+def engines(emit, al: float = 1.0, om: float = 0.3, n_quad: int = 4096) -> float:
+    """The same fixed-rule point on the compiled and the array engine: time ratio, max difference."""
+    out = {}
+    for eng in ("compiled", "array"):
+        t = time.perf_counter()
+        r = {b: _point(al, om, b, n_quad=n_quad, quad_rtol=None, engine=eng) for b in ("positional", "semantic")}
+        out[eng] = (time.perf_counter() - t, r)
+    d = max(abs(float(out["compiled"][1][b][k][0]) - float(out["array"][1][b][k][0])) / max(abs(float(out["array"][1][b][k][0])), 1e-300)
+            for b in ("positional", "semantic") for k in ("q", "v", "mse", "phi"))
+    ratio = out["array"][0] / out["compiled"][0]
+    emit(f"\nengines, {n_quad} × 4 fixed rule, both branches: compiled {out['compiled'][0]:.2f} s, array "
+         f"{out['array'][0]:.2f} s wall: **{ratio:.1f}x**; max relative difference of q, V, mse, Φ {d:.1e}")
+    return ratio
 
 
 def determinism(emit, al: float, om: float = 0.3, starts: int = 5, **opts) -> tuple[float, float]:
@@ -233,17 +221,14 @@ def phase_diagram_timing(emit, na: int, nw: int, **opts) -> float:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pd-grid", default="12x6", help="subgrid of the continuation phase diagram (α x ω)")
+    ap.add_argument("--pd-grid", default="12x6", help="grid of the continuation phase diagram (α x ω)")
+    ap.add_argument("--pd-workers", type=int, default=1, help="worker processes of the phase diagram")
     ap.add_argument("--pd-n-quad", type=int, default=1024)
     ap.add_argument("--pd-record", default=None, help="directory of a recorded phase-diagram run (its "
                     "alpha_c.csv provenance line gives grid and time) instead of running the subgrid")
     ap.add_argument("--pd-replicas", type=int, default=2)
-    ap.add_argument("--sizes", default="1024,4096,16384")
-    ap.add_argument("--reference", type=int, default=65536, help="points per replica of the reference rule")
     ap.add_argument("--out", default=None, help="also write the report (Markdown) here")
     ap.add_argument("--backend", default="numpy")
-    ap.add_argument("--acc-n-quad", type=int, default=32768, help="points per replica of the 1e-3 run")
-    ap.add_argument("--acc-tol", type=float, default=1e-10, help="undamped residual of the 1e-3 run")
     a = ap.parse_args(argv)
     lines: list[str] = []
 
@@ -257,12 +242,9 @@ def main(argv=None) -> None:
     emit(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}; "
          f"numpy {np.__version__}; date {time.strftime('%Y-%m-%d')}; load average {os.getloadavg()[0]:.1f} "
          f"on {os.cpu_count()} cores (shared)")
-    one = one_point(emit)
-    acc_opts = dict(n_quad=a.acc_n_quad, replicas=4, hats="envelope", tol=a.acc_tol)
-    acc_wall, acc_cpu, acc_err = one_point_parallel(emit, workers=2, **acc_opts)
-    sizes = tuple(int(v) for v in a.sizes.split(","))
-    ref = refinement(emit, sizes=sizes, reference=a.reference)
-    worst = max(float(r[2]["quad_error"][0]) for b in ref for r in ref[b] if r[0] == "4096 × 4")
+    one_wall, one_cpu, one_err, one_nodes = one_point(emit)
+    ratio = engines(emit)
+    ref = refinement(emit)
     sp1 = determinism(emit, 1.0)
     sp2 = determinism(emit, 0.75)
     if a.pd_record:
@@ -280,9 +262,9 @@ def main(argv=None) -> None:
              f"process(es): {wall:.0f} s wall, {sec:.0f} s CPU; provenance: `{prov.lstrip('# ')}`")
     else:
         na, nw = (int(v) for v in a.pd_grid.split("x"))
-        workers = 1
         t0 = time.perf_counter()
-        sec = phase_diagram_timing(emit, na, nw, n_quad=a.pd_n_quad, replicas=a.pd_replicas)
+        workers = a.pd_workers
+        sec = phase_diagram_timing(emit, na, nw, n_quad=a.pd_n_quad, replicas=a.pd_replicas, workers=workers)
         wall = time.perf_counter() - t0
     full = sec * (100 * 50) / (na * nw)
     # wall on 2 cores: measured with 2 workers, else the CPU time halved (the ω columns are independent)
@@ -290,12 +272,12 @@ def main(argv=None) -> None:
     pd_how = "measured" if (workers >= 2 and na * nw == 5000) else "extrapolated"
     emit(f"the paper's 100 × 50 grid: {pd_wall / 60:.1f} min wall on 2 cores ({pd_how}), {full / 60:.0f} min CPU "
          f"(target ≤ 30 min on 2 cores)")
-    emit(f"<!-- headline: one point both branches {one:.1f} s CPU at default (4096 × 4 QMC), max rel. quadrature "
-         f"error {worst:.1e}; at {acc_opts['n_quad']} × 4 envelope, branches on 2 processes: {acc_wall:.1f} s wall, "
-         f"{acc_cpu:.1f} s CPU, max rel. error bar {acc_err:.1e} (target 1e-3 in 2 s on 2 cores: "
-         f"{'met' if acc_err <= 1e-3 and acc_wall <= 2 else 'not met'}); semantic θ spread from 5 starts "
-         f"{max(sp1[0], sp2[0]):.0e} vs error {max(sp1[1], sp2[1]):.0e}; 100×50 phase diagram {pd_wall / 60:.1f} min "
-         f"wall on 2 cores ({pd_how}; {full / 60:.0f} min CPU; target ≤ 30: {'met' if pd_wall <= 1800 else 'not met'}) -->")
+    emit(f"<!-- headline: one point both branches at default settings (quad_rtol 1e-3): {one_wall:.1f} s wall "
+         f"({one_cpu:.1f} s CPU), max rel. error bar {one_err:.1e} on {one_nodes} × 4 nodes (target 1e-3 in 2 s on "
+         f"2 cores: {'met' if one_err <= 1e-3 and one_wall <= 2 else 'not met'}); compiled engine {ratio:.1f}x the "
+         f"array engine; semantic θ spread from 5 starts {max(sp1[0], sp2[0]):.0e} vs error "
+         f"{max(sp1[1], sp2[1]):.0e}; 100×50 phase diagram {pd_wall / 60:.1f} min wall on 2 cores ({pd_how}; "
+         f"{full / 60:.0f} min CPU; target ≤ 30: {'met' if pd_wall <= 1800 else 'not met'}) -->")
     if a.out:
         from pathlib import Path
 

@@ -27,15 +27,12 @@ Numba is optional: :func:`available` says whether it imports; without it the arr
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import sys
 from typing import Any
 
 import numpy as np
 
-__all__ = ["available", "jit", "expit", "logaddexp", "ndtr", "sign", "LOOP_SOURCE", "NodeLoop",
-           "load_module"]
+__all__ = ["available", "jit", "jit_nocache", "expit", "logaddexp", "ndtr", "sign", "LOOP_SOURCE", "NodeLoop"]
 
 try:  # pragma: no cover - exercised where Numba is installed
     import numba as _numba
@@ -97,52 +94,6 @@ def sign(x: float) -> float:
     if x < 0.0:
         return -1.0
     return 0.0 * x
-
-
-# ---------------------------------------------------------------- linked modules
-_modules: dict[str, Any] = {}
-
-
-def load_module(tag: str, source: str) -> Any:
-    """The module of compiled functions ``source`` (generated kernels and the model's linking
-    code), named by the SHA-256 of its text, imported once per process.
-
-    Where the kernel cache folder is usable (:func:`derive.codegen.kernel.trusted_cache_dir`),
-    the source is written there with its integrity record, and Numba keeps its compiled code
-    next to it (``__pycache__`` inside that private folder): a later process loads the machine
-    code instead of compiling (seconds). Otherwise it is compiled in memory."""
-    import importlib.util
-
-    digest = hashlib.sha256(source.encode()).hexdigest()
-    name = f"_attn_compiled_{tag}_{digest[:20]}"
-    if name in _modules:
-        return _modules[name]
-    path = None
-    try:
-        from derive.codegen.kernel import read_verified, trusted_cache_dir, write_verified
-
-        d = trusted_cache_dir()
-        if d is not None:
-            p = d / f"{name}.py"
-            if read_verified(p) != source and not write_verified(p, source):
-                p = None
-            path = p
-    except Exception:  # noqa: BLE001 - a cache problem only costs compilation
-        path = None
-    if path is not None:
-        spec = importlib.util.spec_from_file_location(name, str(path))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod  # Numba's cache re-imports the module by name
-        spec.loader.exec_module(mod)
-    else:
-        import types
-
-        mod = types.ModuleType(name)
-        sys.modules[name] = mod
-        text = source.replace("import jit as _jit", "import jit_nocache as _jit")  # no file: no disk cache
-        exec(compile(text, f"<{name}>", "exec"), mod.__dict__)  # noqa: S102 - our own source
-    _modules[name] = mod
-    return mod
 
 
 # ---------------------------------------------------------------- the per-node loop (source)
@@ -279,7 +230,7 @@ class NodeLoop:
     """The expectation step of :class:`numerics.saddle.SaddleDriver` as one compiled loop
     (:data:`LOOP_SOURCE`), for a problem whose prox has two variables.
 
-    ``module`` (from :func:`load_module`) defines ``node_channel``, ``node_start``, ``node_fgh``,
+    ``module`` (from :func:`derive.codegen.link.load_module`) defines ``node_channel``, ``node_start``, ``node_fgh``,
     ``node_integrands`` and ``node_loop``; ``names`` are the integrands in the order
     ``node_integrands`` writes them; ``n_channel`` the length of the channel buffer; ``par`` the
     per-point parameters ``(P, n_par)`` the channel reads; ``threads`` (default: the cores this

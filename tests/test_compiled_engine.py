@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import derive.models
+from derive.codegen import link
+from derive.codegen.link import load_module
 from numerics import compiled as nc
 
 pytestmark = pytest.mark.skipif(not nc.available(), reason="Numba is not installed")
@@ -32,7 +34,7 @@ def _random_inputs(kernel, rng, n=200):
 
 
 @pytest.mark.parametrize("program", ["channel", "prox_fgh", "hat_integrands", "mse_integrand",
-                                     "envelope_integrands", "update", "free_energy"])
+                                     "envelope_integrands", "envelope_node_integrands", "update", "free_energy"])
 def test_numba_target_equals_array_target(program):
     """The scalar (numba) source of every program the loop links equals the NumPy source's
     values, node by node, to round-off."""
@@ -113,17 +115,17 @@ def test_linked_module_is_cached_and_verified(tmp_path, monkeypatch):
 
     monkeypatch.setenv("ATTN_THEORY_CACHE", str(tmp_path))
     src = "import math\nfrom numerics.compiled import jit as _jit\n\n@_jit\ndef f(x):\n    return math.exp(x)\n"
-    mod = nc.load_module("test", src)
+    mod = load_module("test", src)
     assert abs(mod.f(0.0) - 1.0) < 1e-15
     files = list((tmp_path / "kernels").glob("_attn_compiled_test_*.py"))
     assert len(files) == 1 and files[0].with_name(files[0].name + ".sig").exists()
     files[0].write_text(src.replace("math.exp(x)", "2.0"))  # tampered
-    nc._modules.clear()
+    link._modules.clear()
     import warnings
 
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        mod2 = nc.load_module("test", src)
+        mod2 = load_module("test", src)
     assert abs(mod2.f(0.0) - 1.0) < 1e-15
     assert files[0].read_text() == src
     importlib.invalidate_caches()
@@ -136,7 +138,7 @@ def test_linked_module_without_a_usable_cache_compiles_in_memory(monkeypatch):
 
     monkeypatch.setattr(kmod, "trusted_cache_dir", lambda: None)
     src = "import math\nfrom numerics.compiled import jit as _jit\n\n@_jit\ndef g(x):\n    return math.log1p(x)\n"
-    nc._modules.clear()
-    mod = nc.load_module("nocache", src)
+    link._modules.clear()
+    mod = load_module("nocache", src)
     assert abs(mod.g(1.0) - np.log(2.0)) < 1e-15
     assert not hasattr(mod, "__file__") or mod.__file__ is None

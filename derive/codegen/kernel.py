@@ -517,7 +517,7 @@ class Kernel:
     Array target: ``kernel(xp, special, *inputs) -> dict``. mpmath target:
     ``kernel(mp, *inputs) -> dict``. ``numba`` target: ``kernel(*inputs) -> tuple`` (float64
     scalars, in the order of ``outputs``), compiled by Numba on first call; a model links such
-    kernels into a module of its per-node loop (:func:`numerics.compiled.load_module`).
+    kernels into a module of its per-node loop (:func:`derive.codegen.link.load_module`).
     """
 
     name: str
@@ -531,7 +531,7 @@ class Kernel:
     @property
     def function(self) -> Callable[..., dict[str, Any]]:
         if not self._fn and self.target == "numba":  # compiled (Numba), cached next to its source
-            from numerics.compiled import load_module
+            from .link import load_module
 
             self._fn.append(getattr(load_module(f"kernel_{self.name}", self.source), self.name))
         if not self._fn:

@@ -6,15 +6,15 @@ the loop's arrays and its generated kernels' arguments. They are written here as
 kernels' declared inputs and outputs -- :func:`call` maps each input *by name* to an argument
 expression, and names each output -- so the linking code never restates a formula and cannot
 pass arguments out of order. :func:`module_source` joins the kernels' sources and that text into
-one module (:func:`numerics.compiled.load_module` compiles and caches it).
+one module (:func:`load_module` compiles and caches it).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .kernel import Kernel
 
-__all__ = ["call", "module_source"]
+__all__ = ["call", "module_source", "load_module"]
 
 
 def call(kernel: Kernel, args: Mapping[str, str], indent: str = "    ") -> tuple[str, dict[str, str]]:
@@ -45,3 +45,51 @@ def module_source(kernels: Sequence[Kernel], glue: str) -> str:
     parts.append("from numerics.compiled import jit as _jit\n\n" + glue)
     parts.append(LOOP_SOURCE)
     return "\n\n".join(p.strip("\n") + "\n" for p in parts)
+
+
+#: modules loaded in this process, by name (the SHA-256 of their source)
+_modules: dict[str, Any] = {}
+
+
+def load_module(tag: str, source: str) -> Any:
+    """The module of compiled functions ``source`` (``numba``-target kernels and a model's linking
+    code), named by the SHA-256 of its text, imported once per process.
+
+    Where the kernel cache folder is usable (:func:`~derive.codegen.kernel.trusted_cache_dir`),
+    the source is written there with its integrity record (and a copy that fails its record is
+    rewritten, as for every cached kernel), and Numba keeps its compiled code next to it
+    (``__pycache__`` inside that private folder): a later process loads the machine code
+    instead of compiling (seconds). Otherwise it is compiled in memory, without a disk cache."""
+    import hashlib
+    import importlib.util
+    import sys
+
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    name = f"_attn_compiled_{tag}_{digest[:20]}"
+    if name in _modules:
+        return _modules[name]
+    path = None
+    try:
+        from .kernel import read_verified, trusted_cache_dir, write_verified
+
+        d = trusted_cache_dir()
+        if d is not None:
+            p = d / f"{name}.py"
+            if read_verified(p) == source or write_verified(p, source):
+                path = p
+    except OSError:  # a cache problem only costs compilation
+        path = None
+    if path is not None:
+        spec = importlib.util.spec_from_file_location(name, str(path))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod  # Numba's cache re-imports the module by name
+        spec.loader.exec_module(mod)
+    else:
+        import types
+
+        mod = types.ModuleType(name)
+        sys.modules[name] = mod
+        text = source.replace("import jit as _jit", "import jit_nocache as _jit")  # no file: no disk cache
+        exec(compile(text, f"<{name}>", "exec"), mod.__dict__)  # noqa: S102 - our own source
+    _modules[name] = mod
+    return mod

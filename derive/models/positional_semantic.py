@@ -128,7 +128,7 @@ class PositionalSemantic(Model):
         "L": 2,  # tokens (L = 2: the paper's toy model; L > 2: general construction)
         "r": 1,  # rank of the tied query/key (r = 2: general construction, matrix order parameters)
         "quadrature": "qmc",  # "qmc" (scrambled Sobol') or "gauss-hermite"
-        "hats": "stein",  # conjugate integrands: "stein" (§4 stated) or "envelope" (E ∂_p M, derived from Φ)
+        "hats": "envelope",  # conjugate integrands: "envelope" (E ∂_p M, derived from Φ) or "stein" (§4 stated)
         "n_quad": 4096,  # QMC points (rounded up to a power of 2), or GH nodes per variable
         "seed": 0,  # scrambling seed of the first QMC replica (replica j: seed + j)
         "replicas": 4,  # independent scrambled replicas pooled; their spread gives the quadrature error
@@ -153,14 +153,15 @@ class PositionalSemantic(Model):
         Option("r", 1, "rank of the tied query/key", kind="int", domain=Domain(1, 2, True, True, integer=True)),
         Option("quadrature", "qmc", "Gaussian expectations: scrambled Sobol' or Gauss–Hermite",
                kind="choice", choices=("qmc", "gauss-hermite")),
-        Option("hats", "stein", "integrands of the conjugates: 'stein' (§4 as stated) or 'envelope' "
+        Option("hats", "envelope", "integrands of the conjugates: 'envelope' (the default) or 'stein' (§4 as stated); 'envelope' is "
                "(E[∂_p M] at the prox: the stationarity of Φ in (q, m, V, θ), no Gaussian-integration-by-parts "
                "weight w on θ̂); equal up to quadrature error (per node for q̂, m̂ and, given θ̂, "
                "V̂: only θ̂ differs); (L, r) = (2, 1) only (the general construction integrates the §4 forms). Measured (benchmarks/RESULTS_positional_semantic.md): on the semantic "
                "branch the envelope form has half the replica error at 32768 × 4 and, at 4096 × 4, an "
                "error bar that covers the distance to the 32768 × 4 reference (the Stein form's does not), and near "
-               "the pitchfork (α = 0.75, ω = 0.3) the Stein θ is biased (0.058 ± 0.003 vs 0.0401 ± 0.0005)",
-               kind="choice", choices=("stein", "envelope")),
+               "the pitchfork (α = 0.75, ω = 0.3) the Stein θ is biased (0.058 ± 0.003 vs 0.0401 ± 0.0005); "
+               "at quad_rtol = 1e-3 the Stein form needs a 4x larger rule on the semantic branch",
+               kind="choice", choices=("envelope", "stein")),
         Option("n_quad", 4096, "QMC points per replica (>= 64, rounded up to a power of 2) or "
                "Gauss–Hermite nodes per variable (>= 2: 4 is the authors' degree-7 cubature; at most "
                "2^22 nodes in all)",
@@ -445,6 +446,13 @@ class PositionalSemantic(Model):
                 (qh, mh, Vh, thh, q_new, m_new, V_new, th_new),
                 "conjugates from ∂Φ/∂(q, m, V, θ) = 0 with E[∂_p M] at the prox (envelope theorem), "
                 "then overlaps"),
+            "envelope_node_integrands": Program(
+                "envelope_node_integrands", (x1, x2, h1, h2, xi1, xi2, w1, w2, q, m, V, theta, rho, sigma, omega,
+                                             a11, a12, a21, a22) + T_in,
+                ((i_loss, self.loss(x1, x2)), (i_M, Mx), (i_mse, self.loss(h1, h2))) + tuple(env.items()),
+                (i_loss, i_M, i_mse, d_q, d_m, d_V, d_th),
+                "what the envelope update integrates at a node, as one program (common subexpressions "
+                "shared): loss and M at the prox, the test-error integrand, ∂_p M (the compiled loop)"),
             "envelope_integrands": Program(
                 "envelope_integrands", (x1, x2, xi1, xi2, w1, w2, q, m, V, theta, rho, sigma, omega,
                                         a11, a12, a21, a22),
@@ -1271,11 +1279,11 @@ def _node_loop_r1(model: PositionalSemantic, p: Mapping[str, Any], o: Mapping[st
     (:mod:`derive.codegen.link`) by argument name to the loop's arrays -- ``x = (q, m, V, θ)``,
     ``par`` = :data:`_PAR`, ``z = (ξ₁, ξ₂, w₁, w₂)``, the channel buffer ``c = (h₁, h₂, V, σ,
     T₁₁, T₁₂, T₂₁, T₂₂, V_*)`` -- with the starts ``h`` and ``−h`` (the mirror wells)."""
-    from numerics.compiled import NodeLoop, load_module
+    from numerics.compiled import NodeLoop
 
-    from ..codegen.link import call, module_source
+    from ..codegen.link import call, load_module, module_source
 
-    names = ("channel", "prox_fgh", "hat_integrands", "mse_integrand") + (("envelope_integrands",) if envelope else ())
+    names = ("channel", "prox_fgh") + (("envelope_node_integrands",) if envelope else ("hat_integrands", "mse_integrand"))
     k = {n: model.kernel(n, "numba") for n in names}
     z = {"xi1": "z[0]", "xi2": "z[1]", "w1": "z[2]", "w2": "z[3]"}
     A = {"a11": "par[2]", "a12": "par[3]", "a21": "par[4]", "a22": "par[5]"}
@@ -1284,17 +1292,17 @@ def _node_loop_r1(model: PositionalSemantic, p: Mapping[str, Any], o: Mapping[st
                                       "omega": "par[1]", **A})
     fgh_call, f = call(k["prox_fgh"], {"x1": "y0", "x2": "y1", "h1": "c[0]", "h2": "c[1]", "V": "c[2]",
                                        "sigma": "c[3]", **T})
-    hat_call, hi = call(k["hat_integrands"], {"x1": "y0", "x2": "y1", "h1": "c[0]", "h2": "c[1]", **z, "q": "x[0]",
-                                              "V": "c[2]", "Vstar": "c[8]", "sigma": "c[3]", **T})
-    mse_call, mi = call(k["mse_integrand"], {"h1": "c[0]", "h2": "c[1]", "sigma": "c[3]", **T})
-    outs = {**hi, **mi}
-    calls = [hat_call, mse_call]
-    if envelope:
-        env_call, ei = call(k["envelope_integrands"], {"x1": "y0", "x2": "y1", **z, "q": "x[0]", "m": "x[1]",
-                                                       "V": "x[2]", "theta": "x[3]", "rho": "par[0] * par[0]",
-                                                       "sigma": "par[0]", "omega": "par[1]", **A})
-        outs.update(ei)
-        calls.append(env_call)
+    if envelope:  # what the envelope update reads, one fused program
+        env_call, outs = call(k["envelope_node_integrands"], {
+            "x1": "y0", "x2": "y1", "h1": "c[0]", "h2": "c[1]", **z, "q": "x[0]", "m": "x[1]", "V": "x[2]",
+            "theta": "x[3]", "rho": "par[0] * par[0]", "sigma": "par[0]", "omega": "par[1]", **A, **T})
+        calls = [env_call]
+    else:
+        hat_call, hi = call(k["hat_integrands"], {"x1": "y0", "x2": "y1", "h1": "c[0]", "h2": "c[1]", **z,
+                                                  "q": "x[0]", "V": "c[2]", "Vstar": "c[8]", "sigma": "c[3]", **T})
+        mse_call, mi = call(k["mse_integrand"], {"h1": "c[0]", "h2": "c[1]", "sigma": "c[3]", **T})
+        outs = {**hi, **mi}
+        calls = [hat_call, mse_call]
     chan_slots = [ch["h1"], ch["h2"], "x[2]", "par[0]", ch["T11"], ch["T12"], ch["T21"], ch["T22"], ch["Vstar"]]
     glue = "\n".join([
         "@_jit", "def node_channel(x, par, z, c):", ch_call,
