@@ -113,8 +113,10 @@ def sign(x: float) -> float:
 #: node ``j`` of its rule: the channel at ``Z[row_rep[i], j]``, the global prox (from
 #: ``Y0[i, j]`` only where ``use_y0``), the integrands there, ``E[i] = Σ_j W[row_rep[i], j] ·
 #: integrands`` (compensated summation), the minimisers ``Y[i, j]``, ``OK[i]`` (every node's prox converged) and
-#: ``MULTI[i]`` (flagged nodes). It runs without the GIL (:class:`NodeLoop` splits rows over
-#: threads).
+#: ``MULTI[i]`` (flagged nodes), over the nodes ``j0 <= j < j1`` (``Y0``, ``Y`` hold those
+#: nodes only). It runs without the GIL: :class:`NodeLoop` deals (row, block of nodes) tasks to
+#: threads and adds the blocks' sums in a fixed order, so the result does not depend on the
+#: number of threads.
 LOOP_SOURCE = '''
 import numpy as _np
 
@@ -164,8 +166,7 @@ def _newton2(c, y0, y1, gtol, maxiter):
 
 
 @_jit
-def node_loop(n_starts, n_c, X, PAR, row_pt, row_rep, Z, W, Y0, use_y0, gtol, maxiter, E, Y, OK, MULTI):
-    N = Z.shape[1]
+def node_loop(n_starts, n_c, X, PAR, row_pt, row_rep, Z, W, Y0, use_y0, gtol, maxiter, j0, j1, E, Y, OK, MULTI):
     n_i = E.shape[1]
     c = _np.empty(n_c)
     out = _np.empty(n_i)
@@ -182,11 +183,11 @@ def node_loop(n_starts, n_c, X, PAR, row_pt, row_rep, Z, W, Y0, use_y0, gtol, ma
         comp[:] = 0.0
         ok_all = True
         multi = 0
-        for j in range(N):
+        for j in range(j0, j1):
             z = Z[rep, j]
             node_channel(x, par, z, c)
             if use_y0:
-                b0, b1, bf, bok = _newton2(c, Y0[i, j, 0], Y0[i, j, 1], gtol, maxiter)
+                b0, b1, bf, bok = _newton2(c, Y0[i, j - j0, 0], Y0[i, j - j0, 1], gtol, maxiter)
             else:
                 b0, b1, bf, bok = 0.0, 0.0, math.inf, False
                 for k in range(n_starts):
@@ -217,8 +218,8 @@ def node_loop(n_starts, n_c, X, PAR, row_pt, row_rep, Z, W, Y0, use_y0, gtol, ma
                 else:
                     comp[k] += (v - t) + acc[k]
                 acc[k] = t
-            Y[i, j, 0] = b0
-            Y[i, j, 1] = b1
+            Y[i, j - j0, 0] = b0
+            Y[i, j - j0, 1] = b1
         for k in range(n_i):
             E[i, k] = acc[k] + comp[k]
         OK[i] = ok_all
@@ -234,9 +235,12 @@ class NodeLoop:
     ``node_integrands`` and ``node_loop``; ``names`` are the integrands in the order
     ``node_integrands`` writes them; ``n_channel`` the length of the channel buffer; ``par`` the
     per-point parameters ``(P, n_par)`` the channel reads; ``threads`` (default: the cores this
-    process may use) the threads the rows are split over (each row is one grid point and
-    replica; the compiled loop runs without the GIL). Called by the driver as
+    process may use) the threads that the tasks -- one row (a grid point and replica) and one
+    block of :attr:`block` nodes each -- are dealt to (the compiled loop runs without the GIL). Called by the driver as
     ``loop(x, pt, rep, nodes, weights, y0, gtol, maxiter) -> (E, y, prox_ok, multi)``."""
+
+    #: nodes per task (a thread's unit of work; the sums of blocks are added in order)
+    block = 4096
 
     def __init__(self, module: Any, names: tuple[str, ...], n_channel: int, n_starts: int, par: Any,
                  threads: int | None = None) -> None:
@@ -253,10 +257,7 @@ class NodeLoop:
                  maxiter: int) -> tuple[dict[str, Any], Any, Any, Any]:
         P = x.shape[0]
         N = nodes.shape[1]
-        E = np.empty((P, len(self.names)))
         Y = np.empty((P, N, 2))
-        OK = np.empty(P, dtype=np.bool_)
-        MULTI = np.empty(P, dtype=np.int64)
         use_y0 = y0 is not None
         X = np.ascontiguousarray(x, dtype=float)
         pt = np.ascontiguousarray(pt, dtype=np.int64)
@@ -264,20 +265,31 @@ class NodeLoop:
         Z = np.ascontiguousarray(nodes, dtype=float)
         W = np.ascontiguousarray(weights, dtype=float)
         Y0 = np.ascontiguousarray(y0, dtype=float).reshape(P, N, 2) if use_y0 else np.empty((P, 1, 2))
-        args = (float(gtol), int(maxiter))
+        B = self.block
+        nb = -(-N // B)
+        EB = np.empty((P, nb, len(self.names)))
+        OKB = np.empty((P, nb), dtype=np.bool_)
+        MB = np.empty((P, nb), dtype=np.int64)
+        gt, mi = float(gtol), int(maxiter)
 
-        def run(a: int, b: int) -> None:
-            self.module.node_loop(self.n_starts, self.n_channel, X[a:b], self.par, pt[a:b], rep[a:b], Z, W,
-                                  Y0[a:b], use_y0, *args, E[a:b], Y[a:b], OK[a:b], MULTI[a:b])
+        def run(i: int, b: int) -> None:
+            j0, j1 = b * B, min(N, (b + 1) * B)
+            self.module.node_loop(self.n_starts, self.n_channel, X[i:i + 1], self.par, pt[i:i + 1], rep[i:i + 1], Z, W,
+                                  Y0[i:i + 1, j0:j1] if use_y0 else Y0, use_y0, gt, mi, j0, j1,
+                                  EB[i:i + 1, b], Y[i:i + 1, j0:j1], OKB[i:i + 1, b], MB[i:i + 1, b])
 
-        nt = min(self.threads, P)
+        tasks = [(i, b) for i in range(P) for b in range(nb)]
+        nt = min(self.threads, len(tasks))
         if nt <= 1:
-            run(0, P)
+            for t in tasks:
+                run(*t)
         else:
             from concurrent.futures import ThreadPoolExecutor
 
-            cuts = np.linspace(0, P, nt + 1).astype(int)
             with ThreadPoolExecutor(max_workers=nt) as pool:
-                for f in [pool.submit(run, int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]:
+                for f in [pool.submit(run, *t) for t in tasks]:
                     f.result()
+        E = EB.sum(axis=1)  # the blocks in a fixed order: independent of the number of threads
+        OK = OKB.all(axis=1)
+        MULTI = MB.sum(axis=1)
         return {nm: E[:, k] for k, nm in enumerate(self.names)}, Y, OK, MULTI

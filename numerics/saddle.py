@@ -51,6 +51,10 @@ __all__ = ["ReplicaRule", "replica_rule", "SaddleProblem", "SaddleResult", "Sadd
            "continuation", "branch_ends", "sign_crossing"]
 
 
+#: undamped residual at which the warm first phase of :meth:`SaddleDriver.solve` stops (its fixed
+#: point, with minimisers continued rather than global, is only the start of the second phase)
+WARM_TOL = 1e-8
+
 # --------------------------------------------------------------------------- quadrature
 @dataclass(frozen=True)
 class ReplicaRule(NodeSet):
@@ -295,7 +299,7 @@ class SaddleDriver:
         if warm_phase and not refining:
             # phase 1: each node's prox continued from its previous minimiser (cheap); its fixed
             # point is a start for phase 2 only, never reported
-            fp1 = solve_fixed_point(make_F(True), x, damping=damping, anderson=anderson, tol=max(tol, 1e-8),
+            fp1 = solve_fixed_point(make_F(True), x, damping=damping, anderson=anderson, tol=max(tol, WARM_TOL),
                                     maxiter=maxiter, xp=xp, project=inside, names=pb.names, callback=callback)
             ok1 = xp.all(xp.isfinite(fp1.x), axis=1)
             x = xp.where(ok1[:, None], fp1.x, x0)

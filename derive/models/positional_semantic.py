@@ -684,6 +684,12 @@ class PositionalSemantic(Model):
         out.update(converged=conv, residual=res.residual, iterations=res.iterations, status=res.status)
         return out
 
+    #: quad_rtol refinement: relative step of the central differences of the first rule's global
+    #: map (the Jacobian the larger rule's Newton steps start with), and the margin on the
+    #: N^{-1/2} estimate of the rule that meets the target (before rounding up to a power of 2)
+    REFINE_JAC_STEP = 1e-2
+    REFINE_MARGIN = 1.2
+
     @staticmethod
     def _refines(o: Mapping[str, Any], L: int, r: int) -> bool:
         """Option ``quad_rtol`` applies to the (2, 1) model on QMC rules with an error estimate."""
@@ -699,7 +705,7 @@ class PositionalSemantic(Model):
 
         The QMC error decreases about as N^{-1/2} here (the prox jumps between wells: a
         discontinuous integrand), so the next size is ``N·(err/quad_rtol)²`` with a margin of
-        1.5, a power of two, at least 2N and at most 16N. Each replica of a refined point starts
+        :attr:`REFINE_MARGIN`, rounded up to a power of two, at least 2N and at most 16N. Each replica of a refined point starts
         at its own fixed point on the previous rule, with the Jacobian of that rule's map there
         (central differences of the global map, relative step 1e-2, after the first rule; the
         Broyden matrix after the others), by Newton steps on the global map
@@ -721,14 +727,14 @@ class PositionalSemantic(Model):
             need = np.asarray(out["converged"], bool) & (err > rtol) & ~stop
             if not need.any():
                 break
-            grow = float(np.max(err[need] / rtol)) ** 2 * 1.5
+            grow = float(np.max(err[need] / rtol)) ** 2 * self.REFINE_MARGIN
             N_new = int(min(n_max, 16 * N, max(2 * N, 2 ** int(np.ceil(np.log2(N * grow))))))
             pick = np.nonzero(need)[0]
             first = pick[~have_J[pick]]
             if first.size:  # first rule: central differences of its global map at its fixed points
                 rows = (first[:, None] * R + np.arange(R)[None, :]).reshape(-1)
                 xr = reps[first].reshape(-1, reps.shape[-1])
-                Jr, _ = driver._jacobian(xr, rows, free, 1e-2, [], local=False)
+                Jr, _ = driver._jacobian(xr, rows, free, self.REFINE_JAC_STEP, [], local=False)
                 Jac[first] = Jr.reshape(first.size, R, kf, kf)
                 have_J[first] = True
             p_sub = {k: np.asarray(v)[pick] for k, v in params.items()}
