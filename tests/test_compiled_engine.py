@@ -142,3 +142,12 @@ def test_linked_module_without_a_usable_cache_compiles_in_memory(monkeypatch):
     mod = load_module("nocache", src)
     assert abs(mod.g(1.0) - np.log(2.0)) < 1e-15
     assert not hasattr(mod, "__file__") or mod.__file__ is None
+
+
+def test_compiled_result_does_not_depend_on_the_number_of_threads():
+    """The blocks' sums are added in a fixed order: one thread and three give the same bits."""
+    opts = dict(n_quad=8192, replicas=2, quad_rtol=None)
+    one = MODEL.solve_pairs([1.2], [0.3], "semantic", threads=1, **opts)
+    three = MODEL.solve_pairs([1.2], [0.3], "semantic", threads=3, **opts)
+    for k in ("q", "v", "theta", "mse", "phi", "q_err", "theta_err"):
+        assert float(one[k][0]) == float(three[k][0]), k
