@@ -40,13 +40,13 @@ class KernelBundle:
 
 
 def kernel_bundle(model: Model, package_version: str, options: Mapping[str, Any] = {}) -> KernelBundle:
-    """The array-target kernels ``model`` uses with ``options`` (:meth:`Model.kernels_for`) as
-    text + hashes, generated here, on the client. The text is the *verified* source (a cached
+    """The kernels ``model`` uses with ``options`` (:meth:`Model.kernels_for`: array-target, and
+    ``numba``-target where a compiled loop runs) as text + hashes + target, generated here, on the client. The text is the *verified* source (a cached
     kernel that fails its integrity record is regenerated, see
     :func:`derive.codegen.kernel.read_verified`), and ``equations_sha256`` covers its hash."""
     progs = {}
     for name, k in model.kernels_for(options).items():
-        progs[name] = (k.name, tuple(k.inputs), tuple(k.outputs), k.key, k.source, k.source_sha256)
+        progs[name] = (k.name, tuple(k.inputs), tuple(k.outputs), k.key, k.source, k.source_sha256, k.target)
     return KernelBundle(model.name, model.equations_hash_for(options), package_version, progs)
 
 
@@ -65,10 +65,14 @@ def install_kernels(model: Model, bundle: KernelBundle, package_version: str,
     if bundle.equations_hash() != bundle.equations_sha256:
         raise KernelMismatchError("the shipped kernel keys do not hash to the declared equations hash")
     kernels: dict[str, Kernel] = {}
-    for name, (fname, inputs, outputs, key, source, sha) in bundle.programs.items():
+    for name, rec in bundle.programs.items():
+        fname, inputs, outputs, key, source, sha = rec[:6]
+        target = rec[6] if len(rec) > 6 else "xp"
+        if target not in ("xp", "numba"):
+            raise KernelMismatchError(f"kernel {name!r}: unknown target {target!r}")
         if hashlib.sha256(source.encode()).hexdigest() != sha:
             raise KernelMismatchError(f"kernel {name!r}: source does not match its SHA-256")
-        kernels[name] = Kernel(name=fname, target="xp", inputs=tuple(inputs), outputs=tuple(outputs),
+        kernels[name] = Kernel(name=fname, target=target, inputs=tuple(inputs), outputs=tuple(outputs),
                                key=key, source=source)
     try:
         model.install_kernels_for(options, kernels)

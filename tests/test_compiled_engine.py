@@ -151,3 +151,19 @@ def test_compiled_result_does_not_depend_on_the_number_of_threads():
     three = MODEL.solve_pairs([1.2], [0.3], "semantic", threads=3, **opts)
     for k in ("q", "v", "theta", "mse", "phi", "q_err", "theta_err"):
         assert float(one[k][0]) == float(three[k][0]), k
+
+
+def test_kernel_bundle_ships_the_compiled_loops_kernels():
+    """A sweep's kernel bundle (Dask workers) carries the numba-target kernels the compiled loop
+    links, with their target; installed on a fresh model they are what the loop finds."""
+    from derive.distributed import install_kernels, kernel_bundle
+
+    b = kernel_bundle(MODEL, "0", {})
+    shipped = {n for n in b.programs if n.endswith("@numba")}
+    assert shipped == {"channel@numba", "prox_fgh@numba", "envelope_node_integrands@numba"}
+    assert all(b.programs[n][6] == "numba" for n in shipped)
+    fresh = type(MODEL)()
+    install_kernels(fresh, b, "0", {})
+    for n in ("channel", "prox_fgh", "envelope_node_integrands"):
+        assert fresh.registry.kernels[(n, "numba")].source == MODEL.kernel(n, "numba").source
+    assert fresh.kernel("channel", "numba").source == MODEL.kernel("channel", "numba").source

@@ -529,7 +529,11 @@ class PositionalSemantic(Model):
         o = self.validate_options(options)
         L, r = int(o["L"]), int(o["r"])
         if (L, r) == (2, 1):
-            return super().kernels_for(options)
+            ks = dict(super().kernels_for(options))
+            if _use_compiled(o, np):  # the compiled loop's kernels too ("<program>@numba")
+                for n in _compiled_programs(o.get("hats", "stein") == "envelope"):
+                    ks[f"{n}@numba"] = self.kernel(n, "numba")
+            return ks
         g = self.general(L, r)
         return {f"general_L{L}_r{r}_{nm}": g.kernel(nm) for nm in self._GENERAL_KERNELS}
 
@@ -537,7 +541,9 @@ class PositionalSemantic(Model):
         o = self.validate_options(options)
         L, r = int(o["L"]), int(o["r"])
         if (L, r) == (2, 1):
-            return super().install_kernels_for(options, kernels)
+            for name, k in kernels.items():  # "<program>@numba": the compiled loop's kernels
+                self.registry.install(name.split("@")[0], k)
+            return None
         for name, k in kernels.items():  # the general construction reads the same registry
             self.registry.install(name, k)
 
@@ -1275,6 +1281,11 @@ def _use_compiled(o: Mapping[str, Any], xp: Any) -> bool:
     return ok
 
 
+def _compiled_programs(envelope: bool) -> tuple[str, ...]:
+    """The programs the compiled loop links (``numba`` target), for option ``hats``."""
+    return ("channel", "prox_fgh") + (("envelope_node_integrands",) if envelope else ("hat_integrands", "mse_integrand"))
+
+
 #: the per-point parameters of the compiled loop, in the order the linking code reads them
 _PAR = ("sigma", "omega", "a11", "a12", "a21", "a22")
 
@@ -1289,8 +1300,7 @@ def _node_loop_r1(model: PositionalSemantic, p: Mapping[str, Any], o: Mapping[st
 
     from ..codegen.link import call, load_module, module_source
 
-    names = ("channel", "prox_fgh") + (("envelope_node_integrands",) if envelope else ("hat_integrands", "mse_integrand"))
-    k = {n: model.kernel(n, "numba") for n in names}
+    k = {n: model.kernel(n, "numba") for n in _compiled_programs(envelope)}
     z = {"xi1": "z[0]", "xi2": "z[1]", "w1": "z[2]", "w2": "z[3]"}
     A = {"a11": "par[2]", "a12": "par[3]", "a21": "par[4]", "a22": "par[5]"}
     T = {"T11": "c[4]", "T12": "c[5]", "T21": "c[6]", "T22": "c[7]"}
