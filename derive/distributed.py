@@ -24,19 +24,22 @@ class KernelMismatchError(RuntimeError):
 
 @dataclass(frozen=True)
 class KernelBundle:
-    """Generated array-target kernels of one model: ``programs[program] = (function name,
-    inputs, outputs, key, source, source_sha256)``; ``equations_sha256`` is the model's :attr:`Model.equations_hash`."""
+    """Generated kernels of one model: ``programs[name] = (function name, inputs, outputs, key,
+    source, source_sha256, target)`` (target ``xp``, or ``numba`` for a compiled loop's kernels;
+    a 6-tuple is ``xp``); ``equations_sha256`` is the model's :meth:`Model.equations_hash_for`
+    (over the ``xp`` kernels, which cover every program)."""
 
     model: str
     equations_sha256: str
     package_version: str
-    programs: Mapping[str, tuple[str, tuple[str, ...], tuple[str, ...], str, str, str]]
+    programs: Mapping[str, tuple]
 
     def equations_hash(self) -> str:
         """The equations hash recomputed from the shipped keys (as :attr:`Model.equations_hash`)."""
         from .codegen.kernel import equations_digest
 
-        return equations_digest({n: (p[3], p[5]) for n, p in self.programs.items()})
+        return equations_digest({n: (p[3], p[5]) for n, p in self.programs.items()
+                                 if (p[6] if len(p) > 6 else "xp") == "xp"})  # as Model.equations_hash_for
 
 
 def kernel_bundle(model: Model, package_version: str, options: Mapping[str, Any] = {}) -> KernelBundle:

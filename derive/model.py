@@ -438,10 +438,13 @@ class Model:
             self.registry.install(name, k)
 
     def equations_hash_for(self, options: Mapping[str, Any]) -> str:
-        """:attr:`equations_hash` of the kernels used with ``options`` (see :meth:`kernels_for`)."""
+        """:attr:`equations_hash` of the kernels used with ``options`` (see :meth:`kernels_for`): the
+        array-target ones, which cover every program; ``numba``-target kernels are the same
+        programs printed for a compiled loop, so a result's identity does not depend on whether
+        Numba is installed."""
         from .codegen.kernel import equations_digest
 
-        ks = self.kernels_for(options)
+        ks = {n: k for n, k in self.kernels_for(options).items() if k.target == "xp"}
         return equations_digest({n: (k.key, k.source_sha256) for n, k in ks.items()})
 
     def parameter(self, name: str) -> Parameter:

@@ -275,8 +275,10 @@ def test_kernel_bundle_rejects_tampered_source():
 
     m = models.get("icl-linear-attention")
     b = kernel_bundle(m, "1.0")
-    name, (fn, i, o, key, src, sha) = next(iter(b.programs.items()))
-    bad = KernelBundle(b.model, b.equations_sha256, "1.0", {**b.programs, name: (fn, i, o, key, src + "\n#", sha)})
+    name, rec = next(iter(b.programs.items()))
+    fn, i, o, key, src, sha = rec[:6]
+    bad = KernelBundle(b.model, b.equations_sha256, "1.0",
+                       {**b.programs, name: (fn, i, o, key, src + "\n#", sha) + tuple(rec[6:])})
     fresh = type(m)()
     with pytest.raises(KernelMismatchError, match="SHA-256"):
         install_kernels(fresh, bad, "1.0")
