@@ -167,3 +167,24 @@ def test_kernel_bundle_ships_the_compiled_loops_kernels():
     for n in ("channel", "prox_fgh", "envelope_node_integrands"):
         assert fresh.registry.kernels[(n, "numba")].source == MODEL.kernel(n, "numba").source
     assert fresh.kernel("channel", "numba").source == MODEL.kernel("channel", "numba").source
+
+
+def test_node_glue_and_call_check_their_arguments():
+    """The linking helpers refuse what would mis-wire the loop: a kernel input not given (or
+    unknown), a non-numba kernel, an objective without its six values, no start."""
+    from derive.codegen.link import call, node_glue
+
+    k = MODEL.kernel("prox_fgh", "numba")
+    args = {n: "0.0" for n in k.inputs}
+    stmt, outs = call(k, args)
+    assert stmt.strip().endswith(")") and set(outs) == set(k.outputs)
+    with pytest.raises(ValueError, match="missing"):
+        call(k, {n: "0.0" for n in k.inputs[1:]})
+    with pytest.raises(ValueError, match="unknown"):
+        call(k, {**args, "bogus": "1.0"})
+    with pytest.raises(ValueError, match="numba"):
+        call(MODEL.kernel("prox_fgh"), args)
+    with pytest.raises(ValueError, match="six|H00"):
+        node_glue(("", []), [("0", "0")], ("", ["a"] * 5), ([], []))
+    with pytest.raises(ValueError, match="start"):
+        node_glue(("", []), [], ("", ["a"] * 6), ([], []))

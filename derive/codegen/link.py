@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from .kernel import Kernel
 
-__all__ = ["call", "module_source", "load_module"]
+__all__ = ["call", "node_glue", "module_source", "load_module"]
 
 
 def call(kernel: Kernel, args: Mapping[str, str], indent: str = "    ") -> tuple[str, dict[str, str]]:
@@ -93,3 +93,30 @@ def load_module(tag: str, source: str) -> Any:
         exec(compile(text, f"<{name}>", "exec"), mod.__dict__)  # noqa: S102 - our own source
     _modules[name] = mod
     return mod
+
+
+def node_glue(channel: tuple[str, Sequence[str]], starts: Sequence[tuple[str, str]],
+              fgh: tuple[str, Sequence[str]], integrands: tuple[Sequence[str], Sequence[str]]) -> str:
+    """The four functions the generic per-node loop (:data:`numerics.compiled.LOOP_SOURCE`) calls,
+    as source: ``node_channel(x, par, z, c)``, ``node_start(c, k)``, ``node_fgh(y0, y1, c)``,
+    ``node_integrands(y0, y1, x, par, z, c, out)``.
+
+    ``channel``: (a :func:`call` statement, the expressions stored in ``c[0], c[1], …``);
+    ``starts``: the ``(y0, y1)`` expressions of each Newton start, in ``c``; ``fgh``: (a call, the
+    six expressions returned: objective, gradient, Hessian ``H00, H01, H11``); ``integrands``:
+    (calls, the expressions stored in ``out[0], out[1], …``). Expressions name the loop's arrays
+    (``x``, ``par``, ``z``, ``c``, ``y0``, ``y1``) and the locals the calls define: plumbing only."""
+    if len(fgh[1]) != 6:
+        raise ValueError(f"node_fgh returns (f, g0, g1, H00, H01, H11); got {len(fgh[1])} expressions")
+    if not starts:
+        raise ValueError("at least one Newton start is needed")
+    lines = ["@_jit", "def node_channel(x, par, z, c):", channel[0],
+             *[f"    c[{i}] = {v}" for i, v in enumerate(channel[1])], "", "",
+             "@_jit", "def node_start(c, k):"]
+    for k, (a, b) in enumerate(starts[:-1]):
+        lines += [f"    if k == {k}:", f"        return {a}, {b}"]
+    lines += [f"    return {starts[-1][0]}, {starts[-1][1]}", "", "",
+              "@_jit", "def node_fgh(y0, y1, c):", fgh[0], "    return " + ", ".join(fgh[1]), "", "",
+              "@_jit", "def node_integrands(y0, y1, x, par, z, c, out):", *integrands[0],
+              *[f"    out[{i}] = {v}" for i, v in enumerate(integrands[1])], ""]
+    return "\n".join(lines)

@@ -1298,7 +1298,7 @@ def _node_loop_r1(model: PositionalSemantic, p: Mapping[str, Any], o: Mapping[st
     T₁₁, T₁₂, T₂₁, T₂₂, V_*)`` -- with the starts ``h`` and ``−h`` (the mirror wells)."""
     from numerics.compiled import NodeLoop
 
-    from ..codegen.link import call, load_module, module_source
+    from ..codegen.link import call, load_module, module_source, node_glue
 
     k = {n: model.kernel(n, "numba") for n in _compiled_programs(envelope)}
     z = {"xi1": "z[0]", "xi2": "z[1]", "w1": "z[2]", "w2": "z[3]"}
@@ -1320,15 +1320,8 @@ def _node_loop_r1(model: PositionalSemantic, p: Mapping[str, Any], o: Mapping[st
         outs = {**hi, **mi}
         calls = [hat_call, mse_call]
     chan_slots = [ch["h1"], ch["h2"], "x[2]", "par[0]", ch["T11"], ch["T12"], ch["T21"], ch["T22"], ch["Vstar"]]
-    glue = "\n".join([
-        "@_jit", "def node_channel(x, par, z, c):", ch_call,
-        *[f"    c[{i}] = {v}" for i, v in enumerate(chan_slots)], "", "",
-        "@_jit", "def node_start(c, k):",
-        "    if k == 0:", "        return c[0], c[1]", "    return -c[0], -c[1]", "", "",
-        "@_jit", "def node_fgh(y0, y1, c):", fgh_call,
-        "    return " + ", ".join(f[o] for o in ("M", "g1", "g2", "H11", "H12", "H22")), "", "",
-        "@_jit", "def node_integrands(y0, y1, x, par, z, c, out):", *calls,
-        *[f"    out[{i}] = {v}" for i, v in enumerate(outs.values())], ""])
+    glue = node_glue((ch_call, chan_slots), [("c[0]", "c[1]"), ("-c[0]", "-c[1]")],  # h and −h
+                     (fgh_call, [f[o] for o in ("M", "g1", "g2", "H11", "H12", "H22")]), (calls, list(outs.values())))
     mod = load_module("positional_semantic", module_source(list(k.values()), glue))
     A_vals = [a for row in o["A"] for a in row]
     P = int(p["alpha"].shape[0])
