@@ -198,12 +198,15 @@ class _BasePrinter(StrPrinter):
     def _print_Symbol(self, expr: sp.Symbol) -> str:
         return self._names.get(expr, identifier(expr.name))
 
-    def _print_Function(self, expr: sp.Function) -> str:
+    def _template(self, expr: sp.Function) -> str:
+        """The target's template for ``expr``'s function (its column of :data:`FUNCTION_TABLE`)."""
         try:
-            template = FUNCTION_TABLE[type(expr)][self._target_index]
+            return FUNCTION_TABLE[type(expr)][self._target_index]
         except KeyError:
             raise UnmappedNodeError(f"no code mapping for {type(expr).__name__}") from None
-        return template.format(*[self._print(a) for a in expr.args])
+
+    def _print_Function(self, expr: sp.Function) -> str:
+        return self._template(expr).format(*[self._print(a) for a in expr.args])
 
     _print_exp = _print_Function
     _print_Abs = _print_Function
@@ -312,7 +315,26 @@ class XpPrinter(_BasePrinter):
         return f"xp.logical_not({self._print(expr.args[0])})"
 
 
-class MpmathPrinter(_BasePrinter):
+class _ScalarLogic:
+    """``max``/``min`` and Python's ``and``/``or``/``not``: the scalar targets (mpmath, numba)."""
+
+    def _print_Max(self, expr: sp.Max) -> str:
+        return "max(" + ", ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Min(self, expr: sp.Min) -> str:
+        return "min(" + ", ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_And(self, expr: sp.And) -> str:
+        return "(" + " and ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Or(self, expr: sp.Or) -> str:
+        return "(" + " or ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Not(self, expr: sp.Not) -> str:
+        return f"(not {self._print(expr.args[0])})"
+
+
+class MpmathPrinter(_ScalarLogic, _BasePrinter):
     """Scalar Python source over ``mp`` (mpmath) with exact literals."""
 
     _target_index = 1
@@ -327,40 +349,18 @@ class MpmathPrinter(_BasePrinter):
     def _print_Integer(self, expr: sp.Integer) -> str:
         return f"mp.mpf({int(expr)})" if abs(int(expr)) > 2**52 else str(int(expr))
 
-    def _print_Max(self, expr: sp.Max) -> str:
-        return "max(" + ", ".join(self._print(a) for a in expr.args) + ")"
 
-    def _print_Min(self, expr: sp.Min) -> str:
-        return "min(" + ", ".join(self._print(a) for a in expr.args) + ")"
-
-    def _print_And(self, expr: sp.And) -> str:
-        return "(" + " and ".join(self._print(a) for a in expr.args) + ")"
-
-    def _print_Or(self, expr: sp.Or) -> str:
-        return "(" + " or ".join(self._print(a) for a in expr.args) + ")"
-
-    def _print_Not(self, expr: sp.Not) -> str:
-        return f"(not {self._print(expr.args[0])})"
-
-
-class ScalarPrinter(_BasePrinter):
+class ScalarPrinter(_ScalarLogic, _BasePrinter):
     """float64 scalar source over ``math`` and :mod:`numerics.compiled`'s scalar functions (the
     ``numba`` target), through :data:`SCALAR_TABLE`."""
 
     _ns = "math"
 
-    def _print_Function(self, expr: sp.Function) -> str:
+    def _template(self, expr: sp.Function) -> str:
         try:
-            template = SCALAR_TABLE[type(expr)]
+            return SCALAR_TABLE[type(expr)]
         except KeyError:
             raise UnmappedNodeError(f"no scalar (numba) code mapping for {type(expr).__name__}") from None
-        return template.format(*[self._print(a) for a in expr.args])
-
-    _print_exp = _print_Function
-    _print_Abs = _print_Function
-    _print_sign = _print_Function
-    _print_floor = _print_Function
-    _print_ceiling = _print_Function
 
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))
@@ -370,21 +370,6 @@ class ScalarPrinter(_BasePrinter):
 
     def _print_Integer(self, expr: sp.Integer) -> str:
         return str(int(expr))
-
-    def _print_Max(self, expr: sp.Max) -> str:
-        return "max(" + ", ".join(self._print(a) for a in expr.args) + ")"
-
-    def _print_Min(self, expr: sp.Min) -> str:
-        return "min(" + ", ".join(self._print(a) for a in expr.args) + ")"
-
-    def _print_And(self, expr: sp.And) -> str:
-        return "(" + " and ".join(self._print(a) for a in expr.args) + ")"
-
-    def _print_Or(self, expr: sp.Or) -> str:
-        return "(" + " or ".join(self._print(a) for a in expr.args) + ")"
-
-    def _print_Not(self, expr: sp.Not) -> str:
-        return f"(not {self._print(expr.args[0])})"
 
 
 PRINTERS: dict[str, Callable[..., _BasePrinter]] = {"xp": XpPrinter, "mpmath": MpmathPrinter,
