@@ -691,10 +691,13 @@ class PositionalSemantic(Model):
         return out
 
     #: quad_rtol refinement: relative step of the central differences of the first rule's global
-    #: map (the Jacobian the larger rule's Newton steps start with), and the margin on the
-    #: N^{-1/2} estimate of the rule that meets the target (before rounding up to a power of 2)
+    #: map (the Jacobian the larger rule's Newton steps start with), the margin on the N^{-1/2}
+    #: estimate of the rule that meets the target (before rounding up to a power of 2), and the
+    #: largest growth per step (the 4-replica error bar is itself uncertain by about ±40 %: a
+    #: 16-fold step from 4096 overshot the semantic branch, which 32768 points already meet)
     REFINE_JAC_STEP = 1e-2
     REFINE_MARGIN = 1.2
+    REFINE_MAX_GROWTH = 8
 
     @staticmethod
     def _refines(o: Mapping[str, Any], L: int, r: int) -> bool:
@@ -711,7 +714,8 @@ class PositionalSemantic(Model):
 
         The QMC error decreases about as N^{-1/2} here (the prox jumps between wells: a
         discontinuous integrand), so the next size is ``N·(err/quad_rtol)²`` with a margin of
-        :attr:`REFINE_MARGIN`, rounded up to a power of two, at least 2N and at most 16N. Each replica of a refined point starts
+        :attr:`REFINE_MARGIN`, rounded up to a power of two, at least 2N and at most
+        :attr:`REFINE_MAX_GROWTH` · N. Each replica of a refined point starts
         at its own fixed point on the previous rule, with the Jacobian of that rule's map there
         (central differences of the global map, relative step 1e-2, after the first rule; the
         Broyden matrix after the others), by Newton steps on the global map
@@ -734,7 +738,7 @@ class PositionalSemantic(Model):
             if not need.any():
                 break
             grow = float(np.max(err[need] / rtol)) ** 2 * self.REFINE_MARGIN
-            N_new = int(min(n_max, 16 * N, max(2 * N, 2 ** int(np.ceil(np.log2(N * grow))))))
+            N_new = int(min(n_max, self.REFINE_MAX_GROWTH * N, max(2 * N, 2 ** int(np.ceil(np.log2(N * grow))))))
             pick = np.nonzero(need)[0]
             first = pick[~have_J[pick]]
             if first.size:  # first rule: central differences of its global map at its fixed points
