@@ -188,3 +188,28 @@ def test_node_glue_and_call_check_their_arguments():
         node_glue(("", []), [("0", "0")], ("", ["a"] * 5), ([], []))
     with pytest.raises(ValueError, match="start"):
         node_glue(("", []), [], ("", ["a"] * 6), ([], []))
+
+
+def test_numba_target_piecewise_rational_and_special_functions():
+    """A program with a Piecewise (a plain if, untaken branch never evaluated), a rational, erf,
+    Sigmoid and Softplus: the numba kernel equals the array kernel; a function with no scalar
+    mapping is refused by name."""
+    import sympy as sp
+
+    from derive.codegen import Program, Sigmoid, generate
+    from derive.codegen.functions import Softplus
+    from derive.codegen.printer import UnmappedNodeError
+    from numerics.backend import get_backend
+
+    x, y = sp.symbols("x y", real=True)
+    out = sp.Symbol("out")
+    expr = sp.Piecewise((sp.log(x), x > 0), (sp.Rational(1, 3) * x, True)) + sp.erf(x) + Sigmoid(x) + Softplus(40 * x)
+    prog = Program("pw_check", (x,), ((out, expr),), (out,))
+    kx, kn = generate(prog, "xp"), generate(prog, "numba")
+    be = get_backend("numpy")
+    xs = np.array([-3.0, -0.5, 0.25, 2.0, 30.0])
+    ref = kx(be.xp, be.special, xs)["out"]
+    got = np.array([kn.function(float(v))[0] for v in xs])
+    np.testing.assert_allclose(got, ref, rtol=1e-14, atol=1e-300)
+    with pytest.raises(UnmappedNodeError, match="numba"):
+        generate(Program("ei_check", (x,), ((out, sp.Ei(x)),), (out,)), "numba")

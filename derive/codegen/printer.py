@@ -270,7 +270,21 @@ class _BasePrinter(StrPrinter):
     _print_BooleanFalse = _constant("False")
 
 
-class XpPrinter(_BasePrinter):
+class _Float64Literals:
+    """Literals of the float64 targets (array and numba): ``repr`` of the double, rationals as a
+    true division, integers as they are."""
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return repr(float(expr))
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return f"({int(expr.p)}/{int(expr.q)})"
+
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        return str(int(expr))
+
+
+class XpPrinter(_Float64Literals, _BasePrinter):
     """Python source over ``xp`` (NumPy or CuPy) and ``special`` (their special functions)."""
 
     _target_index = 0
@@ -283,15 +297,6 @@ class XpPrinter(_BasePrinter):
             prod = "(" + "*".join([pb] * abs(int(e))) + ")"
             return prod if e > 0 else f"1/{prod}"
         return super()._print_Pow(expr, rational)
-
-    def _print_Float(self, expr: sp.Float) -> str:
-        return repr(float(expr))
-
-    def _print_Rational(self, expr: sp.Rational) -> str:
-        return f"({int(expr.p)}/{int(expr.q)})"
-
-    def _print_Integer(self, expr: sp.Integer) -> str:
-        return str(int(expr))
 
     def _print_Max(self, expr: sp.Max) -> str:
         return self._nest("xp.maximum", expr.args)
@@ -350,7 +355,7 @@ class MpmathPrinter(_ScalarLogic, _BasePrinter):
         return f"mp.mpf({int(expr)})" if abs(int(expr)) > 2**52 else str(int(expr))
 
 
-class ScalarPrinter(_ScalarLogic, _BasePrinter):
+class ScalarPrinter(_Float64Literals, _ScalarLogic, _BasePrinter):
     """float64 scalar source over ``math`` and :mod:`numerics.compiled`'s scalar functions (the
     ``numba`` target), through :data:`SCALAR_TABLE`."""
 
@@ -361,15 +366,6 @@ class ScalarPrinter(_ScalarLogic, _BasePrinter):
             return SCALAR_TABLE[type(expr)]
         except KeyError:
             raise UnmappedNodeError(f"no scalar (numba) code mapping for {type(expr).__name__}") from None
-
-    def _print_Float(self, expr: sp.Float) -> str:
-        return repr(float(expr))
-
-    def _print_Rational(self, expr: sp.Rational) -> str:
-        return f"({int(expr.p)}.0/{int(expr.q)}.0)"
-
-    def _print_Integer(self, expr: sp.Integer) -> str:
-        return str(int(expr))
 
 
 PRINTERS: dict[str, Callable[..., _BasePrinter]] = {"xp": XpPrinter, "mpmath": MpmathPrinter,

@@ -193,7 +193,7 @@ class PositionalSemantic(Model):
                "split over them); None: every core this process may use", kind="int",
                domain=Domain(1, 1024, True, True, integer=True), allow_none=True),
         Option("engine", "auto", "the per-node loop (channel, prox, integrands) of the (2, 1) model: "
-               "'compiled' (generated kernels compiled by Numba, cached on disk; one map evaluation about 6x faster on one core, 11x with two threads), "
+               "'compiled' (generated kernels compiled by Numba, cached on disk; one map evaluation about 6x faster per core), "
                "'array' (the same kernels on NumPy arrays), 'auto' (compiled where Numba imports and the "
                "backend is NumPy); the same map to round-off",
                kind="choice", choices=("auto", "compiled", "array")),
@@ -531,7 +531,7 @@ class PositionalSemantic(Model):
         if (L, r) == (2, 1):
             ks = dict(super().kernels_for(options))
             if _use_compiled(o, np):  # the compiled loop's kernels too ("<program>@numba")
-                for n in _compiled_programs(o.get("hats", "stein") == "envelope"):
+                for n in _compiled_programs(o["hats"] == "envelope"):
                     ks[f"{n}@numba"] = self.kernel(n, "numba")
             return ks
         g = self.general(L, r)
