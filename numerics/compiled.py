@@ -112,11 +112,25 @@ def sign(x: float) -> float:
 #: kept one by more than 1e-6 flag the node). For every row ``i`` (a grid point and replica) and
 #: node ``j`` of its rule: the channel at ``Z[row_rep[i], j]``, the global prox (from
 #: ``Y0[i, j]`` only where ``use_y0``), the integrands there, ``E[i] = Σ_j W[row_rep[i], j] ·
-#: integrands`` (compensated summation), the minimisers ``Y[i, j]``, ``OK[i]`` (every node's prox converged) and
-#: ``MULTI[i]`` (flagged nodes), over the nodes ``j0 <= j < j1`` (``Y0``, ``Y`` hold those
-#: nodes only). It runs without the GIL: :class:`NodeLoop` deals (row, block of nodes) tasks to
-#: threads and adds the blocks' sums in a fixed order, so the result does not depend on the
-#: number of threads.
+#: integrands`` (compensated summation), the minimisers ``Y[i, j]``, ``OK[i]`` (every node's prox
+#: converged) and ``MULTI[i]`` (flagged nodes).
+#:
+#: **Orbits.** The nodes are visited by orbits ``j = b + k·nb`` (``k < g``, ``b0 <= b < b1``): a
+#: rule closed under a group of ``g`` node maps stores each image block after the base block. The
+#: global prox of orbit member ``k`` is *not* solved again where its channel buffer equals, to
+#: ``ctol`` relative (round-off), an earlier member's transformed by one of the declared
+#: symmetries ``s`` of the prox objective — ``c[a] = CS[s, a]·c'[CP[s, a]]`` for every ``a``, and
+#: (where ``use_y0``) the Newton starts map the same way —
+#: since ``M(T_s y; T_s c) = M(y; c)`` for those (the model declares them; its tests check the
+#: invariance symbolically): its minimiser is the transformed one, ``y[a] = YS[s, a]·y'[YP[s, a]]``,
+#: with the same convergence and multiple-minima flags. A node whose channel matches none is
+#: solved from its starts, so the map is the same with or without orbits, to round-off.
+#: (Closing a rule under a symmetry of the channel that holds only on a branch's invariant set,
+#: e.g. θ = 0, halves the Newton work there and costs nothing elsewhere.)
+#:
+#: It runs without the GIL: :class:`NodeLoop` deals (row, block of orbits) tasks to threads and
+#: adds the blocks' sums in a fixed order, so the result does not depend on the number of
+#: threads.
 LOOP_SOURCE = '''
 import numpy as _np
 
@@ -166,9 +180,32 @@ def _newton2(c, y0, y1, gtol, maxiter):
 
 
 @_jit
-def node_loop(n_starts, n_c, X, PAR, row_pt, row_rep, Z, W, Y0, use_y0, gtol, maxiter, j0, j1, E, Y, OK, MULTI):
+def _same_channel(c, ref, CP, CS, s, ctol):
+    for a in range(c.shape[0]):
+        r = CS[s, a] * ref[CP[s, a]]
+        if abs(c[a] - r) > ctol * max(1.0, abs(r)):
+            return False
+    return True
+
+
+@_jit
+def _same_start(y, ref, YP, YS, s, ctol):
+    for a in range(2):
+        r = YS[s, a] * ref[YP[s, a]]
+        if abs(y[a] - r) > ctol * max(1.0, abs(r)):
+            return False
+    return True
+
+
+@_jit
+def node_loop(n_starts, n_c, X, PAR, row_pt, row_rep, Z, W, Y0, use_y0, gtol, maxiter, g, nb, CP, CS, YP, YS,
+              ctol, b0, b1, E, Y, OK, MULTI):
     n_i = E.shape[1]
-    c = _np.empty(n_c)
+    n_sym = CP.shape[0]
+    C = _np.empty((g, n_c))
+    YB = _np.empty((g, 2))
+    OKB = _np.zeros(g, dtype=_np.bool_)
+    FAR = _np.zeros(g, dtype=_np.bool_)
     out = _np.empty(n_i)
     acc = _np.empty(n_i)
     comp = _np.empty(n_i)
@@ -183,45 +220,67 @@ def node_loop(n_starts, n_c, X, PAR, row_pt, row_rep, Z, W, Y0, use_y0, gtol, ma
         comp[:] = 0.0
         ok_all = True
         multi = 0
-        for j in range(j0, j1):
-            z = Z[rep, j]
-            node_channel(x, par, z, c)
-            if use_y0:
-                b0, b1, bf, bok = _newton2(c, Y0[i, j - j0, 0], Y0[i, j - j0, 1], gtol, maxiter)
-            else:
-                b0, b1, bf, bok = 0.0, 0.0, math.inf, False
-                for k in range(n_starts):
-                    s0, s1 = node_start(c, k)
-                    y0, y1, f, ok = _newton2(c, s0, s1, gtol, maxiter)
-                    ys0[k] = y0
-                    ys1[k] = y1
-                    oks[k] = ok
-                    if ok and f < bf:
-                        b0, b1, bf, bok = y0, y1, f, True
-                if not bok:
-                    b0, b1 = ys0[0], ys1[0]
-                far = 0
-                for k in range(n_starts):
-                    if oks[k] and max(abs(ys0[k] - b0), abs(ys1[k] - b1)) > 1e-6:
-                        far += 1
-                if far > 0:
+        for bb in range(b0, b1):
+            for k in range(g):
+                j = bb + k * nb
+                z = Z[rep, j]
+                c = C[k]
+                node_channel(x, par, z, c)
+                found = False
+                for k2 in range(k):  # an earlier node of the orbit whose prox problem maps to this one
+                    for s in range(n_sym):
+                        if _same_channel(c, C[k2], CP, CS, s, ctol) and (not use_y0 or _same_start(
+                                Y0[i, j], Y0[i, bb + k2 * nb], YP, YS, s, ctol)):
+                            b0_ = YS[s, 0] * YB[k2, YP[s, 0]]
+                            b1_ = YS[s, 1] * YB[k2, YP[s, 1]]
+                            bok = OKB[k2]
+                            far = FAR[k2]
+                            found = True
+                            break
+                    if found:
+                        break
+                if not found:
+                    if use_y0:
+                        b0_, b1_, bf, bok = _newton2(c, Y0[i, j, 0], Y0[i, j, 1], gtol, maxiter)
+                        far = False
+                    else:
+                        b0_, b1_, bf, bok = 0.0, 0.0, math.inf, False
+                        for kk in range(n_starts):
+                            s0, s1 = node_start(c, kk)
+                            y0, y1, f, ok = _newton2(c, s0, s1, gtol, maxiter)
+                            ys0[kk] = y0
+                            ys1[kk] = y1
+                            oks[kk] = ok
+                            if ok and f < bf:
+                                b0_, b1_, bf, bok = y0, y1, f, True
+                        if not bok:
+                            b0_, b1_ = ys0[0], ys1[0]
+                        far = False
+                        for kk in range(n_starts):
+                            if oks[kk] and max(abs(ys0[kk] - b0_), abs(ys1[kk] - b1_)) > 1e-6:
+                                far = True
+                YB[k, 0] = b0_
+                YB[k, 1] = b1_
+                OKB[k] = bok
+                FAR[k] = far
+                if far:
                     multi += 1
-            if not bok:
-                ok_all = False
-            node_integrands(b0, b1, x, par, z, c, out)
-            w = W[rep, j]
-            for k in range(n_i):  # Neumaier's compensated sum: terms that cancel exactly (a rule
-                v = w * out[k]    # closed under a symmetry) leave no round-off
-                t = acc[k] + v
-                if abs(acc[k]) >= abs(v):
-                    comp[k] += (acc[k] - t) + v
-                else:
-                    comp[k] += (v - t) + acc[k]
-                acc[k] = t
-            Y[i, j - j0, 0] = b0
-            Y[i, j - j0, 1] = b1
-        for k in range(n_i):
-            E[i, k] = acc[k] + comp[k]
+                if not bok:
+                    ok_all = False
+                node_integrands(b0_, b1_, x, par, z, c, out)
+                w = W[rep, j]
+                for kk in range(n_i):  # Neumaier's compensated sum: terms that cancel exactly (a rule
+                    v = w * out[kk]    # closed under a symmetry) leave no round-off
+                    t = acc[kk] + v
+                    if abs(acc[kk]) >= abs(v):
+                        comp[kk] += (acc[kk] - t) + v
+                    else:
+                        comp[kk] += (v - t) + acc[kk]
+                    acc[kk] = t
+                Y[i, j, 0] = b0_
+                Y[i, j, 1] = b1_
+        for kk in range(n_i):
+            E[i, kk] = acc[kk] + comp[kk]
         OK[i] = ok_all
         MULTI[i] = multi
 '''
@@ -236,14 +295,24 @@ class NodeLoop:
     ``node_integrands`` writes them; ``n_channel`` the length of the channel buffer; ``par`` the
     per-point parameters ``(P, n_par)`` the channel reads; ``threads`` (default: the cores this
     process may use) the threads that the tasks -- one row (a grid point and replica) and one
-    block of :attr:`block` nodes each -- are dealt to (the compiled loop runs without the GIL). Called by the driver as
+    block of orbits (:attr:`block` nodes) each -- are dealt to (the compiled loop runs without the GIL).
+
+    ``orbit`` (``g``): the rule's nodes are orbits ``j = b + k·N/g`` of a group of ``g`` node maps
+    (``N`` divisible by ``g``; otherwise, and for ``g = 1``, no orbits); ``symmetries``: the prox
+    objective's symmetries as ``(c_perm, c_sign, y_perm, y_sign)`` — ``M(y'; c') = M(y; c)`` for
+    ``c'[a] = c_sign[a]·c[c_perm[a]]``, ``y'[a] = y_sign[a]·y[y_perm[a]]`` — used to take an orbit
+    member's minimiser from an earlier member's where their channels match to ``ctol`` (see
+    :data:`LOOP_SOURCE`). Called by the driver as
     ``loop(x, pt, rep, nodes, weights, y0, gtol, maxiter) -> (E, y, prox_ok, multi)``."""
 
     #: nodes per task (a thread's unit of work; the sums of blocks are added in order)
     block = 4096
+    #: relative distance under which two channel buffers are the same prox problem (round-off)
+    ctol = 1e-13
 
     def __init__(self, module: Any, names: tuple[str, ...], n_channel: int, n_starts: int, par: Any,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, orbit: int = 1,
+                 symmetries: Any = ()) -> None:
         import os
 
         self.module, self.names = module, tuple(names)
@@ -252,6 +321,18 @@ class NodeLoop:
         if threads is None:
             threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.threads = max(1, int(threads))
+        if int(orbit) < 1:
+            raise ValueError(f"orbit must be an integer >= 1, got {orbit!r}")
+        self.orbit = int(orbit)
+        sym = list(symmetries)
+        nc = self.n_channel
+        self.CP = np.array([np.asarray(s[0], dtype=np.int64) for s in sym], dtype=np.int64).reshape(len(sym), nc)
+        self.CS = np.array([np.asarray(s[1], dtype=float) for s in sym], dtype=float).reshape(len(sym), nc)
+        self.YP = np.array([np.asarray(s[2], dtype=np.int64) for s in sym], dtype=np.int64).reshape(len(sym), 2)
+        self.YS = np.array([np.asarray(s[3], dtype=float) for s in sym], dtype=float).reshape(len(sym), 2)
+        for name, arr, n in (("c_perm", self.CP, nc), ("y_perm", self.YP, 2)):
+            if arr.size and (arr.min() < 0 or arr.max() >= n):
+                raise ValueError(f"symmetries: {name} entries must be in [0, {n}), got {arr.tolist()}")
 
     def __call__(self, x: Any, pt: Any, rep: Any, nodes: Any, weights: Any, y0: Any, gtol: float,
                  maxiter: int) -> tuple[dict[str, Any], Any, Any, Any]:
@@ -265,18 +346,21 @@ class NodeLoop:
         Z = np.ascontiguousarray(nodes, dtype=float)
         W = np.ascontiguousarray(weights, dtype=float)
         Y0 = np.ascontiguousarray(y0, dtype=float).reshape(P, N, 2) if use_y0 else np.empty((P, 1, 2))
-        B = self.block
-        nb = -(-N // B)
+        g = self.orbit if (self.orbit > 1 and N % self.orbit == 0 and self.CP.shape[0]) else 1
+        nbase = N // g
+        B = max(1, self.block // g)  # orbits per task
+        nb = -(-nbase // B)
         EB = np.empty((P, nb, len(self.names)))
         OKB = np.empty((P, nb), dtype=np.bool_)
         MB = np.empty((P, nb), dtype=np.int64)
         gt, mi = float(gtol), int(maxiter)
 
         def run(i: int, b: int) -> None:
-            j0, j1 = b * B, min(N, (b + 1) * B)
+            b0, b1 = b * B, min(nbase, (b + 1) * B)
             self.module.node_loop(self.n_starts, self.n_channel, X[i:i + 1], self.par, pt[i:i + 1], rep[i:i + 1], Z, W,
-                                  Y0[i:i + 1, j0:j1] if use_y0 else Y0, use_y0, gt, mi, j0, j1,
-                                  EB[i:i + 1, b], Y[i:i + 1, j0:j1], OKB[i:i + 1, b], MB[i:i + 1, b])
+                                  Y0[i:i + 1] if use_y0 else Y0, use_y0, gt, mi, g, nbase, self.CP, self.CS,
+                                  self.YP, self.YS, self.ctol, b0, b1,
+                                  EB[i:i + 1, b], Y[i:i + 1], OKB[i:i + 1, b], MB[i:i + 1, b])
 
         tasks = [(i, b) for i in range(P) for b in range(nb)]
         nt = min(self.threads, len(tasks))

@@ -80,7 +80,9 @@ def gauss_hermite(n: int, dim: int = 1) -> Rule:
 def sobol_normal(n: int, dim: int, seed: int | None = 0, scramble: bool = True) -> Rule:
     """Randomised (scrambled) Sobol' points mapped to ``N(0, I_dim)`` by the inverse CDF.
 
-    ``n`` is rounded up to a power of two (Sobol' balance); equal weights.
+    ``n`` is rounded up to a power of two (Sobol' balance), except that ``n = 3·2^k`` is kept: the
+    first ``3·2^k`` points of the sequence are two balanced nets (of ``2^(k+1)`` and ``2^k``
+    points), so rules can grow by factors 1.5 and 4/3 as well as 2. Equal weights.
     """
     from scipy.stats import norm, qmc
 
@@ -88,9 +90,11 @@ def sobol_normal(n: int, dim: int, seed: int | None = 0, scramble: bool = True) 
         raise ValueError(f"n and dim must be >= 1, got n={n}, dim={dim}")
     m = int(np.ceil(np.log2(n)))
     u = qmc.Sobol(d=dim, scramble=scramble, seed=seed).random_base2(m)
+    if m >= 2 and n == 3 * 2 ** (m - 2):
+        u = u[:n]
     u = np.clip(u, 1e-16, 1 - 1e-16)
     nodes = norm.ppf(u)
-    return Rule(nodes, np.full(len(nodes), 1.0 / len(nodes)), "sobol", 2 ** m)
+    return Rule(nodes, np.full(len(nodes), 1.0 / len(nodes)), "sobol", len(nodes))
 
 
 def expectation(f: Callable[[Any], Any], rule: Rule, xp: Any = np) -> Any:

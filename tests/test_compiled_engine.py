@@ -213,3 +213,80 @@ def test_numba_target_piecewise_rational_and_special_functions():
     np.testing.assert_allclose(got, ref, rtol=1e-14, atol=1e-300)
     with pytest.raises(UnmappedNodeError, match="numba"):
         generate(Program("ei_check", (x,), ((out, sp.Ei(x)),), (out,)), "numba")
+
+
+# ---------------------------------------------------------------- orbits: a node's prox from its image's
+def test_declared_prox_symmetries_leave_the_objective_invariant():
+    """Each substitution of ``prox_symmetries`` maps the proximal objective (§3, SymPy) to itself
+    exactly: the fact the compiled loop relies on when it takes a node's minimiser from its
+    image's."""
+    import sympy as sp
+
+    M = MODEL.moreau
+    subs = MODEL.prox_symmetries
+    assert len(subs) == 2 and subs[0] == {}
+    for sub in subs:
+        assert sp.simplify(M.xreplace(sub) - M) == 0
+    # and a substitution that is not a symmetry is caught by the same check
+    from derive.models.positional_semantic import T11, T12
+
+    assert sp.simplify(M.xreplace({T11: T12, T12: T11}) - M) != 0
+
+
+@pytest.mark.parametrize("branch", ["positional", "semantic", "agnostic"])
+def test_orbit_reuse_gives_the_map_of_a_full_solve(branch):
+    """The loop with orbits (a node's prox taken from its image's where their channels match)
+    and without (every node solved from its starts) give the same map to round-off, on the
+    global prox and on the continued (warm) one, at a state on the branch's invariant set and
+    off it (where the channels do not match and nothing is reused)."""
+    from numerics.backend import get_backend
+
+    params = MODEL.validate(dict(alpha=np.array([1.0]), omega=np.array([0.3]), sigma=np.full(1, 0.5),
+                                 lam=np.full(1, 0.01)))
+    d, pb = MODEL.saddle(params, get_backend("numpy"), branch=branch, n_quad=2048, replicas=2, hats="envelope")
+    loop = pb.compiled
+    assert loop.orbit == (4 if branch == "agnostic" else 2)
+    bare = nc.NodeLoop(loop.module, loop.names, loop.n_channel, loop.n_starts, loop.par, threads=1)
+    on_set = {"positional": [0.0435, 0.248, 16.4, 0.0], "semantic": [0.05, 0.0, 15.0, 0.12],
+              "agnostic": [0.05, 0.0, 15.0, 0.0]}[branch]
+    off_set = [0.05, 0.1, 15.0, 0.08]
+    for x in (on_set, off_set):
+        X = np.tile(np.array(x)[None], (d.R, 1))
+        rows = np.arange(d.R)
+        E1, Y1, ok1, mu1 = loop(X, rows // d.R, rows % d.R, d.nodes, d.weights, None, d.gtol, d.prox_maxiter)
+        E0, Y0, ok0, mu0 = bare(X, rows // d.R, rows % d.R, d.nodes, d.weights, None, d.gtol, d.prox_maxiter)
+        np.testing.assert_allclose(Y1, Y0, rtol=1e-9, atol=1e-11)
+        np.testing.assert_array_equal(ok1, ok0)
+        np.testing.assert_array_equal(mu1, mu0)
+        for k in E0:
+            np.testing.assert_allclose(E1[k], E0[k], rtol=1e-11, atol=1e-14, err_msg=k)
+        # the warm path: each node's Newton continued from the minimisers just found
+        W1 = loop(X * 1.001, rows // d.R, rows % d.R, d.nodes, d.weights, Y1, d.gtol, d.prox_maxiter)
+        W0 = bare(X * 1.001, rows // d.R, rows % d.R, d.nodes, d.weights, Y0, d.gtol, d.prox_maxiter)
+        np.testing.assert_allclose(W1[1], W0[1], rtol=1e-9, atol=1e-11)
+        for k in W0[0]:
+            np.testing.assert_allclose(W1[0][k], W0[0][k], rtol=1e-11, atol=1e-14, err_msg=k)
+
+
+def test_node_loop_checks_its_symmetry_declaration():
+    loop = MODEL.saddle(MODEL.validate(dict(alpha=np.array([1.0]), omega=np.array([0.3]), sigma=np.full(1, 0.5),
+                                            lam=np.full(1, 0.01))), branch="semantic", n_quad=256)[1].compiled
+    with pytest.raises(ValueError, match="orbit"):
+        nc.NodeLoop(loop.module, loop.names, loop.n_channel, 2, loop.par, orbit=0)
+    with pytest.raises(ValueError, match="c_perm"):
+        nc.NodeLoop(loop.module, loop.names, loop.n_channel, 2, loop.par, orbit=2,
+                    symmetries=[([0] * (loop.n_channel - 1) + [loop.n_channel], [1.0] * loop.n_channel, [0, 1],
+                                 [1.0, 1.0])])
+
+
+def test_rule_sizes_three_times_a_power_of_two():
+    """Rules grow by 1.5 and 4/3 as well as 2: ``3·2^k`` Sobol' points are the sequence's prefix
+    (two balanced nets); other sizes still round up to a power of two."""
+    from numerics.quadrature import sobol_normal
+
+    a, b = sobol_normal(3 * 256, 2, seed=5), sobol_normal(1024, 2, seed=5)
+    assert a.size == 768 and b.size == 1024
+    np.testing.assert_array_equal(a.nodes, b.nodes[:768])
+    assert sobol_normal(700, 2).size == 1024 and sobol_normal(1000, 2).size == 1024
+    sizes = [MODEL.rule_size(n) for n in (1, 3, 4096, 4097, 6144, 6145, 8192, 40000)]
+    assert sizes == [1, 3, 4096, 6144, 6144, 8192, 8192, 49152]

@@ -78,7 +78,7 @@ __all__ = ["Program", "Kernel", "generate", "cache_dir", "CODEGEN_VERSION", "Ker
            "equations_digest", "derivation_key", "DerivationCache"]
 
 #: Bump when the lowering or the printers change what source a program produces.
-CODEGEN_VERSION = "3"
+CODEGEN_VERSION = "4"
 
 _MP_PRELUDE = '''
 def _mp_logaddexp(mp, a, b):
@@ -722,6 +722,34 @@ class _Emitter:
         lines.append(f"{lhs_name} = {printer.doprint(reduced[0])}")
         return lines
 
+    def joint_statements(self, assignments: Sequence[tuple[sp.Symbol, str, sp.Expr]]) -> list[str]:
+        """Statements for all ``(lhs, name, expr)`` with one common-subexpression elimination over
+        every right-hand side (the scalar ``numba`` target: a temporary is a register, so a value
+        two outputs share is computed once); each temporary is written just before the first
+        statement that needs it, after the assignments it reads."""
+        temps = iter(lambda: self._new_temp(), None)
+        replacements, reduced = sp.cse([rhs for _, _, rhs in assignments], symbols=temps, order="none")
+        defs = dict(replacements)
+        order = {sym: i for i, (sym, _) in enumerate(replacements)}
+        printer = self._printer()
+        done: set[sp.Symbol] = set()
+        lines: list[str] = []
+        for (lhs, name, rhs), red in zip(assignments, reduced):
+            need: set[sp.Symbol] = set()
+            stack = [t for t in red.free_symbols if t in defs]
+            while stack:
+                t = stack.pop()
+                if t in need or t in done:
+                    continue
+                need.add(t)
+                stack += [u for u in defs[t].free_symbols if u in defs]
+            lines.append(f"# {lhs} = {_short(rhs, 160)}".replace("\n", " "))
+            for t in sorted(need, key=order.__getitem__):
+                lines.append(f"{self.names[t]} = {printer.doprint(defs[t])}")
+                done.add(t)
+            lines.append(f"{name} = {printer.doprint(red)}")
+        return lines
+
     def helper_piecewise(self, pw: sp.Piecewise, args: list[sp.Symbol]) -> str:
         """Emit a helper evaluating ``pw``; return its name."""
         name = f"_{self.prefix}_pw{self._n_helpers}"
@@ -840,6 +868,14 @@ class _Emitter:
         return name
 
 
+def _joint_cse_applies(lowered: Sequence[tuple[sp.Symbol, sp.Expr]]) -> bool:
+    """One CSE over a whole program (:meth:`_Emitter.joint_statements`) where no right-hand side
+    holds a Piecewise (emitted as helper calls) and the program is small enough for SymPy's
+    ``cse`` (the per-statement path keeps its linear-time fallback for huge expressions)."""
+    return (all(not rhs.has(sp.Piecewise) for _, rhs in lowered)
+            and sum(_tree_size(rhs) for _, rhs in lowered) <= 20_000)
+
+
 def _tree_size(expr: sp.Basic) -> int:
     """Number of nodes of ``expr`` printed as a tree (computed on the DAG)."""
     size: dict[sp.Basic, int] = {}
@@ -953,9 +989,12 @@ def _render(program: Program, lowered: list[tuple[sp.Symbol, sp.Expr]], target: 
         used.add(n)
     em = _Emitter(target, fn_name, names)
     body: list[str] = []
-    for lhs, rhs in lowered:
-        body.append(f"# {lhs} = {_short(rhs, 160)}".replace("\n", " "))
-        body += em.statements(names[lhs], rhs)
+    if target == "numba" and _joint_cse_applies(lowered):
+        body += em.joint_statements([(lhs, names[lhs], rhs) for lhs, rhs in lowered])
+    else:
+        for lhs, rhs in lowered:
+            body.append(f"# {lhs} = {_short(rhs, 160)}".replace("\n", " "))
+            body += em.statements(names[lhs], rhs)
     if target == "numba":  # a tuple in the order of ``outputs`` (Numba returns no dicts)
         body.append("return (" + "".join(f"{names[s]}, " for s in program.outputs) + ")")
     else:

@@ -262,6 +262,20 @@ class PositionalSemantic(Model):
         return (x1 - h1) ** 2 / V + (x2 - h2) ** 2 / V + self.loss(x1, x2)
 
     @cached_property
+    def prox_symmetries(self) -> tuple[dict[sp.Symbol, sp.Symbol], ...]:
+        r"""Symmetries of the proximal objective $\mathcal M(x; h, V, \sigma, T)$ (§3), as
+        simultaneous substitutions of its variables: the identity — the image of a node under the
+        teacher flip $w\to-w$ has the same $(h, T)$ where $\theta=0$ ($T$ is even in $t$) — and
+        the token exchange $x_1\leftrightarrow x_2$, $h_1\leftrightarrow h_2$,
+        $T_{11}\leftrightarrow T_{22}$, $T_{12}\leftrightarrow T_{21}$ (the loss is a sum over
+        both tokens; the image of a node under $(\xi_1,w_1)\leftrightarrow(\xi_2,w_2)$ has the
+        exchanged $(h, T)$ where $m=0$ and $A$ is exchange-symmetric). ``moreau`` is invariant
+        under each (tested). The compiled loop takes a node's minimiser from its image's where the
+        channels match (:data:`numerics.compiled.LOOP_SOURCE`, *orbits*)."""
+        swap = {x1: x2, x2: x1, h1: h2, h2: h1, T11: T22, T22: T11, T12: T21, T21: T12}
+        return ({}, swap)
+
+    @cached_property
     def prior_terms(self) -> sp.Expr:
         """§5: the order-parameter part of Φ (Gaussian prior with ridge λ)."""
         return (sp.Rational(1, 2) * (Vh * q - qh * V) - m * mh - theta * thh
@@ -692,18 +706,26 @@ class PositionalSemantic(Model):
 
     #: quad_rtol refinement: relative step of the central differences of the first rule's global
     #: map (the Jacobian the larger rule's Newton steps start with), the margin on the N^{-1/2}
-    #: estimate of the rule that meets the target (before rounding up to a power of 2), and the
-    #: largest growth per step (the 4-replica error bar is itself uncertain by about ±40 %: a
-    #: 16-fold step from 4096 overshot the semantic branch, which 32768 points already meet)
+    #: estimate of the rule that meets the target, and the largest growth per step
     REFINE_JAC_STEP = 1e-2
     REFINE_MARGIN = 1.2
-    REFINE_MAX_GROWTH = 8
+    REFINE_MAX_GROWTH = 16
 
     @staticmethod
     def _refines(o: Mapping[str, Any], L: int, r: int) -> bool:
         """Option ``quad_rtol`` applies to the (2, 1) model on QMC rules with an error estimate."""
         return (o.get("quad_rtol") is not None and (L, r) == (2, 1) and o["quadrature"] == "qmc"
                 and int(o["replicas"]) >= 2)
+
+    @staticmethod
+    def rule_size(n: float) -> int:
+        """The smallest rule size ``2^k`` or ``3·2^k`` (points per replica; the sizes whose Sobol'
+        prefix is at most two balanced nets, :func:`numerics.quadrature.sobol_normal`) ``>= n``."""
+        k = int(np.floor(np.log2(max(float(n), 1.0))))
+        for size in (2**k, 3 * 2 ** (k - 1), 2 ** (k + 1)):
+            if size >= n and size >= 1:
+                return int(size)
+        return int(2 ** (k + 1))
 
     def _refine(self, params: Mapping[str, Any], backend: Backend | None, o: Mapping[str, Any], branch: str,
                 driver: SaddleDriver, problem: SaddleProblem, res: SaddleResult, out: dict[str, Any],
@@ -713,16 +735,19 @@ class PositionalSemantic(Model):
         value) is above ``quad_rtol``, until it is met or the rule has ``n_quad_max`` points.
 
         The QMC error decreases about as N^{-1/2} here (the prox jumps between wells: a
-        discontinuous integrand), so the next size is ``N·(err/quad_rtol)²`` with a margin of
-        :attr:`REFINE_MARGIN`, rounded up to a power of two, at least 2N and at most
-        :attr:`REFINE_MAX_GROWTH` · N. Each replica of a refined point starts
-        at its own fixed point on the previous rule, with the Jacobian of that rule's map there
-        (central differences of the global map, relative step 1e-2, after the first rule; the
-        Broyden matrix after the others), by Newton steps on the global map
-        (:meth:`SaddleDriver.solve`, ``start_replicas``, ``jac0``): a few evaluations of the large
-        rule instead of a solve from scratch. A point whose refined solve fails keeps its
-        previous values (and is not refined further); points left above ``quad_rtol`` are
-        reported with a ``RuntimeWarning``."""
+        discontinuous integrand; measured N^{-0.5} to N^{-0.8} between 4096 and 65536 points,
+        the 4-replica error bar itself scattering by about ±50 %), so the next size is
+        ``N·(err/quad_rtol)²`` with a margin of :attr:`REFINE_MARGIN`, rounded up to
+        :meth:`rule_size` (``2^k`` or ``3·2^k``), at least 1.5·N and at most
+        :attr:`REFINE_MAX_GROWTH` · N. (Pooling the rules' error bars under the N^{-1/2} law was
+        tried: the first rule's bar is pre-asymptotic, up to 4.5x above that law, and dominated
+        the pool.) Each replica of a refined point starts at its own fixed point on the previous
+        rule, with the Jacobian of that rule's map there (central differences of the global map,
+        relative step 1e-2, after the first rule; the Broyden matrix after the others), by Newton
+        steps on the global map (:meth:`SaddleDriver.solve`, ``start_replicas``, ``jac0``): a few
+        evaluations of the large rule instead of a solve from scratch. A point whose refined
+        solve fails keeps its previous values (and is not refined further); points left above
+        ``quad_rtol`` are reported with a ``RuntimeWarning``."""
         rtol = float(o["quad_rtol"])
         n_max = int(o["n_quad_max"])
         N, R, P = driver.N, driver.R, driver.P
@@ -738,7 +763,7 @@ class PositionalSemantic(Model):
             if not need.any():
                 break
             grow = float(np.max(err[need] / rtol)) ** 2 * self.REFINE_MARGIN
-            N_new = int(min(n_max, self.REFINE_MAX_GROWTH * N, max(2 * N, 2 ** int(np.ceil(np.log2(N * grow))))))
+            N_new = int(min(n_max, self.REFINE_MAX_GROWTH * N, max(self.rule_size(1.5 * N), self.rule_size(N * grow))))
             pick = np.nonzero(need)[0]
             first = pick[~have_J[pick]]
             if first.size:  # first rule: central differences of its global map at its fixed points
@@ -1331,7 +1356,14 @@ def _node_loop_r1(model: PositionalSemantic, p: Mapping[str, Any], o: Mapping[st
     P = int(p["alpha"].shape[0])
     par = np.column_stack([np.asarray(p["sigma"], float), np.asarray(p["omega"], float)]
                           + [np.full(P, a) for a in A_vals])
-    return NodeLoop(mod, tuple(outs), len(chan_slots), 2, par, threads=o.get("threads"))
+    # the prox objective's symmetries as permutations of the channel buffer and of (y0, y1)
+    slots = (h1, h2, V, sigma, T11, T12, T21, T22, Vstar)
+    sym = [([slots.index(sub.get(sv, sv)) for sv in slots], [1.0] * len(slots),
+            [(x1, x2).index(sub.get(yv, yv)) for yv in (x1, x2)], [1.0, 1.0]) for sub in model.prox_symmetries]
+    # the rule's orbits (replica_rule closes each replica: base block, then its images)
+    orbit = {"positional": 2, "semantic": 2}.get(o["branch"], 4) if o["quadrature"] == "qmc" else 1
+    return NodeLoop(mod, tuple(outs), len(chan_slots), 2, par, threads=o.get("threads"), orbit=orbit,
+                    symmetries=sym)
 
 
 def _outputs_r1(res: SaddleResult, X: np.ndarray, xp: Any) -> dict[str, Any]:
