@@ -334,6 +334,21 @@ class NodeLoop:
             if arr.size and (arr.min() < 0 or arr.max() >= n):
                 raise ValueError(f"symmetries: {name} entries must be in [0, {n}), got {arr.tolist()}")
 
+    def _executor(self) -> Any:
+        """This loop's worker threads, started on first use and kept for its later calls (a
+        solve evaluates the map tens of times: a pool per call cost more than the small rules'
+        loops); they end with the loop object."""
+        if getattr(self, "_pool", None) is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="node-loop")
+        return self._pool
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
+
     def __call__(self, x: Any, pt: Any, rep: Any, nodes: Any, weights: Any, y0: Any, gtol: float,
                  maxiter: int) -> tuple[dict[str, Any], Any, Any, Any]:
         P = x.shape[0]
@@ -368,11 +383,20 @@ class NodeLoop:
             for t in tasks:
                 run(*t)
         else:
-            from concurrent.futures import ThreadPoolExecutor
+            import threading
 
-            with ThreadPoolExecutor(max_workers=nt) as pool:
-                for f in [pool.submit(run, *t) for t in tasks]:
-                    f.result()
+            queue, lock = iter(tasks), threading.Lock()
+
+            def worker() -> None:  # takes tasks until none is left (the blocks' sums land in place)
+                while True:
+                    with lock:
+                        t = next(queue, None)
+                    if t is None:
+                        return
+                    run(*t)
+
+            for f in [self._executor().submit(worker) for _ in range(nt)]:
+                f.result()
         E = EB.sum(axis=1)  # the blocks in a fixed order: independent of the number of threads
         OK = OKB.all(axis=1)
         MULTI = MB.sum(axis=1)

@@ -87,8 +87,8 @@ def test_refinement_meets_target_and_equals_a_cold_solve_on_the_final_rule():
     """quad_rtol: the refined point's error bars are below the target, it records its rule, and
     its fixed point is the one a solve from scratch on that rule finds (the refinement only
     changes the start, never the map)."""
-    r = MODEL.solve_pairs([1.0], [0.3], "semantic", n_quad=256, hats="envelope", quad_rtol=1e-2)
-    assert bool(r["converged"][0])
+    r = MODEL.solve_pairs([1.0], [0.3], "semantic", n_quad=256, hats="envelope", quad_rtol=1e-2, quad_tol=1e-10)
+    assert bool(r["converged"][0]) and float(r["residual"][0]) <= 1e-10
     assert float(r["quad_error"][0]) <= 1e-2
     n_final = int(r["n_nodes"][0])
     assert n_final > 256
@@ -96,6 +96,16 @@ def test_refinement_meets_target_and_equals_a_cold_solve_on_the_final_rule():
     for k in ("q", "v", "theta", "mse", "phi"):
         assert abs(float(r[k][0]) - float(cold[k][0])) <= 1e-7 * abs(float(cold[k][0])), k
         assert abs(float(r[f"{k}_err"][0]) - float(cold[f"{k}_err"][0])) <= 1e-6 * abs(float(cold[f"{k}_err"][0])) + 1e-15
+
+
+def test_quad_rtol_solves_to_quad_tol():
+    """With quad_rtol the fixed points are solved to quad_tol (default 1e-4·quad_rtol, at least
+    tol): converged means an undamped residual below it, and it is reported."""
+    r = MODEL.solve_pairs([1.0], [0.3], "semantic", n_quad=256, quad_rtol=1e-2)
+    assert bool(r["converged"][0]) and int(r["n_nodes"][0]) > 256
+    assert float(r["residual"][0]) <= 1e-6
+    with pytest.raises(ValueError, match="quad_tol"):
+        MODEL.solve_pairs([1.0], [0.3], "semantic", quad_tol=0.1)
 
 
 def test_refinement_cap_warns_and_reports_the_error():

@@ -129,7 +129,7 @@ class PositionalSemantic(Model):
         "r": 1,  # rank of the tied query/key (r = 2: general construction, matrix order parameters)
         "quadrature": "qmc",  # "qmc" (scrambled Sobol') or "gauss-hermite"
         "hats": "envelope",  # conjugate integrands: "envelope" (E ∂_p M, derived from Φ) or "stein" (§4 stated)
-        "n_quad": 4096,  # QMC points (rounded up to a power of 2), or GH nodes per variable
+        "n_quad": 4096,  # QMC points (rounded up to 2^k or 3*2^k), or GH nodes per variable
         "seed": 0,  # scrambling seed of the first QMC replica (replica j: seed + j)
         "replicas": 4,  # independent scrambled replicas pooled; their spread gives the quadrature error
         "tol": 1e-10,  # undamped residual of the fixed point, all order parameters
@@ -141,6 +141,7 @@ class PositionalSemantic(Model):
         "progress": False,
         "quad_rtol": 1e-3,  # refine the QMC rule until every relative error bar is below this (None: fixed n_quad)
         "n_quad_max": 2**18,  # largest rule the refinement may use (points per replica)
+        "quad_tol": None,  # undamped residual of the solves when quad_rtol is set (None: 1e-4 quad_rtol)
         "threads": None,  # threads of the compiled loop (None: every core this process may use)
         "engine": "auto",  # per-node loop: "compiled" (Numba), "array" (NumPy), "auto" (compiled if it imports)
     }
@@ -162,7 +163,7 @@ class PositionalSemantic(Model):
                "the pitchfork (α = 0.75, ω = 0.3) the Stein θ is biased (0.058 ± 0.003 vs 0.0401 ± 0.0005); "
                "at quad_rtol = 1e-3 the Stein form needs a 4x larger rule on the semantic branch",
                kind="choice", choices=("envelope", "stein")),
-        Option("n_quad", 4096, "QMC points per replica (>= 64, rounded up to a power of 2) or "
+        Option("n_quad", 4096, "QMC points per replica (>= 64, rounded up to 2^k or 3·2^k) or "
                "Gauss–Hermite nodes per variable (>= 2: 4 is the authors' degree-7 cubature; at most "
                "2^22 nodes in all)",
                kind="int", domain=Domain(2, 2**24, True, True, integer=True)),
@@ -184,8 +185,14 @@ class PositionalSemantic(Model):
         Option("quad_rtol", 1e-3, "target of the quadrature error: the converged points whose largest "
                "relative error bar (output quad_error: q, m, V, θ, mse, Φ) is above it are solved again on "
                "QMC rules of more points (n_quad is the first rule), each replica started at its fixed point "
-               "on the previous rule; None: the fixed rule n_quad. (L, r) = (2, 1), quadrature 'qmc', "
-               "replicas >= 2 only", kind="float", domain=Domain(1e-6, 1.0, True, True), allow_none=True),
+               "on the previous rule (every rule solved to the undamped residual quad_tol); None: the "
+               "fixed rule n_quad, solved to tol. (L, r) = (2, 1), quadrature 'qmc', replicas >= 2 only",
+               kind="float", domain=Domain(1e-6, 1.0, True, True), allow_none=True),
+        Option("quad_tol", None, "undamped residual of the fixed points when quad_rtol is set; None: "
+               "max(tol, 1e-4 quad_rtol), four orders below the quadrature target (one node switching "
+               "wells moves the map of a 65536-point rule by about 1e-6, where the Newton residuals stall: "
+               "a smaller residual is below the map's own granularity and costs 2-3 more evaluations of "
+               "the largest rule)", kind="float", domain=Domain(1e-15, 1e-3, True, True), allow_none=True),
         Option("n_quad_max", 2**18, "largest QMC rule (points per replica) of the quad_rtol refinement; points "
                "still above quad_rtol there are reported with a warning",
                kind="int", domain=Domain(64, 2**22, True, True, integer=True)),
@@ -669,7 +676,11 @@ class PositionalSemantic(Model):
             bar.update(1)
             bar.set_postfix(active=int(active.shape[0]))
 
-        res = driver.solve(xp.asarray(x0), tol=float(o["tol"]), maxiter=int(o["maxiter"]),
+        tol = float(o["tol"])
+        if self._refines(o, L, r):  # quad_rtol: every rule solved to quad_tol (REFINE_TOL_FACTOR)
+            qt = o.get("quad_tol")
+            tol = float(qt) if qt is not None else max(tol, self.REFINE_TOL_FACTOR * float(o["quad_rtol"]))
+        res = driver.solve(xp.asarray(x0), tol=tol, maxiter=int(o["maxiter"]),
                            damping=float(o["damping"]), anderson=int(o["anderson"]), jacobian=bool(o["stability"]),
                            callback=cb, **kw)
         bar.close()
@@ -710,6 +721,13 @@ class PositionalSemantic(Model):
     REFINE_JAC_STEP = 1e-2
     REFINE_MARGIN = 1.2
     REFINE_MAX_GROWTH = 16
+    #: with quad_rtol (option ``quad_tol`` None) every rule is solved to the undamped residual
+    #: ``max(tol, REFINE_TOL_FACTOR·quad_rtol)`` (1e-7 at the default 1e-3): four orders below the
+    #: quadrature error it is refined to meet, and below the map's granularity on such rules --
+    #: one node whose minimiser switches wells moves the map by its weight (1/N per replica) times
+    #: the integrand's jump, about 1e-6 at N = 65536, where the Newton residuals of the default
+    #: point stall for a few steps (1e-10 costs 2-3 more evaluations of the largest rule)
+    REFINE_TOL_FACTOR = 1e-4
 
     @staticmethod
     def _refines(o: Mapping[str, Any], L: int, r: int) -> bool:
