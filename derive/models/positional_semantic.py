@@ -189,10 +189,10 @@ class PositionalSemantic(Model):
                "fixed rule n_quad, solved to tol. (L, r) = (2, 1), quadrature 'qmc', replicas >= 2 only",
                kind="float", domain=Domain(1e-6, 1.0, True, True), allow_none=True),
         Option("quad_tol", None, "undamped residual of the fixed points when quad_rtol is set; None: "
-               "max(tol, 1e-4 quad_rtol), four orders below the quadrature target (one node switching "
-               "wells moves the map of a 65536-point rule by about 1e-6, where the Newton residuals stall: "
-               "a smaller residual is below the map's own granularity and costs 2-3 more evaluations of "
-               "the largest rule)", kind="float", domain=Domain(1e-15, 1e-3, True, True), allow_none=True),
+               "max(tol, 1e-4 quad_rtol), four orders below the quadrature target and far below what a "
+               "rule's map resolves (where one node switches wells the map steps by 1e-4 to 1e-3 relative "
+               "on 65536 points, and each smooth piece can have its own fixed point); 1e-10 costs 2-3 more "
+               "evaluations of the largest rule", kind="float", domain=Domain(1e-15, 1e-3, True, True), allow_none=True),
         Option("n_quad_max", 2**18, "largest QMC rule (points per replica) of the quad_rtol refinement; points "
                "still above quad_rtol there are reported with a warning",
                kind="int", domain=Domain(64, 2**22, True, True, integer=True)),
@@ -723,10 +723,10 @@ class PositionalSemantic(Model):
     REFINE_MAX_GROWTH = 16
     #: with quad_rtol (option ``quad_tol`` None) every rule is solved to the undamped residual
     #: ``max(tol, REFINE_TOL_FACTOR·quad_rtol)`` (1e-7 at the default 1e-3): four orders below the
-    #: quadrature error it is refined to meet, and below the map's granularity on such rules --
-    #: one node whose minimiser switches wells moves the map by its weight (1/N per replica) times
-    #: the integrand's jump, about 1e-6 at N = 65536, where the Newton residuals of the default
-    #: point stall for a few steps (1e-10 costs 2-3 more evaluations of the largest rule)
+    #: quadrature error it is refined to meet, and far below what the rule's map resolves -- it is
+    #: piecewise smooth, stepping where one of its nodes with two minima switches wells by the
+    #: node's weight (1/N) times the integrand's jump: 1e-4 to 1e-3 relative at N = 65536 (measured
+    #: at the default point), and each smooth piece can have its own fixed point
     REFINE_TOL_FACTOR = 1e-4
 
     @staticmethod
