@@ -180,19 +180,10 @@ def _newton2(c, y0, y1, gtol, maxiter):
 
 
 @_jit
-def _same_channel(c, ref, CP, CS, s, ctol):
+def _same_channel(c, ref, CP, CS, s, ctol):  # c[a] == CS[s, a]·ref[CP[s, a]] to ctol (also for starts)
     for a in range(c.shape[0]):
         r = CS[s, a] * ref[CP[s, a]]
         if abs(c[a] - r) > ctol * max(1.0, abs(r)):
-            return False
-    return True
-
-
-@_jit
-def _same_start(y, ref, YP, YS, s, ctol):
-    for a in range(2):
-        r = YS[s, a] * ref[YP[s, a]]
-        if abs(y[a] - r) > ctol * max(1.0, abs(r)):
             return False
     return True
 
@@ -229,7 +220,7 @@ def node_loop(n_starts, n_c, X, PAR, row_pt, row_rep, Z, W, Y0, use_y0, gtol, ma
                 found = False
                 for k2 in range(k):  # an earlier node of the orbit whose prox problem maps to this one
                     for s in range(n_sym):
-                        if _same_channel(c, C[k2], CP, CS, s, ctol) and (not use_y0 or _same_start(
+                        if _same_channel(c, C[k2], CP, CS, s, ctol) and (not use_y0 or _same_channel(
                                 Y0[i, j], Y0[i, bb + k2 * nb], YP, YS, s, ctol)):
                             b0_ = YS[s, 0] * YB[k2, YP[s, 0]]
                             b1_ = YS[s, 1] * YB[k2, YP[s, 1]]

@@ -276,6 +276,17 @@ def test_orbit_reuse_gives_the_map_of_a_full_solve(branch):
         np.testing.assert_allclose(W1[1], W0[1], rtol=1e-9, atol=1e-11)
         for k in W0[0]:
             np.testing.assert_allclose(W1[0][k], W0[0][k], rtol=1e-11, atol=1e-14, err_msg=k)
+    # control: the same orbits with a wrong map of the minimiser (y -> -y) change the minimisers
+    # on the invariant set, so reuse does happen there, and leave them off it, where it must not
+    wrong = nc.NodeLoop(loop.module, loop.names, loop.n_channel, loop.n_starts, loop.par, threads=1,
+                        orbit=loop.orbit, symmetries=[(loop.CP[s], loop.CS[s], loop.YP[s], -loop.YS[s])
+                                                      for s in range(loop.CP.shape[0])])
+    for x, reused in ((on_set, True), (off_set, False)):
+        X = np.tile(np.array(x)[None], (d.R, 1))
+        rows = np.arange(d.R)
+        Yw = wrong(X, rows // d.R, rows % d.R, d.nodes, d.weights, None, d.gtol, d.prox_maxiter)[1]
+        Yb = bare(X, rows // d.R, rows % d.R, d.nodes, d.weights, None, d.gtol, d.prox_maxiter)[1]
+        assert (not np.allclose(Yw, Yb, rtol=1e-9, atol=1e-11)) == reused
 
 
 def test_node_loop_checks_its_symmetry_declaration():
